@@ -1,0 +1,510 @@
+
+/*
+ * Copyright (C) icp_gate authors
+ *
+ * The HTTP gate: judges the host of every main request in the preaccess
+ * phase, which "satisfy any" cannot skip, and refuses through nginx's
+ * error pages.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_icp_gate.h"
+#include "ngx_icp_gate_log.h"
+
+
+typedef struct {
+    ngx_icp_gate_conf_t         gate;
+    ngx_uint_t                  status;
+} ngx_http_icp_gate_loc_conf_t;
+
+
+typedef struct {
+    ngx_icp_gate_judgement_t    judgement;
+    ngx_http_request_t         *request;
+    unsigned                    waiting:1;
+    unsigned                    judged:1;
+} ngx_http_icp_gate_ctx_t;
+
+
+static ngx_int_t ngx_http_icp_gate_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_icp_gate_act(ngx_http_request_t *r,
+    ngx_http_icp_gate_ctx_t *ctx, ngx_http_icp_gate_loc_conf_t *lcf);
+static void ngx_http_icp_gate_log(ngx_http_request_t *r,
+    ngx_http_icp_gate_ctx_t *ctx, ngx_http_icp_gate_loc_conf_t *lcf);
+static void ngx_http_icp_gate_wake(ngx_icp_gate_waiter_t *w);
+static void ngx_http_icp_gate_cleanup(void *data);
+static ngx_http_icp_gate_ctx_t *ngx_http_icp_gate_get_ctx(
+    ngx_http_request_t *r);
+
+static ngx_int_t ngx_http_icp_gate_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_icp_gate_add_variables(ngx_conf_t *cf);
+static void *ngx_http_icp_gate_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_icp_gate_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_icp_gate_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_icp_gate_init(ngx_conf_t *cf);
+
+
+#define NGX_HTTP_ICP_GATE_VAR_RESULT   0
+#define NGX_HTTP_ICP_GATE_VAR_DOMAIN   1
+#define NGX_HTTP_ICP_GATE_VAR_REASON   2
+#define NGX_HTTP_ICP_GATE_VAR_ICP      3
+
+
+static ngx_command_t  ngx_http_icp_gate_commands[] = {
+
+    { ngx_string("icp_gate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_icp_gate_conf_set_mode,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_icp_gate_loc_conf_t, gate.mode),
+      &ngx_icp_gate_modes },
+
+    { ngx_string("icp_gate_region"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_icp_gate_loc_conf_t, gate.region),
+      &ngx_icp_gate_regions },
+
+    { ngx_string("icp_gate_wait"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_icp_gate_loc_conf_t, gate.wait),
+      NULL },
+
+    { ngx_string("icp_gate_on_error"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_icp_gate_loc_conf_t, gate.on_error),
+      &ngx_icp_gate_on_errors },
+
+    { ngx_string("icp_gate_log"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_icp_gate_conf_set_log,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_icp_gate_loc_conf_t, gate.log),
+      NULL },
+
+    { ngx_string("icp_gate_status"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_icp_gate_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_icp_gate_loc_conf_t, status),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_icp_gate_module_ctx = {
+    ngx_http_icp_gate_add_variables,       /* preconfiguration */
+    ngx_http_icp_gate_init,                /* postconfiguration */
+
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_icp_gate_create_loc_conf,     /* create location configuration */
+    ngx_http_icp_gate_merge_loc_conf       /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_icp_gate_module = {
+    NGX_MODULE_V1,
+    &ngx_http_icp_gate_module_ctx,         /* module context */
+    ngx_http_icp_gate_commands,            /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_icp_gate_init_worker,              /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_http_variable_t  ngx_http_icp_gate_vars[] = {
+
+    { ngx_string("icp_gate_result"), NULL, ngx_http_icp_gate_variable,
+      NGX_HTTP_ICP_GATE_VAR_RESULT, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("icp_gate_domain"), NULL, ngx_http_icp_gate_variable,
+      NGX_HTTP_ICP_GATE_VAR_DOMAIN, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("icp_gate_reason"), NULL, ngx_http_icp_gate_variable,
+      NGX_HTTP_ICP_GATE_VAR_REASON, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("icp_gate_icp"), NULL, ngx_http_icp_gate_variable,
+      NGX_HTTP_ICP_GATE_VAR_ICP, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_int_t
+ngx_http_icp_gate_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                      rc;
+    ngx_pool_cleanup_t            *cln;
+    ngx_http_icp_gate_ctx_t       *ctx;
+    ngx_http_icp_gate_loc_conf_t  *lcf;
+
+    if (r->main != r) {
+        return NGX_DECLINED;
+    }
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_icp_gate_module);
+
+    ctx = ngx_http_icp_gate_get_ctx(r);
+
+    if (ctx) {
+        if (ctx->waiting) {
+            return NGX_AGAIN;
+        }
+
+        if (!ctx->judged) {
+            /* woken with a verdict */
+            return ngx_http_icp_gate_act(r, ctx, lcf);
+        }
+
+        /*
+         * judged once already, before an internal redirect: a refused
+         * request stays refused, but its error page goes through
+         */
+
+        if (ctx->judgement.result == NGX_ICP_GATE_RESULT_DENY
+            && !r->error_page)
+        {
+            return lcf->status;
+        }
+
+        return NGX_DECLINED;
+    }
+
+    if (lcf->gate.mode == NGX_ICP_GATE_MODE_OFF) {
+        return NGX_DECLINED;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_icp_gate_ctx_t));
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx = cln->data;
+    ngx_memzero(ctx, sizeof(ngx_http_icp_gate_ctx_t));
+
+    cln->handler = ngx_http_icp_gate_cleanup;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_icp_gate_module);
+
+    ctx->request = r;
+    ctx->judgement.host = r->headers_in.server;
+    ctx->judgement.waiter.handler = ngx_http_icp_gate_wake;
+    ctx->judgement.waiter.data = ctx;
+    ctx->judgement.waiter.timer.log = r->connection->log;
+
+    rc = ngx_icp_gate_judge(&lcf->gate, &ctx->judgement, r->pool,
+                            r->connection->log);
+
+    if (rc == NGX_AGAIN) {
+        ctx->waiting = 1;
+
+        /* notice a client that leaves while its domain is looked up */
+        r->read_event_handler = ngx_http_test_reading;
+        r->write_event_handler = ngx_http_request_empty_handler;
+
+        return NGX_AGAIN;
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_icp_gate_act(r, ctx, lcf);
+}
+
+
+static ngx_int_t
+ngx_http_icp_gate_act(ngx_http_request_t *r, ngx_http_icp_gate_ctx_t *ctx,
+    ngx_http_icp_gate_loc_conf_t *lcf)
+{
+    ctx->judged = 1;
+
+    switch (ctx->judgement.result) {
+
+    case NGX_ICP_GATE_RESULT_DENY:
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "icp_gate: refused host \"%V\": %V",
+                      &ctx->judgement.host,
+                      &ngx_icp_gate_reason_names[ctx->judgement.reason]);
+
+        ngx_http_icp_gate_log(r, ctx, lcf);
+
+        return lcf->status;
+
+    case NGX_ICP_GATE_RESULT_DRY_RUN:
+        ngx_http_icp_gate_log(r, ctx, lcf);
+
+        return NGX_DECLINED;
+
+    default:
+        return NGX_DECLINED;
+    }
+}
+
+
+static void
+ngx_http_icp_gate_log(ngx_http_request_t *r, ngx_http_icp_gate_ctx_t *ctx,
+    ngx_http_icp_gate_loc_conf_t *lcf)
+{
+    ngx_icp_gate_log_entry_t   entry;
+    ngx_icp_gate_log_field_t   fields[3];
+
+    if (lcf->gate.log == NULL) {
+        return;
+    }
+
+    ngx_str_set(&entry.proto, "http");
+    ngx_str_set(&entry.action, "request");
+    entry.client = r->connection->addr_text;
+    entry.fields = fields;
+    entry.nfields = 3;
+
+    ngx_str_set(&fields[0].name, "method");
+    fields[0].value = r->method_name;
+
+    /* the path only: query strings of live URLs carry signing secrets */
+
+    ngx_str_set(&fields[1].name, "uri");
+    fields[1].value = r->uri;
+
+    ngx_str_set(&fields[2].name, "status");
+    fields[2].value.data = NULL;
+    fields[2].value.len = 0;
+    fields[2].number = lcf->status;
+
+    ngx_icp_gate_log_refusal(lcf->gate.log, &ctx->judgement, &entry, r->pool,
+                             r->connection->log);
+}
+
+
+static void
+ngx_http_icp_gate_wake(ngx_icp_gate_waiter_t *w)
+{
+    ngx_connection_t              *c;
+    ngx_http_request_t            *r;
+    ngx_http_icp_gate_ctx_t       *ctx;
+    ngx_http_icp_gate_loc_conf_t  *lcf;
+
+    ctx = w->data;
+    r = ctx->request;
+    c = r->connection;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_icp_gate_module);
+
+    ctx->waiting = 0;
+    ngx_icp_gate_judge_resume(&lcf->gate, &ctx->judgement);
+
+    r->read_event_handler = ngx_http_block_reading;
+    r->write_event_handler = ngx_http_core_run_phases;
+
+    ngx_http_core_run_phases(r);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_icp_gate_cleanup(void *data)
+{
+    ngx_http_icp_gate_ctx_t  *ctx = data;
+
+    if (ctx->waiting) {
+        ngx_icp_gate_judge_cancel(&ctx->judgement);
+        ctx->waiting = 0;
+    }
+}
+
+
+static ngx_http_icp_gate_ctx_t *
+ngx_http_icp_gate_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t       *cln;
+    ngx_http_icp_gate_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_icp_gate_module);
+
+    if (ctx == NULL && (r->internal || r->filter_finalize)) {
+
+        /* an internal redirect resets module contexts; the cleanup stays */
+
+        for (cln = r->pool->cleanup; cln; cln = cln->next) {
+            if (cln->handler == ngx_http_icp_gate_cleanup) {
+                ctx = cln->data;
+                ngx_http_set_ctx(r, ctx, ngx_http_icp_gate_module);
+                break;
+            }
+        }
+    }
+
+    return ctx;
+}
+
+
+static ngx_int_t
+ngx_http_icp_gate_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t                 *s;
+    ngx_http_icp_gate_ctx_t   *ctx;
+    ngx_icp_gate_judgement_t  *j;
+
+    ctx = ngx_http_icp_gate_get_ctx(r->main);
+
+    if (ctx == NULL || !ctx->judged) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    j = &ctx->judgement;
+
+    switch (data) {
+
+    case NGX_HTTP_ICP_GATE_VAR_RESULT:
+        s = &ngx_icp_gate_result_names[j->result];
+        break;
+
+    case NGX_HTTP_ICP_GATE_VAR_DOMAIN:
+        s = &j->domain;
+        break;
+
+    case NGX_HTTP_ICP_GATE_VAR_REASON:
+        s = &ngx_icp_gate_reason_names[j->reason];
+        break;
+
+    default: /* NGX_HTTP_ICP_GATE_VAR_ICP */
+        v->len = j->verdict.icp_len;
+        v->data = j->verdict.icp;
+        goto found;
+    }
+
+    v->len = s->len;
+    v->data = s->data;
+
+found:
+
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_icp_gate_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_icp_gate_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_icp_gate_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_icp_gate_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_icp_gate_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    ngx_icp_gate_conf_init(&conf->gate);
+    conf->status = NGX_CONF_UNSET_UINT;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_icp_gate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_icp_gate_loc_conf_t  *prev = parent;
+    ngx_http_icp_gate_loc_conf_t  *conf = child;
+
+    ngx_icp_gate_conf_merge(&conf->gate, &prev->gate);
+    ngx_conf_merge_uint_value(conf->status, prev->status, NGX_HTTP_FORBIDDEN);
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_icp_gate_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_icp_gate_loc_conf_t  *lcf = conf;
+
+    ngx_int_t   n;
+    ngx_str_t  *value;
+
+    if (lcf->status != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    n = ngx_atoi(value[1].data, value[1].len);
+
+    if (n < 400 || n > 599) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid status \"%V\" in \"icp_gate_status\", "
+                           "expected 400 to 599", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    lcf->status = n;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_icp_gate_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PREACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_icp_gate_handler;
+
+    return NGX_OK;
+}

@@ -1,0 +1,608 @@
+
+/*
+ * Copyright (C) icp_gate authors
+ *
+ * The filing API client: libcurl's multi_socket interface on the nginx
+ * event loop, one multi handle per worker.  curl owns its sockets; the
+ * nginx connections wrapped around them are freed, never closed, and a
+ * socket curl closes is first taken out of epoll by the close callback.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "ngx_icp_gate.h"
+#include "ngx_icp_gate_api.h"
+
+
+#define NGX_ICP_GATE_API_BODY_MAX  16384
+
+
+typedef struct {
+    ngx_queue_t                 queue;
+    CURL                       *easy;
+    ngx_icp_gate_api_pt         handler;
+    void                       *data;
+    ngx_str_t                   domain;
+    size_t                      len;
+    char                        error[CURL_ERROR_SIZE];
+    u_char                      domain_data[NGX_ICP_GATE_DOMAIN_LEN];
+    u_char                      body[NGX_ICP_GATE_API_BODY_MAX];
+} ngx_icp_gate_api_request_t;
+
+
+static char *ngx_icp_gate_api_url(ngx_str_t *domain);
+static ngx_int_t ngx_icp_gate_api_verdict(ngx_icp_gate_api_request_t *req,
+    CURLcode result, ngx_icp_gate_verdict_t *v);
+static void ngx_icp_gate_api_collect(void);
+static void ngx_icp_gate_api_action(curl_socket_t s, int mask);
+static void ngx_icp_gate_api_forget(ngx_connection_t *c);
+
+static size_t ngx_icp_gate_api_write(char *ptr, size_t size, size_t nmemb,
+    void *userdata);
+static int ngx_icp_gate_api_socket(CURL *easy, curl_socket_t s, int what,
+    void *userp, void *socketp);
+static int ngx_icp_gate_api_close(void *clientp, curl_socket_t s);
+static int ngx_icp_gate_api_timer_set(CURLM *multi, long timeout_ms,
+    void *userp);
+
+static void ngx_icp_gate_api_timeout(ngx_event_t *ev);
+static void ngx_icp_gate_api_read(ngx_event_t *rev);
+static void ngx_icp_gate_api_write_ready(ngx_event_t *wev);
+
+
+static ngx_icp_gate_api_conf_t  *ngx_icp_gate_api_conf;
+static CURLM                    *ngx_icp_gate_api_multi;
+static struct curl_slist        *ngx_icp_gate_api_headers;
+static ngx_event_t               ngx_icp_gate_api_timer;
+static ngx_queue_t               ngx_icp_gate_api_requests;
+static ngx_queue_t               ngx_icp_gate_api_conns;
+
+
+ngx_int_t
+ngx_icp_gate_api_init(ngx_cycle_t *cycle, ngx_icp_gate_api_conf_t *acf)
+{
+    u_char             *line;
+    ngx_uint_t          i;
+    ngx_keyval_t       *h;
+    struct curl_slist  *list;
+
+    ngx_icp_gate_api_conf = acf;
+
+    ngx_queue_init(&ngx_icp_gate_api_requests);
+    ngx_queue_init(&ngx_icp_gate_api_conns);
+
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "icp_gate: curl_global_init() failed");
+        return NGX_ERROR;
+    }
+
+    ngx_icp_gate_api_headers = curl_slist_append(NULL,
+                                                 "Accept: application/json");
+    if (ngx_icp_gate_api_headers == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (acf->headers) {
+        h = acf->headers->elts;
+
+        for (i = 0; i < acf->headers->nelts; i++) {
+            line = ngx_pnalloc(cycle->pool, h[i].key.len + h[i].value.len + 3);
+            if (line == NULL) {
+                return NGX_ERROR;
+            }
+
+            *ngx_sprintf(line, "%V: %V", &h[i].key, &h[i].value) = '\0';
+
+            list = curl_slist_append(ngx_icp_gate_api_headers, (char *) line);
+            if (list == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_icp_gate_api_headers = list;
+        }
+    }
+
+    ngx_icp_gate_api_multi = curl_multi_init();
+    if (ngx_icp_gate_api_multi == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "icp_gate: curl_multi_init() failed");
+        return NGX_ERROR;
+    }
+
+    curl_multi_setopt(ngx_icp_gate_api_multi, CURLMOPT_SOCKETFUNCTION,
+                      ngx_icp_gate_api_socket);
+    curl_multi_setopt(ngx_icp_gate_api_multi, CURLMOPT_TIMERFUNCTION,
+                      ngx_icp_gate_api_timer_set);
+
+    ngx_icp_gate_api_timer.handler = ngx_icp_gate_api_timeout;
+    ngx_icp_gate_api_timer.log = cycle->log;
+    ngx_icp_gate_api_timer.cancelable = 1;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_icp_gate_api_done(void)
+{
+    ngx_queue_t                 *q;
+    ngx_connection_t            *c;
+    ngx_icp_gate_api_request_t  *req;
+
+    if (ngx_icp_gate_api_multi == NULL) {
+        return;
+    }
+
+    if (ngx_icp_gate_api_timer.timer_set) {
+        ngx_del_timer(&ngx_icp_gate_api_timer);
+    }
+
+    while (!ngx_queue_empty(&ngx_icp_gate_api_requests)) {
+        q = ngx_queue_head(&ngx_icp_gate_api_requests);
+        req = ngx_queue_data(q, ngx_icp_gate_api_request_t, queue);
+
+        ngx_queue_remove(q);
+
+        curl_multi_remove_handle(ngx_icp_gate_api_multi, req->easy);
+        curl_easy_cleanup(req->easy);
+        ngx_free(req);
+    }
+
+    curl_multi_cleanup(ngx_icp_gate_api_multi);
+    ngx_icp_gate_api_multi = NULL;
+
+    while (!ngx_queue_empty(&ngx_icp_gate_api_conns)) {
+        q = ngx_queue_head(&ngx_icp_gate_api_conns);
+        c = ngx_queue_data(q, ngx_connection_t, queue);
+
+        if (!c->close) {
+            ngx_icp_gate_api_forget(c);
+        }
+
+        ngx_queue_remove(q);
+        ngx_free_connection(c);
+        c->fd = (ngx_socket_t) -1;
+    }
+
+    curl_slist_free_all(ngx_icp_gate_api_headers);
+    ngx_icp_gate_api_headers = NULL;
+
+    curl_global_cleanup();
+}
+
+
+ngx_int_t
+ngx_icp_gate_api_fetch(ngx_str_t *domain, ngx_icp_gate_api_pt handler,
+    void *data)
+{
+    char                        *url;
+    CURL                        *easy;
+    ngx_icp_gate_api_request_t  *req;
+
+    req = ngx_alloc(sizeof(ngx_icp_gate_api_request_t), ngx_cycle->log);
+    if (req == NULL) {
+        return NGX_ERROR;
+    }
+
+    req->handler = handler;
+    req->data = data;
+    req->len = 0;
+    req->error[0] = '\0';
+    req->domain.data = req->domain_data;
+    req->domain.len = ngx_min(domain->len, NGX_ICP_GATE_DOMAIN_LEN);
+    ngx_memcpy(req->domain_data, domain->data, req->domain.len);
+
+    url = ngx_icp_gate_api_url(&req->domain);
+    if (url == NULL) {
+        ngx_free(req);
+        return NGX_ERROR;
+    }
+
+    easy = curl_easy_init();
+    if (easy == NULL) {
+        ngx_free(url);
+        ngx_free(req);
+        return NGX_ERROR;
+    }
+
+    req->easy = easy;
+
+    curl_easy_setopt(easy, CURLOPT_URL, url);
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, ngx_icp_gate_api_headers);
+    curl_easy_setopt(easy, CURLOPT_USERAGENT, "icp_gate");
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS,
+                     (long) ngx_icp_gate_api_conf->timeout);
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+#if (LIBCURL_VERSION_NUM >= 0x075700)
+    /* never join a resolver thread: that would block the worker */
+    curl_easy_setopt(easy, CURLOPT_QUICK_EXIT, 1L);
+#endif
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, ngx_icp_gate_api_write);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
+    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->error);
+    curl_easy_setopt(easy, CURLOPT_PRIVATE, req);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION,
+                     ngx_icp_gate_api_close);
+
+    ngx_free(url);
+
+    if (curl_multi_add_handle(ngx_icp_gate_api_multi, easy) != CURLM_OK) {
+        curl_easy_cleanup(easy);
+        ngx_free(req);
+        return NGX_ERROR;
+    }
+
+    ngx_queue_insert_tail(&ngx_icp_gate_api_requests, &req->queue);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_icp_gate_api_parse(u_char *body, size_t len, ngx_icp_gate_verdict_t *v)
+{
+    json_t        *root, *f;
+    ngx_int_t      rc;
+    json_error_t   err;
+
+    ngx_memzero(v, sizeof(ngx_icp_gate_verdict_t));
+
+    root = json_loadb((const char *) body, len, 0, &err);
+    if (root == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = NGX_ERROR;
+
+    if (!json_is_object(root)) {
+        goto done;
+    }
+
+    f = json_object_get(root, "status");
+    if (!json_is_string(f)) {
+        goto done;
+    }
+
+    v->status = ngx_icp_gate_name_lookup(ngx_icp_gate_status_names,
+                                         (u_char *) json_string_value(f),
+                                         json_string_length(f));
+
+    if (v->status == NGX_ICP_GATE_STATUS_NONE) {
+        goto done;
+    }
+
+    f = json_object_get(root, "icp");
+
+    if (json_is_string(f) && json_string_length(f) < NGX_ICP_GATE_ICP_LEN) {
+        v->icp_len = json_string_length(f);
+        ngx_memcpy(v->icp, json_string_value(f), v->icp_len);
+    }
+
+    /* an unknown region counts as none: it never exempts a domain */
+
+    f = json_object_get(root, "region");
+
+    if (json_is_string(f)) {
+        v->region = ngx_icp_gate_name_lookup(ngx_icp_gate_region_names,
+                                             (u_char *) json_string_value(f),
+                                             json_string_length(f));
+    }
+
+    rc = NGX_OK;
+
+done:
+
+    json_decref(root);
+
+    return rc;
+}
+
+
+static char *
+ngx_icp_gate_api_url(ngx_str_t *domain)
+{
+    u_char     *url, *p, *s, *last, *brace;
+    size_t      len;
+    ngx_str_t  *tpl;
+
+    tpl = &ngx_icp_gate_api_conf->url;
+
+    /* the domain passed the LDH check: it needs no escaping in a URL */
+
+    len = tpl->len + 1;
+    last = tpl->data + tpl->len;
+
+    for (s = tpl->data;
+         (brace = ngx_strlcasestrn(s, last, (u_char *) "{domain}", 8 - 1));
+         s = brace + 8)
+    {
+        len += domain->len;
+    }
+
+    url = ngx_alloc(len, ngx_cycle->log);
+    if (url == NULL) {
+        return NULL;
+    }
+
+    p = url;
+    s = tpl->data;
+
+    for ( ;; ) {
+        brace = ngx_strlcasestrn(s, last, (u_char *) "{domain}", 8 - 1);
+
+        if (brace == NULL) {
+            p = ngx_cpymem(p, s, last - s);
+            break;
+        }
+
+        p = ngx_cpymem(p, s, brace - s);
+        p = ngx_cpymem(p, domain->data, domain->len);
+        s = brace + 8;
+    }
+
+    *p = '\0';
+
+    return (char *) url;
+}
+
+
+static ngx_int_t
+ngx_icp_gate_api_verdict(ngx_icp_gate_api_request_t *req, CURLcode result,
+    ngx_icp_gate_verdict_t *v)
+{
+    long  code;
+
+    if (result != CURLE_OK) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "icp_gate: filing API request for \"%V\" failed: %s",
+                      &req->domain,
+                      req->error[0] ? req->error : curl_easy_strerror(result));
+        return NGX_ERROR;
+    }
+
+    code = 0;
+    curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &code);
+
+    if (code == 404) {
+        ngx_memzero(v, sizeof(ngx_icp_gate_verdict_t));
+        v->status = NGX_ICP_GATE_STATUS_UNFILED;
+
+    } else if (code != 200) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "icp_gate: filing API answered \"%V\" with status %l",
+                      &req->domain, code);
+        return NGX_ERROR;
+
+    } else if (ngx_icp_gate_api_parse(req->body, req->len, v) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "icp_gate: filing API answered \"%V\" with "
+                      "an invalid body", &req->domain);
+        return NGX_ERROR;
+    }
+
+    v->checked_at = ngx_time();
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_icp_gate_api_collect(void)
+{
+    int                          left;
+    CURL                        *easy;
+    CURLMsg                     *msg;
+    CURLcode                     result;
+    ngx_int_t                    rc;
+    ngx_icp_gate_verdict_t       v;
+    ngx_icp_gate_api_request_t  *req;
+
+    while ((msg = curl_multi_info_read(ngx_icp_gate_api_multi, &left))) {
+
+        if (msg->msg != CURLMSG_DONE) {
+            continue;
+        }
+
+        easy = msg->easy_handle;
+        result = msg->data.result;
+
+        req = NULL;
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &req);
+
+        rc = ngx_icp_gate_api_verdict(req, result, &v);
+
+        curl_multi_remove_handle(ngx_icp_gate_api_multi, easy);
+        curl_easy_cleanup(easy);
+        ngx_queue_remove(&req->queue);
+
+        req->handler(req->data, rc, &v);
+
+        ngx_free(req);
+    }
+}
+
+
+static void
+ngx_icp_gate_api_action(curl_socket_t s, int mask)
+{
+    int  running;
+
+    curl_multi_socket_action(ngx_icp_gate_api_multi, s, mask, &running);
+
+    ngx_icp_gate_api_collect();
+}
+
+
+static void
+ngx_icp_gate_api_forget(ngx_connection_t *c)
+{
+    if (c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+    }
+
+    if (c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+    }
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+}
+
+
+static size_t
+ngx_icp_gate_api_write(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    ngx_icp_gate_api_request_t  *req = userdata;
+
+    size_t  n;
+
+    n = size * nmemb;
+
+    if (n > NGX_ICP_GATE_API_BODY_MAX - req->len) {
+        /* no honest answer is this long: fail the transfer */
+        return 0;
+    }
+
+    ngx_memcpy(req->body + req->len, ptr, n);
+    req->len += n;
+
+    return n;
+}
+
+
+static int
+ngx_icp_gate_api_socket(CURL *easy, curl_socket_t s, int what, void *userp,
+    void *socketp)
+{
+    ngx_connection_t  *c = socketp;
+
+    if (what == CURL_POLL_REMOVE) {
+        if (c) {
+            if (!c->close) {
+                ngx_icp_gate_api_forget(c);
+            }
+
+            ngx_queue_remove(&c->queue);
+            ngx_free_connection(c);
+            c->fd = (ngx_socket_t) -1;
+        }
+
+        return 0;
+    }
+
+    if (c == NULL) {
+        c = ngx_get_connection(s, ngx_cycle->log);
+        if (c == NULL) {
+            return -1;
+        }
+
+        c->read->handler = ngx_icp_gate_api_read;
+        c->write->handler = ngx_icp_gate_api_write_ready;
+        c->read->log = c->log;
+        c->write->log = c->log;
+
+        ngx_queue_insert_tail(&ngx_icp_gate_api_conns, &c->queue);
+        curl_multi_assign(ngx_icp_gate_api_multi, s, c);
+    }
+
+    /* the descriptor was closed and its number handed out again */
+    c->close = 0;
+
+    if ((what & CURL_POLL_IN) && !c->read->active) {
+        (void) ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT);
+
+    } else if (!(what & CURL_POLL_IN) && c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+    }
+
+    if ((what & CURL_POLL_OUT) && !c->write->active) {
+        (void) ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
+
+    } else if (!(what & CURL_POLL_OUT) && c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+    }
+
+    return 0;
+}
+
+
+static int
+ngx_icp_gate_api_close(void *clientp, curl_socket_t s)
+{
+    ngx_queue_t       *q;
+    ngx_connection_t  *c;
+
+    /*
+     * curl may close a socket before it reports CURL_POLL_REMOVE: take it
+     * out of epoll while the descriptor is still ours to name
+     */
+
+    for (q = ngx_queue_head(&ngx_icp_gate_api_conns);
+         q != ngx_queue_sentinel(&ngx_icp_gate_api_conns);
+         q = ngx_queue_next(q))
+    {
+        c = ngx_queue_data(q, ngx_connection_t, queue);
+
+        if (c->fd == s && !c->close) {
+            ngx_icp_gate_api_forget(c);
+            c->close = 1;
+            break;
+        }
+    }
+
+    return close(s);
+}
+
+
+static int
+ngx_icp_gate_api_timer_set(CURLM *multi, long timeout_ms, void *userp)
+{
+    /* re-armed from scratch: nginx would keep a timer less than 300ms off */
+
+    if (ngx_icp_gate_api_timer.timer_set) {
+        ngx_del_timer(&ngx_icp_gate_api_timer);
+    }
+
+    if (timeout_ms >= 0) {
+        ngx_add_timer(&ngx_icp_gate_api_timer, (ngx_msec_t) timeout_ms);
+    }
+
+    return 0;
+}
+
+
+static void
+ngx_icp_gate_api_timeout(ngx_event_t *ev)
+{
+    ngx_icp_gate_api_action(CURL_SOCKET_TIMEOUT, 0);
+}
+
+
+static void
+ngx_icp_gate_api_read(ngx_event_t *rev)
+{
+    ngx_connection_t  *c = rev->data;
+
+    ngx_icp_gate_api_action(c->fd, CURL_CSELECT_IN);
+}
+
+
+static void
+ngx_icp_gate_api_write_ready(ngx_event_t *wev)
+{
+    ngx_connection_t  *c = wev->data;
+
+    ngx_icp_gate_api_action(c->fd, CURL_CSELECT_OUT);
+}

@@ -1,0 +1,38 @@
+
+/*
+ * Copyright (C) icp_gate authors
+ */
+
+
+#ifndef _NGX_ICP_GATE_API_H_INCLUDED_
+#define _NGX_ICP_GATE_API_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_icp_gate.h"
+
+
+typedef struct {
+    ngx_str_t                   url;        /* with "{domain}" */
+    ngx_array_t                *headers;    /* of ngx_keyval_t */
+    ngx_msec_t                  timeout;
+} ngx_icp_gate_api_conf_t;
+
+
+/* rc: NGX_OK with *v, or NGX_ERROR: nothing may be cached from it */
+typedef void (*ngx_icp_gate_api_pt)(void *data, ngx_int_t rc,
+    ngx_icp_gate_verdict_t *v);
+
+
+ngx_int_t ngx_icp_gate_api_init(ngx_cycle_t *cycle,
+    ngx_icp_gate_api_conf_t *acf);
+void ngx_icp_gate_api_done(void);
+ngx_int_t ngx_icp_gate_api_fetch(ngx_str_t *domain,
+    ngx_icp_gate_api_pt handler, void *data);
+ngx_int_t ngx_icp_gate_api_parse(u_char *body, size_t len,
+    ngx_icp_gate_verdict_t *v);
+
+
+#endif /* _NGX_ICP_GATE_API_H_INCLUDED_ */

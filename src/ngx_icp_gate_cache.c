@@ -1,0 +1,447 @@
+
+/*
+ * Copyright (C) icp_gate authors
+ *
+ * The verdict cache all workers share: an rbtree keyed by the crc32 of the
+ * registrable domain, with an LRU queue for eviction when the zone is full.
+ * Entries expire lazily: an expired verdict keeps answering while one
+ * worker, holding the entry's update lock, refreshes it.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_icp_gate.h"
+#include "ngx_icp_gate_cache.h"
+
+
+#define NGX_ICP_GATE_CACHE_EVICT  8
+
+
+typedef struct {
+    u_char                      color;
+    u_char                      status;
+    u_char                      region;
+    u_char                      icp_len;
+    u_char                      len;
+    ngx_queue_t                 queue;
+    ngx_msec_t                  expires;
+    ngx_msec_t                  locked;
+    time_t                      checked_at;
+    u_char                      icp[NGX_ICP_GATE_ICP_LEN];
+    u_char                      domain[1];
+} ngx_icp_gate_cache_node_t;
+
+
+typedef struct {
+    ngx_rbtree_t                rbtree;
+    ngx_rbtree_node_t           sentinel;
+    ngx_queue_t                 queue;
+} ngx_icp_gate_cache_sh_t;
+
+
+struct ngx_icp_gate_cache_s {
+    ngx_icp_gate_cache_sh_t    *sh;
+    ngx_slab_pool_t            *shpool;
+};
+
+
+static ngx_int_t ngx_icp_gate_cache_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+static void ngx_icp_gate_cache_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_icp_gate_cache_node_t *ngx_icp_gate_cache_find(
+    ngx_icp_gate_cache_t *cache, ngx_str_t *domain, uint32_t hash);
+static ngx_icp_gate_cache_node_t *ngx_icp_gate_cache_create(
+    ngx_icp_gate_cache_t *cache, ngx_str_t *domain, uint32_t hash);
+static void ngx_icp_gate_cache_delete(ngx_icp_gate_cache_t *cache,
+    ngx_icp_gate_cache_node_t *cn);
+static ngx_uint_t ngx_icp_gate_cache_lock(ngx_icp_gate_cache_node_t *cn,
+    ngx_msec_t lock_for);
+
+
+ngx_shm_zone_t *
+ngx_icp_gate_cache_add(ngx_conf_t *cf, ngx_str_t *name, size_t size,
+    void *tag)
+{
+    ngx_shm_zone_t        *shm_zone;
+    ngx_icp_gate_cache_t  *cache;
+
+    shm_zone = ngx_shared_memory_add(cf, name, size, tag);
+    if (shm_zone == NULL) {
+        return NULL;
+    }
+
+    if (shm_zone->data) {
+        return shm_zone;
+    }
+
+    cache = ngx_pcalloc(cf->pool, sizeof(ngx_icp_gate_cache_t));
+    if (cache == NULL) {
+        return NULL;
+    }
+
+    shm_zone->init = ngx_icp_gate_cache_init_zone;
+    shm_zone->data = cache;
+
+    return shm_zone;
+}
+
+
+ngx_int_t
+ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
+    ngx_msec_t lock_for, ngx_icp_gate_verdict_t *v, ngx_uint_t *flags)
+{
+    uint32_t                    hash;
+    ngx_int_t                   rc;
+    ngx_icp_gate_cache_node_t  *cn;
+
+    *flags = 0;
+    hash = ngx_crc32_short(domain->data, domain->len);
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    cn = ngx_icp_gate_cache_find(cache, domain, hash);
+
+    if (cn == NULL) {
+
+        if (lock_for == 0) {
+            ngx_shmtx_unlock(&cache->shpool->mutex);
+            return NGX_DECLINED;
+        }
+
+        /* a placeholder whose lock tells the other workers to wait */
+
+        cn = ngx_icp_gate_cache_create(cache, domain, hash);
+        if (cn == NULL) {
+            ngx_shmtx_unlock(&cache->shpool->mutex);
+            return NGX_ERROR;
+        }
+
+        *flags = ngx_icp_gate_cache_lock(cn, lock_for);
+
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    ngx_queue_remove(&cn->queue);
+    ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
+
+    if (cn->status == NGX_ICP_GATE_STATUS_NONE) {
+        *flags = ngx_icp_gate_cache_lock(cn, lock_for);
+        rc = NGX_DECLINED;
+
+    } else {
+        v->status = cn->status;
+        v->region = cn->region;
+        v->checked_at = cn->checked_at;
+        v->icp_len = cn->icp_len;
+        ngx_memcpy(v->icp, cn->icp, cn->icp_len);
+
+        if ((ngx_msec_int_t) (cn->expires - ngx_current_msec) > 0) {
+            *flags = NGX_ICP_GATE_CACHE_FRESH;
+
+        } else {
+            *flags = ngx_icp_gate_cache_lock(cn, lock_for);
+        }
+
+        rc = NGX_OK;
+    }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return rc;
+}
+
+
+void
+ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
+    ngx_icp_gate_verdict_t *v, ngx_msec_t fresh_for)
+{
+    uint32_t                    hash;
+    ngx_icp_gate_cache_node_t  *cn;
+
+    hash = ngx_crc32_short(domain->data, domain->len);
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    cn = ngx_icp_gate_cache_find(cache, domain, hash);
+
+    if (cn == NULL) {
+        cn = ngx_icp_gate_cache_create(cache, domain, hash);
+        if (cn == NULL) {
+            ngx_shmtx_unlock(&cache->shpool->mutex);
+            return;
+        }
+
+    } else {
+        ngx_queue_remove(&cn->queue);
+        ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
+    }
+
+    cn->status = (u_char) v->status;
+    cn->region = (u_char) v->region;
+    cn->checked_at = v->checked_at;
+    cn->icp_len = (u_char) v->icp_len;
+    ngx_memcpy(cn->icp, v->icp, v->icp_len);
+
+    cn->expires = ngx_current_msec + fresh_for;
+    cn->locked = 0;
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+void
+ngx_icp_gate_cache_release(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
+    ngx_msec_t retry_after)
+{
+    uint32_t                    hash;
+    ngx_icp_gate_cache_node_t  *cn;
+
+    hash = ngx_crc32_short(domain->data, domain->len);
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    cn = ngx_icp_gate_cache_find(cache, domain, hash);
+
+    if (cn) {
+        cn->locked = 0;
+
+        if (cn->status == NGX_ICP_GATE_STATUS_NONE) {
+            ngx_icp_gate_cache_delete(cache, cn);
+
+        } else if ((ngx_msec_int_t) (cn->expires - ngx_current_msec) <= 0) {
+            /* a failed refresh: serve the old verdict a while longer */
+            cn->expires = ngx_current_msec + retry_after;
+        }
+    }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+static ngx_uint_t
+ngx_icp_gate_cache_lock(ngx_icp_gate_cache_node_t *cn, ngx_msec_t lock_for)
+{
+    if (lock_for == 0) {
+        return 0;
+    }
+
+    /* a lock past its deadline belonged to a worker that died or hung */
+
+    if (cn->locked && (ngx_msec_int_t) (cn->locked - ngx_current_msec) > 0) {
+        return 0;
+    }
+
+    cn->locked = ngx_current_msec + lock_for;
+
+    if (cn->locked == 0) {
+        cn->locked = 1;
+    }
+
+    return NGX_ICP_GATE_CACHE_LOCKED;
+}
+
+
+static ngx_icp_gate_cache_node_t *
+ngx_icp_gate_cache_find(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
+    uint32_t hash)
+{
+    ngx_int_t                   rc;
+    ngx_rbtree_node_t          *node, *sentinel;
+    ngx_icp_gate_cache_node_t  *cn;
+
+    node = cache->sh->rbtree.root;
+    sentinel = cache->sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (hash > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        cn = (ngx_icp_gate_cache_node_t *) &node->color;
+
+        rc = ngx_memn2cmp(domain->data, cn->domain, domain->len,
+                          (size_t) cn->len);
+
+        if (rc == 0) {
+            return cn;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+static ngx_icp_gate_cache_node_t *
+ngx_icp_gate_cache_create(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
+    uint32_t hash)
+{
+    size_t                      size;
+    ngx_uint_t                  n;
+    ngx_queue_t                *q;
+    ngx_rbtree_node_t          *node;
+    ngx_icp_gate_cache_node_t  *cn;
+
+    size = offsetof(ngx_rbtree_node_t, color)
+           + offsetof(ngx_icp_gate_cache_node_t, domain)
+           + domain->len;
+
+    node = ngx_slab_alloc_locked(cache->shpool, size);
+
+    if (node == NULL) {
+
+        /* the zone is full: the least recently used entries go */
+
+        for (n = 0; n < NGX_ICP_GATE_CACHE_EVICT; n++) {
+            if (ngx_queue_empty(&cache->sh->queue)) {
+                break;
+            }
+
+            q = ngx_queue_last(&cache->sh->queue);
+            cn = ngx_queue_data(q, ngx_icp_gate_cache_node_t, queue);
+
+            ngx_icp_gate_cache_delete(cache, cn);
+        }
+
+        node = ngx_slab_alloc_locked(cache->shpool, size);
+        if (node == NULL) {
+            return NULL;
+        }
+    }
+
+    node->key = hash;
+
+    cn = (ngx_icp_gate_cache_node_t *) &node->color;
+
+    cn->status = NGX_ICP_GATE_STATUS_NONE;
+    cn->region = NGX_ICP_GATE_REGION_NONE;
+    cn->icp_len = 0;
+    cn->len = (u_char) domain->len;
+    cn->expires = 0;
+    cn->locked = 0;
+    cn->checked_at = 0;
+    ngx_memcpy(cn->domain, domain->data, domain->len);
+
+    ngx_rbtree_insert(&cache->sh->rbtree, node);
+    ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
+
+    return cn;
+}
+
+
+static void
+ngx_icp_gate_cache_delete(ngx_icp_gate_cache_t *cache,
+    ngx_icp_gate_cache_node_t *cn)
+{
+    ngx_rbtree_node_t  *node;
+
+    node = (ngx_rbtree_node_t *)
+               ((u_char *) cn - offsetof(ngx_rbtree_node_t, color));
+
+    ngx_queue_remove(&cn->queue);
+    ngx_rbtree_delete(&cache->sh->rbtree, node);
+    ngx_slab_free_locked(cache->shpool, node);
+}
+
+
+static void
+ngx_icp_gate_cache_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t          **p;
+    ngx_icp_gate_cache_node_t   *cn, *cnt;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else {
+            cn = (ngx_icp_gate_cache_node_t *) &node->color;
+            cnt = (ngx_icp_gate_cache_node_t *) &temp->color;
+
+            p = (ngx_memn2cmp(cn->domain, cnt->domain, cn->len, cnt->len) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+static ngx_int_t
+ngx_icp_gate_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_icp_gate_cache_t  *ocache = data;
+
+    size_t                 len;
+    ngx_icp_gate_cache_t  *cache;
+
+    cache = shm_zone->data;
+
+    if (ocache) {
+        /* a reload keeps every verdict the workers had */
+        cache->sh = ocache->sh;
+        cache->shpool = ocache->shpool;
+        return NGX_OK;
+    }
+
+    cache->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        cache->sh = cache->shpool->data;
+        return NGX_OK;
+    }
+
+    cache->sh = ngx_slab_alloc(cache->shpool, sizeof(ngx_icp_gate_cache_sh_t));
+    if (cache->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    cache->shpool->data = cache->sh;
+
+    ngx_rbtree_init(&cache->sh->rbtree, &cache->sh->sentinel,
+                    ngx_icp_gate_cache_insert_value);
+
+    ngx_queue_init(&cache->sh->queue);
+
+    len = sizeof(" in icp_gate zone \"\"") + shm_zone->shm.name.len;
+
+    cache->shpool->log_ctx = ngx_slab_alloc(cache->shpool, len);
+    if (cache->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(cache->shpool->log_ctx, " in icp_gate zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    /* running out of room is expected: the LRU entries make way */
+    cache->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}

@@ -1,0 +1,36 @@
+
+/*
+ * Copyright (C) icp_gate authors
+ */
+
+
+#ifndef _NGX_ICP_GATE_CACHE_H_INCLUDED_
+#define _NGX_ICP_GATE_CACHE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_icp_gate.h"
+
+
+/* ngx_icp_gate_cache_lookup() flags */
+#define NGX_ICP_GATE_CACHE_FRESH    0x01
+#define NGX_ICP_GATE_CACHE_LOCKED   0x02
+
+
+typedef struct ngx_icp_gate_cache_s  ngx_icp_gate_cache_t;
+
+
+ngx_shm_zone_t *ngx_icp_gate_cache_add(ngx_conf_t *cf, ngx_str_t *name,
+    size_t size, void *tag);
+ngx_int_t ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache,
+    ngx_str_t *domain, ngx_msec_t lock_for, ngx_icp_gate_verdict_t *v,
+    ngx_uint_t *flags);
+void ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
+    ngx_icp_gate_verdict_t *v, ngx_msec_t fresh_for);
+void ngx_icp_gate_cache_release(ngx_icp_gate_cache_t *cache,
+    ngx_str_t *domain, ngx_msec_t retry_after);
+
+
+#endif /* _NGX_ICP_GATE_CACHE_H_INCLUDED_ */

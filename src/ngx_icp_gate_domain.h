@@ -1,0 +1,21 @@
+
+/*
+ * Copyright (C) icp_gate authors
+ */
+
+
+#ifndef _NGX_ICP_GATE_DOMAIN_H_INCLUDED_
+#define _NGX_ICP_GATE_DOMAIN_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+
+ngx_int_t ngx_icp_gate_domain_init(ngx_log_t *log);
+ngx_uint_t ngx_icp_gate_domain_registrable(ngx_pool_t *pool, ngx_str_t *host,
+    ngx_str_t *domain);
+ngx_int_t ngx_icp_gate_domain_from_url(ngx_str_t *url, ngx_str_t *host);
+
+
+#endif /* _NGX_ICP_GATE_DOMAIN_H_INCLUDED_ */

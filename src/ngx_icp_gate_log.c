@@ -1,0 +1,222 @@
+
+/*
+ * Copyright (C) icp_gate authors
+ *
+ * The rejection log: one JSON object a line.  Hosts come from clients, so
+ * every string is escaped, and bytes that are not UTF-8 are written as
+ * \u00XX: a hostile Host header cannot break a line or its encoding.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_icp_gate.h"
+#include "ngx_icp_gate_log.h"
+
+
+static u_char *ngx_icp_gate_log_string(u_char *p, char *name, ngx_str_t *s);
+static ngx_uint_t ngx_icp_gate_log_utf8(u_char **p, u_char *last);
+
+
+void
+ngx_icp_gate_log_refusal(ngx_open_file_t *file, ngx_icp_gate_judgement_t *j,
+    ngx_icp_gate_log_entry_t *entry, ngx_pool_t *pool, ngx_log_t *log)
+{
+    u_char                    *buf, *p, *iso;
+    size_t                     len;
+    ssize_t                    n;
+    ngx_uint_t                 i;
+    ngx_time_t                *tp;
+    ngx_icp_gate_log_field_t  *f;
+
+    if (file == NULL || file->fd == NGX_INVALID_FILE) {
+        return;
+    }
+
+    len = sizeof("{\"time\":\"1970-09-28T12:00:00.000+06:00\"}" CRLF)
+          + sizeof(",\"proto\":\"\"") + entry->proto.len
+          + sizeof(",\"action\":\"\"") + entry->action.len
+          + sizeof(",\"host\":\"\"")
+          + ngx_icp_gate_log_escape_len(j->host.data, j->host.len)
+          + sizeof(",\"domain\":\"\"") + j->domain.len
+          + sizeof(",\"reason\":\"\"")
+          + ngx_icp_gate_reason_names[j->reason].len
+          + sizeof(",\"client\":\"\"")
+          + ngx_icp_gate_log_escape_len(entry->client.data, entry->client.len)
+          + sizeof(",\"dry_run\":false");
+
+    f = entry->fields;
+
+    for (i = 0; i < entry->nfields; i++) {
+        len += sizeof(",\"\":\"\"") + f[i].name.len + NGX_INT_T_LEN
+               + ngx_icp_gate_log_escape_len(f[i].value.data, f[i].value.len);
+    }
+
+    buf = ngx_pnalloc(pool, len);
+    if (buf == NULL) {
+        return;
+    }
+
+    /* ISO 8601 with milliseconds: "1970-09-28T12:00:00" ".000" "+06:00" */
+
+    tp = ngx_timeofday();
+    iso = ngx_cached_http_log_iso8601.data;
+
+    p = ngx_cpymem(buf, "{\"time\":\"", sizeof("{\"time\":\"") - 1);
+    p = ngx_cpymem(p, iso, 19);
+    p = ngx_sprintf(p, ".%03M", tp->msec);
+    p = ngx_cpymem(p, iso + 19, ngx_cached_http_log_iso8601.len - 19);
+    *p++ = '"';
+
+    p = ngx_icp_gate_log_string(p, "proto", &entry->proto);
+    p = ngx_icp_gate_log_string(p, "action", &entry->action);
+    p = ngx_icp_gate_log_string(p, "host", &j->host);
+    p = ngx_icp_gate_log_string(p, "domain", &j->domain);
+    p = ngx_icp_gate_log_string(p, "reason",
+                                &ngx_icp_gate_reason_names[j->reason]);
+    p = ngx_icp_gate_log_string(p, "client", &entry->client);
+
+    for (i = 0; i < entry->nfields; i++) {
+        if (f[i].value.data) {
+            p = ngx_icp_gate_log_string(p, (char *) f[i].name.data,
+                                        &f[i].value);
+            continue;
+        }
+
+        p = ngx_sprintf(p, ",\"%V\":%i", &f[i].name, f[i].number);
+    }
+
+    if (j->result == NGX_ICP_GATE_RESULT_DRY_RUN) {
+        p = ngx_cpymem(p, ",\"dry_run\":true}", sizeof(",\"dry_run\":true}") - 1);
+
+    } else {
+        p = ngx_cpymem(p, ",\"dry_run\":false}",
+                       sizeof(",\"dry_run\":false}") - 1);
+    }
+
+    *p++ = LF;
+
+    /* one write a line: O_APPEND keeps lines of all workers whole */
+
+    n = ngx_write_fd(file->fd, buf, p - buf);
+
+    if (n != p - buf) {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      "icp_gate: writing to \"%s\" failed", file->name.data);
+    }
+}
+
+
+size_t
+ngx_icp_gate_log_escape_len(u_char *src, size_t len)
+{
+    u_char  *p, *last, *start;
+    size_t   n;
+
+    n = 0;
+    p = src;
+    last = src + len;
+
+    while (p < last) {
+
+        if (*p < 0x80) {
+            if (*p == '"' || *p == '\\') {
+                n += 2;
+
+            } else if (*p < 0x20 || *p == 0x7f) {
+                n += sizeof("\\u0000") - 1;
+
+            } else {
+                n++;
+            }
+
+            p++;
+            continue;
+        }
+
+        start = p;
+
+        if (ngx_icp_gate_log_utf8(&p, last)) {
+            n += p - start;
+
+        } else {
+            n += sizeof("\\u0000") - 1;
+            p++;
+        }
+    }
+
+    return n;
+}
+
+
+u_char *
+ngx_icp_gate_log_escape(u_char *dst, u_char *src, size_t len)
+{
+    u_char         *p, *last, *start;
+    static u_char   hex[] = "0123456789abcdef";
+
+    p = src;
+    last = src + len;
+
+    while (p < last) {
+        start = p;
+
+        if (*p >= 0x80 && ngx_icp_gate_log_utf8(&p, last)) {
+            dst = ngx_cpymem(dst, start, p - start);
+            continue;
+        }
+
+        p = start + 1;
+
+        if (*start == '"' || *start == '\\') {
+            *dst++ = '\\';
+            *dst++ = *start;
+
+        } else if (*start < 0x20 || *start >= 0x7f) {
+            dst = ngx_cpymem(dst, "\\u00", sizeof("\\u00") - 1);
+            *dst++ = hex[*start >> 4];
+            *dst++ = hex[*start & 0xf];
+
+        } else {
+            *dst++ = *start;
+        }
+    }
+
+    return dst;
+}
+
+
+static u_char *
+ngx_icp_gate_log_string(u_char *p, char *name, ngx_str_t *s)
+{
+    p = ngx_sprintf(p, ",\"%s\":\"", name);
+    p = ngx_icp_gate_log_escape(p, s->data, s->len);
+    *p++ = '"';
+
+    return p;
+}
+
+
+/*
+ * Steps over one well-formed UTF-8 sequence and says so, or leaves *p
+ * where it was; surrogates and overlong forms are not well-formed.
+ */
+
+static ngx_uint_t
+ngx_icp_gate_log_utf8(u_char **p, u_char *last)
+{
+    u_char    *s;
+    uint32_t   u;
+
+    s = *p;
+    u = ngx_utf8_decode(&s, last - *p);
+
+    if (u > 0x10ffff || (u >= 0xd800 && u <= 0xdfff)) {
+        return 0;
+    }
+
+    *p = s;
+
+    return 1;
+}

@@ -1,0 +1,44 @@
+
+/*
+ * Copyright (C) icp_gate authors
+ */
+
+
+#ifndef _NGX_ICP_GATE_REDIS_H_INCLUDED_
+#define _NGX_ICP_GATE_REDIS_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_icp_gate.h"
+
+
+typedef struct {
+    ngx_str_t                   name;       /* as configured, for logs */
+    ngx_str_t                   host;       /* an address: never resolved */
+    in_port_t                   port;
+    ngx_str_t                   path;       /* unix socket */
+    ngx_uint_t                  db;
+    ngx_str_t                   password;
+    ngx_msec_t                  timeout;
+    ngx_str_t                   prefix;
+} ngx_icp_gate_redis_conf_t;
+
+
+/* rc: NGX_OK with *v, NGX_DECLINED when Redis has no entry, NGX_ERROR */
+typedef void (*ngx_icp_gate_redis_pt)(void *data, ngx_int_t rc,
+    ngx_icp_gate_verdict_t *v);
+
+
+char *ngx_icp_gate_redis_parse(ngx_conf_t *cf, ngx_icp_gate_redis_conf_t *rcf);
+ngx_int_t ngx_icp_gate_redis_init(ngx_cycle_t *cycle,
+    ngx_icp_gate_redis_conf_t *rcf);
+void ngx_icp_gate_redis_done(void);
+ngx_int_t ngx_icp_gate_redis_get(ngx_str_t *domain,
+    ngx_icp_gate_redis_pt handler, void *data);
+void ngx_icp_gate_redis_put(ngx_str_t *domain, ngx_icp_gate_verdict_t *v,
+    time_t ttl);
+
+
+#endif /* _NGX_ICP_GATE_REDIS_H_INCLUDED_ */

@@ -1,0 +1,49 @@
+#!/bin/sh
+# util/build.sh PREFIX [asan]: nginx 1.22.1 with nginx-rtmp-module and both
+# gates compiled in statically, installed under PREFIX (PREFIX/sbin/nginx).
+set -eu
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+prefix=$1
+variant=${2:-}
+src=$top/build/src
+
+"$top/util/deps.sh"
+"$top/util/sources.sh" "$src"
+
+work=$prefix/nginx
+cc_opt="-O2 -g"
+ld_opt=""
+debug=""
+
+if [ "$variant" = asan ]; then
+    # NGX_DEBUG_PALLOC: one malloc an allocation, so ASan sees pool overruns
+    cc_opt="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined"
+    cc_opt="$cc_opt -fno-sanitize-recover=undefined -DNGX_DEBUG_PALLOC=1"
+    ld_opt="-fsanitize=address,undefined"
+    debug="--with-debug"
+fi
+
+stamp="$cc_opt|$ld_opt|$prefix"
+
+if [ ! -f "$work/objs/Makefile" ] || [ "$(cat "$work/.icp_gate_stamp" 2>/dev/null)" != "$stamp" ]; then
+    rm -rf "$work"
+    mkdir -p "$prefix"
+    cp -a "$src/nginx" "$work"
+    cd "$work"
+    ./configure --prefix="$prefix" \
+        --with-cc-opt="$cc_opt" --with-ld-opt="$ld_opt" $debug \
+        --add-module="$src/nginx-rtmp-module" \
+        --add-module="$top" > "$prefix/configure.log" 2>&1 || {
+            tail -30 "$prefix/configure.log" >&2; exit 1; }
+    echo "$stamp" > .icp_gate_stamp
+fi
+
+cd "$work"
+make -j"$(nproc)" > "$prefix/make.log" 2>&1 || {
+    grep -E 'error|warning' "$prefix/make.log" | head -40 >&2
+    tail -20 "$prefix/make.log" >&2
+    exit 1
+}
+make install > /dev/null 2>&1
+echo "icp_gate: built $prefix/sbin/nginx"
