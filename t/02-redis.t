@@ -1,0 +1,97 @@
+# Redis as the fleet's shared source: operators' entries are obeyed without
+# asking the filing API, their changes arrive within icp_gate_local_ttl, and
+# a Redis that is absent, killed or restarted never takes the gate down.
+
+use v5.36;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(sleep time);
+use IcpGate::Test;
+use IcpGate::Conf;
+
+my $t = IcpGate::Test->new;
+$t->start_redis;
+$t->start_api;
+$t->api_default('filed');
+
+$t->write_conf(gate_conf($t,
+    main => 'icp_gate_local_ttl 1s; icp_gate_redis_prefix "gate:";'));
+
+# operators' entries, written before nginx starts
+$t->redis(qw(HSET gate:domain:manual.cn status filed source manual));
+$t->redis(qw(HSET gate:domain:blocked.cn status revoked source manual));
+$t->redis(qw(HSET gate:domain:abroad.cn status unfiled region overseas),
+          qw(source manual));
+$t->redis(qw(HSET gate:domain:typo.cn status fild source manual));
+
+$t->start_nginx;
+
+sub get($host) {
+    return $t->http(host => $host, path => '/index.html');
+}
+
+is get('live.manual.cn')->{status}, 200, 'an operator-filed domain plays';
+is get('live.blocked.cn')->{headers}{'x-reason'}, 'revoked',
+    'an operator-revoked domain is refused as revoked';
+my $r = get('live.abroad.cn');
+is $r->{status}, 200, 'an operator-marked overseas domain plays';
+is $r->{headers}{'x-result'}, 'exempt', 'and is exempt';
+is $r->{headers}{'x-reason'}, 'overseas', 'because it is overseas';
+is $t->api_total, 0, 'operators\' entries are obeyed without any API request';
+
+# an entry whose status is not one of the four counts as absent
+is get('live.typo.cn')->{status}, 200, 'an unreadable entry is asked about';
+is $t->api_count('typo.cn'), 1, 'the API answered for the unreadable entry';
+
+# an operator's change arrives within icp_gate_local_ttl (1s)
+$t->redis(qw(HSET gate:domain:manual.cn status revoked));
+my $start = time;
+my $status = $t->wait_for(sub { get('live.manual.cn')->{status} == 403 }, 5);
+my $took = time - $start;
+ok $status, 'a revocation written to Redis reaches the gate';
+ok $took < 3, sprintf 'within icp_gate_local_ttl and a refresh (%.2fs)', $took;
+
+$t->redis(qw(HSET gate:domain:blocked.cn status filed));
+ok $t->wait_for(sub { get('live.blocked.cn')->{status} == 200 }, 5),
+    'a filing written to Redis reaches the gate';
+is $t->api_count('manual.cn') + $t->api_count('blocked.cn'), 0,
+    'refreshing operators\' entries asked the API nothing';
+
+# Redis killed: known domains keep their verdicts, new ones go to the API
+$t->stop_redis;
+my @workers = $t->worker_pids;
+sleep 1.2;    # past icp_gate_local_ttl: refreshes now find no Redis
+is get('live.manual.cn')->{status}, 403,
+    'with Redis gone, a known domain keeps its verdict';
+is get('new1.cn')->{status}, 200,
+    'with Redis gone, a new domain is judged by the filing API';
+is $t->api_count('new1.cn'), 1, 'the API was asked about it';
+is_deeply [sort $t->worker_pids], [sort @workers], 'no worker died';
+
+# Redis back on the same port: the module reconnects and writes again
+$t->start_redis;
+ok $t->wait_for(sub {
+        get('new' . int(rand 1e6) . '.cn');
+        scalar grep { /^gate:domain:new\d+\.cn$/ } $t->redis('KEYS', 'gate:*');
+    }, 10),
+    'after Redis restarts, verdicts are written to it again';
+
+# Redis absent when nginx starts
+$t->stop_nginx;
+$t->stop_redis;
+$t->start_nginx;
+is get('live.cold.cn')->{status}, 200,
+    'Redis absent at start: the filing API still judges';
+$t->start_redis;
+ok $t->wait_for(sub {
+        get('late' . int(rand 1e6) . '.cn');
+        scalar grep { /^gate:domain:late\d+\.cn$/ } $t->redis('KEYS', 'gate:*');
+    }, 10),
+    'Redis started later is found and used';
+like $t->error_log, qr/icp_gate: redis 127\.0\.0\.1:\d+ connect failed/,
+    'the failed connects are logged';
+
+$t->stop_nginx;
+$t->done_cleanly;
+done_testing;

@@ -1,0 +1,84 @@
+# A filing API that fails, answers garbage, is slow or hangs: nothing is
+# cached from a failure, icp_gate_wait bounds every wait, and the worker
+# keeps serving.
+
+use v5.36;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(sleep time);
+use IcpGate::Test;
+use IcpGate::Conf;
+
+my $t = IcpGate::Test->new;
+$t->start_redis;
+$t->start_api;
+
+$t->write_conf(gate_conf($t,
+    main => 'icp_gate_api_timeout 1500ms;',
+    http => 'icp_gate_wait 800ms;',
+    server => 'location /patient/ { icp_gate_wait 3s; }'));
+$t->start_nginx;
+my @workers = sort $t->worker_pids;
+
+sub get($host, $path = '/index.html') {
+    return $t->http(host => $host, path => $path);
+}
+
+for my $mode (qw(garbage 500 badstatus notobject)) {
+    my $domain = "$mode-api.cn";
+    $t->api_set($domain, $mode);
+
+    my $r = get("live.$domain");
+    is $r->{status}, 403, "API answering $mode: refused";
+    is $r->{headers}{'x-reason'}, 'lookup_failed', "$mode: reason lookup_failed";
+
+    get("live.$domain");
+    is $t->api_count($domain), 2, "$mode: nothing cached, the next request asks again";
+    is $t->redis('EXISTS', "icp:domain:$domain"), 0, "$mode: nothing written to Redis";
+}
+
+like $t->error_log, qr/filing API answered "500-api\.cn" with status 500/,
+    'a 500 is logged';
+like $t->error_log, qr/filing API answered "garbage-api\.cn" with an invalid body/,
+    'a garbage body is logged';
+
+# slower than icp_gate_wait: refused in time, then cached once it answers
+$t->api_set('slow.cn', 'filed', delay_ms => 1200);
+my $r = get('live.slow.cn');
+is $r->{status}, 403, 'an API slower than icp_gate_wait: refused';
+is $r->{headers}{'x-reason'}, 'lookup_failed', 'as lookup_failed';
+ok $r->{elapsed} >= 0.7 && $r->{elapsed} < 1.2,
+    sprintf 'after icp_gate_wait (%.2fs)', $r->{elapsed};
+sleep 0.8;
+$r = get('live.slow.cn');
+is $r->{status}, 200, 'the late answer was kept for the next request';
+ok $r->{elapsed} < 0.3, sprintf 'which did not wait (%.2fs)', $r->{elapsed};
+is $t->api_count('slow.cn'), 1, 'one API request in all';
+
+# slower than the API but within icp_gate_wait: the request waits
+$t->api_set('sluggish.cn', 'filed', delay_ms => 400);
+$r = get('live.sluggish.cn', '/patient/x');
+is $r->{status}, 404, 'within icp_gate_wait the request waits for the verdict';
+ok $r->{elapsed} >= 0.35, sprintf 'and waited (%.2fs)', $r->{elapsed};
+
+# an API that hangs: icp_gate_api_timeout ends the request
+$t->api_set('hang.cn', 'hang');
+$r = get('live.hang.cn', '/patient/x');
+is $r->{status}, 403, 'a hanging API: refused';
+ok $r->{elapsed} >= 1.4 && $r->{elapsed} < 2.5,
+    sprintf 'after icp_gate_api_timeout (%.2fs)', $r->{elapsed};
+like $t->error_log, qr/filing API request for "hang\.cn" failed: .*timed out/,
+    'the timeout is logged';
+
+# the API gone altogether
+$t->stop_api;
+$r = get('live.gone.cn');
+is $r->{status}, 403, 'an unreachable API: refused';
+is $r->{headers}{'x-reason'}, 'lookup_failed', 'as lookup_failed';
+is get('live.slow.cn')->{status}, 200, 'known domains keep playing';
+
+is_deeply [sort $t->worker_pids], \@workers, 'no worker died';
+$t->stop_nginx;
+$t->done_cleanly;
+done_testing;
