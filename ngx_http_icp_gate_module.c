@@ -68,7 +68,7 @@ static ngx_command_t  ngx_http_icp_gate_commands[] = {
 
     { ngx_string("icp_gate_region"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_enum_slot,
+      ngx_icp_gate_conf_set_enum,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_icp_gate_loc_conf_t, gate.region),
       &ngx_icp_gate_regions },
@@ -82,7 +82,7 @@ static ngx_command_t  ngx_http_icp_gate_commands[] = {
 
     { ngx_string("icp_gate_on_error"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_enum_slot,
+      ngx_icp_gate_conf_set_enum,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_icp_gate_loc_conf_t, gate.on_error),
       &ngx_icp_gate_on_errors },
@@ -212,6 +212,10 @@ ngx_http_icp_gate_handler(ngx_http_request_t *r)
 
     ctx->request = r;
     ctx->judgement.host = r->headers_in.server;
+
+    if (ctx->judgement.host.data == NULL) {
+        ngx_str_set(&ctx->judgement.host, "");
+    }
     ctx->judgement.waiter.handler = ngx_http_icp_gate_wake;
     ctx->judgement.waiter.data = ctx;
     ctx->judgement.waiter.timer.log = r->connection->log;
@@ -404,6 +408,11 @@ ngx_http_icp_gate_variable(ngx_http_request_t *r,
     v->data = s->data;
 
 found:
+
+    if (v->len == 0) {
+        /* nginx copies variables with memcpy(): never hand it NULL */
+        v->data = (u_char *) "";
+    }
 
     v->valid = 1;
     v->no_cacheable = 0;

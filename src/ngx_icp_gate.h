@@ -116,6 +116,8 @@ extern ngx_str_t         ngx_icp_gate_result_names[];
 extern ngx_str_t         ngx_icp_gate_reason_names[];
 
 
+char *ngx_icp_gate_conf_set_enum(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 char *ngx_icp_gate_conf_set_mode(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_icp_gate_conf_set_log(ngx_conf_t *cf, ngx_command_t *cmd,

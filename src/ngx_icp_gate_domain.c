@@ -62,8 +62,7 @@ ngx_icp_gate_domain_registrable(ngx_pool_t *pool, ngx_str_t *host,
     ngx_uint_t   reason;
     u_char       buf[NGX_ICP_GATE_HOST_MAX + 1];
 
-    domain->len = 0;
-    domain->data = NULL;
+    ngx_str_set(domain, "");
 
     if (host->len == 0) {
         return NGX_ICP_GATE_REASON_NO_HOST;

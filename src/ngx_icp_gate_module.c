@@ -337,13 +337,55 @@ ngx_icp_gate_name_lookup(ngx_str_t *names, u_char *data, size_t len)
 }
 
 
+/* ngx_conf_set_enum_slot() that names the directive and its values */
+
+char *
+ngx_icp_gate_conf_set_enum(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    u_char           *p;
+    ngx_str_t        *value;
+    ngx_uint_t       *field;
+    ngx_conf_enum_t  *e;
+    u_char            values[128];
+
+    field = (ngx_uint_t *) ((char *) conf + cmd->offset);
+
+    if (*field != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    p = values;
+
+    for (e = cmd->post; e->name.len; e++) {
+        if (e->name.len == value[1].len
+            && ngx_strcmp(e->name.data, value[1].data) == 0)
+        {
+            *field = e->value;
+            return NGX_CONF_OK;
+        }
+
+        p = ngx_slprintf(p, values + sizeof(values), "%s\"%V\"",
+                         p == values ? "" : e[1].name.len ? ", " : " or ",
+                         &e->name);
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid value \"%V\" in \"%V\", expected %*s",
+                       &value[1], &cmd->name, p - values, values);
+
+    return NGX_CONF_ERROR;
+}
+
+
 char *
 ngx_icp_gate_conf_set_mode(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     char        *rv;
     ngx_uint_t  *mode;
 
-    rv = ngx_conf_set_enum_slot(cf, cmd, conf);
+    rv = ngx_icp_gate_conf_set_enum(cf, cmd, conf);
     if (rv != NGX_CONF_OK) {
         return rv;
     }

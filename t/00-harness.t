@@ -196,9 +196,9 @@ subtest 'counts and headers' => sub {
                               path => '/v1/filing/example.com')->{body})->{status},
         'filed', 'reset keeps modes';
     $t->api_clear;
+    is $t->api_total, 0, 'clear clears counts';
     is $t->http(port => $port, host => '127.0.0.1', path => '/v1/filing/example.com')->{status},
         404, 'clear forgets modes';
-    is $t->api_total, 0, 'clear clears counts';
 };
 
 subtest 'concurrency' => sub {
@@ -221,8 +221,10 @@ subtest 'http client' => sub {
     ok $res->{error}, 'with an error';
 
     # a tiny one-shot server to see what the client sends and how it parses
-    my $srv = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 5)
+    my $srv = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 5,
+                                    Timeout => 10)
         or die "listen: $@";
+    my $p = $srv->sockport;
     my $pid = fork // die;
     if ($pid == 0) {
         for my $answer ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\nX-A: 2\r\n\r\n"
@@ -240,7 +242,6 @@ subtest 'http client' => sub {
         POSIX::_exit(0);
     }
     close $srv;
-    my $p = $srv->sockport;
 
     $res = $t->http(port => $p, path => '/a?b=c', headers => [['X-One', '1']]);
     is $res->{status}, 200, 'chunked response';
@@ -249,7 +250,7 @@ subtest 'http client' => sub {
     like $res->{raw}, qr/^HTTP\/1\.1 200 OK\r\n/, 'raw response kept';
 
     $res = $t->http(port => $p, host => 'Example.COM:8080', method => 'HEAD', version => 'HTTP/1.1');
-    is $res->{status}, 204, '204';
+    is $res->{status}, 204, 'no content';
     waitpid $pid, 0;
 
     my ($first, $second) = split /\0/, $t->read_file('requests');
@@ -261,7 +262,7 @@ subtest 'http client' => sub {
 
 subtest 'files, logs and crash detection' => sub {
     my $u = IcpGate::Test->new;
-    open(my $fh, '>', $u->dir . '/access.json') or die;
+    open(my $fh, '>:encoding(UTF-8)', $u->dir . '/access.json') or die;
     print $fh qq({"host":"a.example","result":"deny"}\n\nnot json\n{"icp":"京ICP备1号"}\n[1]\n);
     close $fh;
     my @lines = $u->log_lines('access.json');
@@ -321,7 +322,7 @@ subtest 'preset and a second harness object' => sub {
 
     my ($api, $dir) = ($u->api_pid, $u->dir);
     $u->cleanup;
-    ok !kill(0, $api), 'cleanup killed the api stand-in';
+    ok !$t->alive($api), 'cleanup killed the api stand-in';
     ok !-e $dir, 'cleanup removed the temp dir';
 };
 
@@ -338,16 +339,59 @@ subtest 'nothing outlives a test that dies or is killed' => sub {
         my ($redis, $api, $dir) = split ' ', (<$out> // '');
         close $out;
         ok $redis && $api, "child started redis and api ($how)";
-        ok !kill(0, $redis), '... redis is gone';
-        ok !kill(0, $api), '... api is gone';
+        ok !$t->alive($redis), '... redis is gone';
+        ok !$t->alive($api), '... api is gone';
         ok $dir && !-e $dir, '... temp dir is gone';
     }
+};
+
+subtest 'nginx lifecycle (only when nginx is built)' => sub {
+    plan skip_all => 'no nginx binary at ' . $t->nginx_bin unless -x $t->nginx_bin;
+    my $n = IcpGate::Test->new;
+    $n->write_conf($n->conf_prelude . <<~'CONF');
+        http {
+            access_log %%DIR%%/access.log;
+            server {
+                listen 127.0.0.1:%%HTTP_PORT%%;
+                location / { add_header X-Host $host; empty_gif; }
+            }
+        }
+        CONF
+    my ($code, $out) = $n->nginx_test;
+    is $code, 0, 'nginx -t' or diag $out;
+    like $out, qr/test is successful/, 'nginx -t output captured';
+
+    my $master = $n->start_nginx;
+    ok $n->alive($master), "master $master runs";
+    my @workers = $n->worker_pids;
+    is scalar @workers, 2, "two workers (@workers)";
+    my $res = $n->http(host => 'Example.COM');
+    is $res->{status}, 200, 'request served';
+    is $res->{headers}{'x-host'}, 'example.com', 'Host reached nginx';
+    is_deeply $n->http_parallel(20, host => 'x'), [(200) x 20], 'parallel requests';
+
+    ok $n->reload, 'reload';
+    my @new = $n->worker_pids;
+    is scalar @new, 2, 'two new workers';
+    is_deeply [grep { my $w = $_; grep { $_ == $w } @workers } @new], [], 'all workers replaced';
+    ok $n->reopen, 'reopen';
+    ok $n->stop_nginx, 'stop_nginx: quit gracefully';
+    ok !$n->alive($master), 'master gone';
+    ok !(grep { $n->alive($_) } @new), 'workers gone';
+    IcpGate::Test::done_cleanly($n);
+
+    my $bad = IcpGate::Test->new;
+    $bad->write_conf($bad->conf_prelude . "http { no_such_directive; }\n");
+    ($code, $out) = $bad->nginx_test;
+    isnt $code, 0, 'nginx -t fails on a bad config';
+    ok !eval { $bad->start_nginx; 1 }, 'start_nginx dies on a bad config';
+    like $@, qr/no_such_directive/, '... with what nginx said';
 };
 
 subtest 'stop_redis' => sub {
     my $pid = $t->redis_pid;
     $t->stop_redis;
-    ok !kill(0, $pid), 'redis-server killed';
+    ok !$t->alive($pid), 'redis-server killed';
     ok !$t->redis_pid, 'no redis pid any more';
 };
 

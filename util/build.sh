@@ -19,7 +19,7 @@ debug=""
 if [ "$variant" = asan ]; then
     # NGX_DEBUG_PALLOC: one malloc an allocation, so ASan sees pool overruns
     cc_opt="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined"
-    cc_opt="$cc_opt -fno-sanitize-recover=undefined -DNGX_DEBUG_PALLOC=1"
+    cc_opt="$cc_opt -DNGX_DEBUG_PALLOC=1"
     ld_opt="-fsanitize=address,undefined"
     debug="--with-debug"
 fi

@@ -87,6 +87,9 @@ sub nginx_pid($self) { $self->{nginx_pid} }
 sub redis_pid($self) { $self->{redis_pid} }
 sub api_pid($self)   { $self->{api_pid} }
 
+# True while $pid runs (a zombie counts as gone: PID 1 may never reap nginx).
+sub alive($self, $pid) { _alive($pid) }
+
 # A free TCP port on 127.0.0.1, the same one each time for the same name.
 sub port($self, $name) {
     return $self->{ports}{$name} //= $self->_free_port;
@@ -115,7 +118,7 @@ sub start_redis($self) {
     die "redis already started" if $self->{redis_pid};
     my $port = $self->redis_port;
     my $log  = "$self->{dir}/redis.log";
-    my $pid  = $self->_spawn($log, {},
+    my $pid  = $self->_spawn($log,
         'redis-server', '--port', $port, '--bind', '127.0.0.1',
         '--save', '', '--appendonly', 'no', '--daemonize', 'no',
         '--dir', $self->{dir});
@@ -169,7 +172,7 @@ sub start_api($self, %opts) {
     push @cmd, '--default', $opts{default} if defined $opts{default};
 
     my $log = "$self->{dir}/api.log";
-    my $pid = $self->_spawn($log, {}, @cmd);
+    my $pid = $self->_spawn($log, @cmd);
     $self->{api_pid} = $pid;
 
     my $up = $self->wait_for(sub {
@@ -275,11 +278,12 @@ sub _placeholder($self, $name) {
 
 # ---------------------------------------------------------------- nginx processes
 
-sub _nginx_env($self) {
-    return {
-        ASAN_OPTIONS  => "log_path=$self->{dir}/asan:detect_leaks=0:abort_on_error=0",
-        UBSAN_OPTIONS => "log_path=$self->{dir}/ubsan:print_stacktrace=1:halt_on_error=0",
-    };
+# Before any nginx run: sanitizer reports go to DIR/asan.PID, DIR/ubsan.PID,
+# and no NGINX variable (nginx would take it for inherited sockets).
+sub _prepare_nginx_env($self) {
+    $ENV{ASAN_OPTIONS}  = "log_path=$self->{dir}/asan:detect_leaks=0:abort_on_error=0";
+    $ENV{UBSAN_OPTIONS} = "log_path=$self->{dir}/ubsan:print_stacktrace=1:halt_on_error=0";
+    delete $ENV{NGINX};
 }
 
 sub _nginx_cmd($self, @args) {
@@ -288,8 +292,8 @@ sub _nginx_cmd($self, @args) {
 
 # Runs the nginx binary with extra arguments; returns (exit code, stdout+stderr).
 sub _nginx($self, @args) {
-    delete $ENV{NGINX};
-    return _run(cmd => [$self->_nginx_cmd(@args)], env => $self->_nginx_env, stderr => 'merge');
+    $self->_prepare_nginx_env;
+    return _run(cmd => [$self->_nginx_cmd(@args)], stderr => 'merge');
 }
 
 sub nginx_test($self) { $self->_nginx('-t') }
@@ -298,12 +302,12 @@ sub start_nginx($self) {
     die "nginx already running" if $self->{nginx_pid} && _alive($self->{nginx_pid});
     die "nginx binary $self->{nginx} not found (set ICP_GATE_NGINX or build it)\n"
         unless -x $self->{nginx};
-    delete $ENV{NGINX};
+    $self->_prepare_nginx_env;
 
     my $pid_file = "$self->{dir}/nginx.pid";
     my $stderr   = "$self->{dir}/nginx.stderr";
     unlink $pid_file;
-    my $launcher = $self->_spawn($stderr, $self->_nginx_env, $self->_nginx_cmd);
+    my $launcher = $self->_spawn($stderr, $self->_nginx_cmd);
     my $deadline = time + 10;
     my $fail = sub ($why) {
         die "nginx $why\n--- nginx stderr:\n" . ($self->read_file($stderr) // '')
@@ -629,7 +633,7 @@ sub DESTROY($self) {
 # ---------------------------------------------------------------- helpers
 
 # Starts @cmd in the background with stdout and stderr appended to $log.
-sub _spawn($self, $log, $env, @cmd) {
+sub _spawn($self, $log, @cmd) {
     my $pid = fork // die "fork: $!";
     return $pid if $pid;
 
@@ -637,7 +641,6 @@ sub _spawn($self, $log, $env, @cmd) {
     open STDOUT, '>>', $log or POSIX::_exit(126);
     open STDERR, '>&', \*STDOUT;
     delete $ENV{NGINX};
-    $ENV{$_} = $env->{$_} for keys %$env;
     _die_with_parent();
     exec { $cmd[0] } @cmd
         or print STDERR "exec $cmd[0]: $!\n";
@@ -645,7 +648,7 @@ sub _spawn($self, $log, $env, @cmd) {
 }
 
 # Runs a command to completion and returns (exit code, stdout).
-# %opts: cmd => [...], env => {...}, stderr => 'keep' | 'null' | 'merge'.
+# %opts: cmd => [...], stderr => 'keep' | 'null' | 'merge'.
 sub _run(%opts) {
     my @cmd = @{ $opts{cmd} };
     pipe(my $read, my $write) or die "pipe: $!";
@@ -658,7 +661,6 @@ sub _run(%opts) {
         open STDERR, '>', '/dev/null' if $stderr eq 'null';
         open STDERR, '>&', $write if $stderr eq 'merge';
         delete $ENV{NGINX};
-        $ENV{$_} = $opts{env}{$_} for keys %{ $opts{env} // {} };
         exec { $cmd[0] } @cmd
             or print STDERR "exec $cmd[0]: $!\n";
         POSIX::_exit(127);

@@ -1,0 +1,80 @@
+# Hostile Host headers: quotes, backslashes, UTF-8 (valid and not), long
+# labels and names.  Every one is refused or served as it should be, every
+# rejection log line stays valid JSON carrying the host as sent, and no
+# worker dies.
+
+use v5.36;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use JSON::PP ();
+use IcpGate::Test;
+use IcpGate::Conf;
+
+my $t = IcpGate::Test->new;
+$t->start_redis;
+$t->start_api;
+$t->api_default('unfiled');
+$t->api_set('filed.cn', 'filed');
+
+$t->write_conf(gate_conf($t, http => 'large_client_header_buffers 4 16k;'));
+$t->start_nginx;
+my @workers = sort $t->worker_pids;
+
+my @hosts = (
+    ['quote"s.filed.cn', 403, 'invalid_host'],
+    ['back\\slash.filed.cn', 403, 'invalid_host'],
+    ['"},{"injected"', 403, 'invalid_host'],
+    ["tab\\u0009.cn", 403, 'invalid_host'],
+    ["\xe4\xbe\x8b\xe5\xad\x90.filed.cn", 200, undef],            # 例子.filed.cn
+    ["\xff\xfe\xfd.cn", 403, 'invalid_host'],                      # not UTF-8
+    ["\xed\xa0\x80.cn", 403, 'invalid_host'],                      # a surrogate
+    ["\xc0\xae.cn", 403, 'invalid_host'],                          # overlong "."
+    [('a' x 300) . '.filed.cn', 403, 'invalid_host'],
+    [('a' x 63) . '.filed.cn', 200, undef],
+    [join('.', ('abcdefghi') x 30) . '.cn', 403, 'invalid_host'],  # 302 bytes
+    [('x' x 5000) . '.cn', 403, 'invalid_host'],
+    ['xn--.cn', 403, 'invalid_host'],
+    ['a..b.cn', 400, undef],                 # nginx itself refuses these
+    ['%2e%2e.cn', 403, 'invalid_host'],
+    ['[::ffff:127.0.0.1]', 403, 'ip_literal'],
+    ['[not-v6]', 403, 'invalid_host'],
+    ['filed.cn:port', 200, undef],           # nginx drops all after ":"
+    ['"},{"injected":true', 403, 'invalid_host'],
+    ['2130706433', 403, 'ip_literal'],
+);
+
+for my $case (@hosts) {
+    my ($host, $status, $reason) = @$case;
+    my $printable = length $host > 40 ? substr($host, 0, 37) . '...' : $host;
+    $printable =~ s/([^\x20-\x7e])/sprintf '\\x%02x', ord $1/ge;
+
+    my $r = $t->http(host => $host, path => '/index.html');
+    is $r->{status}, $status, "Host $printable: $status";
+    is $r->{headers}{'x-reason'}, $reason, "Host $printable: reason "
+        . ($reason // 'none') if $status == 403;
+}
+
+is_deeply [sort $t->worker_pids], \@workers, 'every worker is alive';
+
+# the log: valid JSON, one line a refusal, hosts written as they came
+my @lines = $t->log_lines('reject.log');
+my $refused = grep { $_->[1] == 403 } @hosts;
+is scalar(@lines), $refused, 'one log line for each refusal';
+is scalar(grep { $_->{__invalid} } @lines), 0, 'every log line is valid JSON';
+ok !(grep { exists $_->{injected} } @lines), 'no host injected a field';
+
+my $log = $t->read_file('reject.log');
+ok !($log =~ /[\x00-\x1f](?<!\n)/), 'no raw control character in the log';
+is scalar(() = $log =~ /\n/g), $refused, 'no host broke a line';
+
+my ($quote) = grep { $_->{host} =~ /^quote/ } @lines;
+is $quote->{host}, 'quote"s.filed.cn', 'a quote survives the round trip';
+my ($inject) = grep { $_->{host} =~ /injected/ } @lines;
+is $inject->{host}, '"},{"injected"', 'an injection attempt is a plain string';
+my ($bytes) = grep { $_->{host} =~ /^\x{ff}/ } @lines;
+is $bytes->{host}, "\x{ff}\x{fe}\x{fd}.cn", 'bytes that are not UTF-8 are written as \\u00XX';
+
+$t->stop_nginx;
+$t->done_cleanly;
+done_testing;

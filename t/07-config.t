@@ -1,0 +1,79 @@
+# A bad configuration line fails "nginx -t" with a message naming the
+# directive; a good one passes.
+
+use v5.36;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use IcpGate::Test;
+use IcpGate::Conf;
+
+my $t = IcpGate::Test->new;
+
+sub conf_with(%o) {
+    $t->write_conf(gate_conf($t, redis => 'icp_gate_redis 127.0.0.1:6379;', %o));
+    return $t->nginx_test;
+}
+
+my ($code, $out) = conf_with();
+is $code, 0, 'the base configuration passes nginx -t' or diag $out;
+
+my @bad = (
+    [main => 'icp_gate_zone nozone;', 'icp_gate_zone'],
+    [main => 'icp_gate_zone z:1k;', 'icp_gate_zone'],
+    [main => 'icp_gate_zone z:lots;', 'icp_gate_zone'],
+    [redis => 'icp_gate_redis 127.0.0.1:6379 speed=fast;', 'icp_gate_redis'],
+    [redis => 'icp_gate_redis 127.0.0.1:6379 db=x;', 'icp_gate_redis'],
+    [redis => 'icp_gate_redis 127.0.0.1:notaport;', 'icp_gate_redis'],
+    [redis => 'icp_gate_redis 127.0.0.1:6379 timeout=never;', 'icp_gate_redis'],
+    [api => 'icp_gate_api "ftp://127.0.0.1/{domain}";', 'icp_gate_api'],
+    [api => 'icp_gate_api "http://127.0.0.1/v1/filing";', 'icp_gate_api'],
+    [main => 'icp_gate_api_timeout forever;', 'icp_gate_api_timeout'],
+    [main => 'icp_gate_ttl 0;', 'icp_gate_ttl'],
+    [main => 'icp_gate_ttl soon;', 'icp_gate_ttl'],
+    [main => 'icp_gate_local_ttl -1;', 'icp_gate_local_ttl'],
+    [main => 'icp_gate_api_header X-Only-Name;', 'icp_gate_api_header'],
+    [http => 'icp_gate maybe;', 'icp_gate'],
+    [http => 'icp_gate_region moon;', 'icp_gate_region'],
+    [http => 'icp_gate_wait abc;', 'icp_gate_wait'],
+    [http => 'icp_gate_on_error shrug;', 'icp_gate_on_error'],
+    [http => 'icp_gate_status 200;', 'icp_gate_status'],
+    [http => 'icp_gate_status 9999;', 'icp_gate_status'],
+    [http => 'icp_gate_log /tmp/a; icp_gate_log /tmp/b;', 'icp_gate_log'],
+    [server => 'icp_gate_zone z:1m;', 'icp_gate_zone'],
+    [main => 'icp_gate on;', 'icp_gate'],
+);
+
+for my $case (@bad) {
+    my ($where, $line, $directive) = @$case;
+    my ($code, $out) = conf_with($where => $line);
+    isnt $code, 0, "nginx -t fails on: $line";
+    like $out, qr/"\Q$directive\E"/, "and names \"$directive\""
+        or diag $out;
+}
+
+# icp_gate_zone after the first icp_gate: the zone already exists
+$t->write_conf($t->conf_prelude . <<'EOF');
+http {
+    icp_gate on;
+    server { listen 127.0.0.1:%%HTTP_PORT%%; }
+}
+icp_gate_zone late:1m;
+EOF
+($code, $out) = $t->nginx_test;
+isnt $code, 0, 'icp_gate_zone after the first icp_gate fails';
+like $out, qr/"icp_gate_zone" directive must come before the first "icp_gate"/,
+    'and says why';
+
+# a complete configuration with every directive
+($code, $out) = conf_with(
+    redis => 'icp_gate_redis 127.0.0.1:6379 db=2 password=secret timeout=500ms;',
+    main => 'icp_gate_zone gate:1m; icp_gate_redis_prefix "p:";'
+          . ' icp_gate_api_header Authorization "Bearer x";'
+          . ' icp_gate_api_timeout 1s; icp_gate_ttl 12h;'
+          . ' icp_gate_negative_ttl 10m; icp_gate_local_ttl 30s;',
+    http => 'icp_gate_region global; icp_gate_wait 2s; icp_gate_on_error allow;'
+          . ' icp_gate_status 451;');
+is $code, 0, 'every directive at once passes nginx -t' or diag $out;
+
+done_testing;
