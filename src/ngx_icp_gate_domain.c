@@ -17,16 +17,38 @@
 
 
 /* no valid name is longer; longer input is refused before any work */
-#define NGX_ICP_GATE_HOST_MAX  1024
+#define NGX_ICP_GATE_HOST_MAX      1024
+
+/* slots of the per-worker memo of hosts already reduced; a power of two */
+#define NGX_ICP_GATE_MEMO_SIZE     1024
 
 
+/*
+ * The public suffix lookups cost several thousand instructions a host, as
+ * much as the rest of a small request: each worker remembers the hosts it
+ * has seen, direct-mapped by crc32, so a repeated host costs one compare.
+ */
+
+typedef struct {
+    uint32_t                    hash;
+    u_char                      host_len;
+    u_char                      domain_len;
+    u_char                      reason;
+    u_char                      host[NGX_ICP_GATE_DOMAIN_LEN];
+    u_char                      domain[NGX_ICP_GATE_DOMAIN_LEN];
+} ngx_icp_gate_domain_memo_t;
+
+
+static ngx_uint_t ngx_icp_gate_domain_reduce(ngx_str_t *host,
+    u_char *domain, size_t *len);
 static ngx_uint_t ngx_icp_gate_domain_bracketed(u_char *p, u_char *last);
 static ngx_uint_t ngx_icp_gate_domain_ipv6(u_char *p, size_t len);
 static ngx_uint_t ngx_icp_gate_domain_to_ascii(u_char *buf, size_t *len);
 static ngx_uint_t ngx_icp_gate_domain_check_ldh(u_char *name, size_t len);
 
 
-static const psl_ctx_t  *ngx_icp_gate_psl;
+static const psl_ctx_t           *ngx_icp_gate_psl;
+static ngx_icp_gate_domain_memo_t  *ngx_icp_gate_memo;
 
 
 ngx_int_t
@@ -57,12 +79,77 @@ ngx_uint_t
 ngx_icp_gate_domain_registrable(ngx_pool_t *pool, ngx_str_t *host,
     ngx_str_t *domain)
 {
+    size_t                       len;
+    uint32_t                     hash;
+    ngx_uint_t                   reason;
+    ngx_icp_gate_domain_memo_t  *m;
+    u_char                       buf[NGX_ICP_GATE_DOMAIN_LEN];
+
+    ngx_str_set(domain, "");
+
+    m = NULL;
+
+    if (host->len && host->len <= NGX_ICP_GATE_DOMAIN_LEN) {
+
+        if (ngx_icp_gate_memo == NULL) {
+            ngx_icp_gate_memo = ngx_calloc(NGX_ICP_GATE_MEMO_SIZE
+                                           * sizeof(ngx_icp_gate_domain_memo_t),
+                                           ngx_cycle->log);
+        }
+
+        if (ngx_icp_gate_memo) {
+            hash = ngx_crc32_short(host->data, host->len);
+            m = &ngx_icp_gate_memo[hash & (NGX_ICP_GATE_MEMO_SIZE - 1)];
+
+            if (m->host_len == host->len && m->hash == hash
+                && ngx_memcmp(m->host, host->data, host->len) == 0)
+            {
+                reason = m->reason;
+                len = m->domain_len;
+                ngx_memcpy(buf, m->domain, len);
+                goto done;
+            }
+
+            m->hash = hash;
+            m->host_len = 0;
+        }
+    }
+
+    len = 0;
+    reason = ngx_icp_gate_domain_reduce(host, buf, &len);
+
+    if (m) {
+        m->host_len = (u_char) host->len;
+        m->domain_len = (u_char) len;
+        m->reason = (u_char) reason;
+        ngx_memcpy(m->host, host->data, host->len);
+        ngx_memcpy(m->domain, buf, len);
+    }
+
+done:
+
+    if (len) {
+        domain->data = ngx_pnalloc(pool, len);
+        if (domain->data == NULL) {
+            ngx_str_set(domain, "");
+            return NGX_ICP_GATE_REASON_INVALID_HOST;
+        }
+
+        ngx_memcpy(domain->data, buf, len);
+        domain->len = len;
+    }
+
+    return reason;
+}
+
+
+static ngx_uint_t
+ngx_icp_gate_domain_reduce(ngx_str_t *host, u_char *domain, size_t *domain_len)
+{
     u_char      *p, *last, *colon, *label, *prev, *dot;
     size_t       len;
     ngx_uint_t   reason;
     u_char       buf[NGX_ICP_GATE_HOST_MAX + 1];
-
-    ngx_str_set(domain, "");
 
     if (host->len == 0) {
         return NGX_ICP_GATE_REASON_NO_HOST;
@@ -71,6 +158,7 @@ ngx_icp_gate_domain_registrable(ngx_pool_t *pool, ngx_str_t *host,
     if (host->len > NGX_ICP_GATE_HOST_MAX) {
         return NGX_ICP_GATE_REASON_INVALID_HOST;
     }
+
 
     p = host->data;
     last = p + host->len;
@@ -143,14 +231,8 @@ ngx_icp_gate_domain_registrable(ngx_pool_t *pool, ngx_str_t *host,
         return NGX_ICP_GATE_REASON_INVALID_HOST;
     }
 
-    domain->len = len - (prev - buf);
-    domain->data = ngx_pnalloc(pool, domain->len);
-    if (domain->data == NULL) {
-        domain->len = 0;
-        return NGX_ICP_GATE_REASON_INVALID_HOST;
-    }
-
-    ngx_memcpy(domain->data, prev, domain->len);
+    *domain_len = len - (prev - buf);
+    ngx_memcpy(domain, prev, *domain_len);
 
     return NGX_ICP_GATE_REASON_NONE;
 }

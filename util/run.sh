@@ -19,6 +19,11 @@ sed -e "s|@DIR@|$dir|g" -e "s|@HTML@|$top/conf/html|g" \
     -e "s|@REDIS_PORT@|$redis_port|g" -e "s|@API_PORT@|$api_port|g" \
     "$top/conf/demo.conf.in" > "$dir/nginx.conf"
 
+# as root, workers run as "nobody", who may not enter a checkout under /root
+if [ "$(id -u)" = 0 ]; then
+    sed -i '1i user root;' "$dir/nginx.conf"
+fi
+
 pids=
 stop() {
     trap - INT TERM EXIT
