@@ -130,6 +130,8 @@ ngx_int_t ngx_icp_gate_init_worker(ngx_cycle_t *cycle);
 
 ngx_int_t ngx_icp_gate_judge(ngx_icp_gate_conf_t *gcf,
     ngx_icp_gate_judgement_t *j, ngx_pool_t *pool, ngx_log_t *log);
+ngx_int_t ngx_icp_gate_judge_again(ngx_icp_gate_conf_t *gcf,
+    ngx_icp_gate_judgement_t *j);
 void ngx_icp_gate_judge_resume(ngx_icp_gate_conf_t *gcf,
     ngx_icp_gate_judgement_t *j);
 void ngx_icp_gate_judge_cancel(ngx_icp_gate_judgement_t *j);

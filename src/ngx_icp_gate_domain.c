@@ -271,6 +271,21 @@ ngx_icp_gate_domain_from_url(ngx_str_t *url, ngx_str_t *host)
         }
     }
 
+    /* without the port, as nginx keeps the HTTP host */
+
+    if (p < end && *p == '[') {
+        at = ngx_strlchr(p, end, ']');
+        if (at) {
+            end = at + 1;
+        }
+
+    } else {
+        at = ngx_strlchr(p, end, ':');
+        if (at) {
+            end = at;
+        }
+    }
+
     host->data = p;
     host->len = end - p;
 

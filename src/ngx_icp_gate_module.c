@@ -291,6 +291,30 @@ ngx_icp_gate_judge(ngx_icp_gate_conf_t *gcf, ngx_icp_gate_judgement_t *j,
 }
 
 
+/*
+ * A live session's periodic look: the cache, refreshed in the background
+ * when expired, never waited on; without a verdict the old one stands.
+ */
+
+ngx_int_t
+ngx_icp_gate_judge_again(ngx_icp_gate_conf_t *gcf,
+    ngx_icp_gate_judgement_t *j)
+{
+    ngx_icp_gate_verdict_t  v;
+
+    if (j->domain.len == 0
+        || ngx_icp_gate_lookup(&j->domain, &v, NULL, 0) != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    j->verdict = v;
+    ngx_icp_gate_judge_verdict(gcf, j, NGX_OK);
+
+    return NGX_OK;
+}
+
+
 void
 ngx_icp_gate_judge_resume(ngx_icp_gate_conf_t *gcf,
     ngx_icp_gate_judgement_t *j)

@@ -24,7 +24,7 @@ if [ "$variant" = asan ]; then
     debug="--with-debug"
 fi
 
-stamp="$cc_opt|$ld_opt|$prefix"
+stamp="$cc_opt|$ld_opt|$prefix|$(cksum < "$top/config")|$(ls "$top"/*.c | tr "\n" " ")"
 
 if [ ! -f "$work/objs/Makefile" ] || [ "$(cat "$work/.icp_gate_stamp" 2>/dev/null)" != "$stamp" ]; then
     rm -rf "$work"

@@ -1,0 +1,541 @@
+
+/*
+ * Copyright (C) icp_gate authors
+ *
+ * The RTMP gate: judges the host of the tcUrl a client connected with when
+ * it publishes or plays, holds the command while a cold domain is looked
+ * up, and closes live sessions whose domain stops being filed.  It must be
+ * the last rtmp module: the last one in the list runs first.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_rtmp.h>
+#include <ngx_rtmp_cmd_module.h>
+
+#include "ngx_icp_gate.h"
+#include "ngx_icp_gate_domain.h"
+#include "ngx_icp_gate_log.h"
+
+
+#define NGX_RTMP_ICP_GATE_PUBLISH  0
+#define NGX_RTMP_ICP_GATE_PLAY     1
+
+
+typedef struct {
+    ngx_icp_gate_conf_t         gate;
+} ngx_rtmp_icp_gate_app_conf_t;
+
+
+typedef struct {
+    ngx_icp_gate_judgement_t    judgement;
+    ngx_rtmp_session_t         *session;
+    ngx_event_t                 recheck;
+    ngx_uint_t                  action;
+    union {
+        ngx_rtmp_publish_t      publish;
+        ngx_rtmp_play_t         play;
+    } cmd;
+    unsigned                    waiting:1;
+    unsigned                    judged:1;
+    unsigned                    logged:1;
+} ngx_rtmp_icp_gate_ctx_t;
+
+
+static ngx_int_t ngx_rtmp_icp_gate_publish(ngx_rtmp_session_t *s,
+    ngx_rtmp_publish_t *v);
+static ngx_int_t ngx_rtmp_icp_gate_play(ngx_rtmp_session_t *s,
+    ngx_rtmp_play_t *v);
+static ngx_int_t ngx_rtmp_icp_gate_start(ngx_rtmp_session_t *s,
+    ngx_uint_t action, void *cmd, size_t size);
+static ngx_int_t ngx_rtmp_icp_gate_act(ngx_rtmp_session_t *s,
+    ngx_rtmp_icp_gate_ctx_t *ctx);
+static void ngx_rtmp_icp_gate_refuse(ngx_rtmp_session_t *s,
+    ngx_rtmp_icp_gate_ctx_t *ctx);
+static void ngx_rtmp_icp_gate_log(ngx_rtmp_session_t *s,
+    ngx_rtmp_icp_gate_ctx_t *ctx);
+static void ngx_rtmp_icp_gate_wake(ngx_icp_gate_waiter_t *w);
+static void ngx_rtmp_icp_gate_recheck(ngx_event_t *ev);
+static ngx_int_t ngx_rtmp_icp_gate_disconnect(ngx_rtmp_session_t *s,
+    ngx_rtmp_header_t *h, ngx_chain_t *in);
+
+static void *ngx_rtmp_icp_gate_create_app_conf(ngx_conf_t *cf);
+static char *ngx_rtmp_icp_gate_merge_app_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static ngx_int_t ngx_rtmp_icp_gate_postconfiguration(ngx_conf_t *cf);
+
+
+static ngx_command_t  ngx_rtmp_icp_gate_commands[] = {
+
+    { ngx_string("icp_gate"),
+      NGX_RTMP_MAIN_CONF|NGX_RTMP_SRV_CONF|NGX_RTMP_APP_CONF|NGX_CONF_TAKE1,
+      ngx_icp_gate_conf_set_mode,
+      NGX_RTMP_APP_CONF_OFFSET,
+      offsetof(ngx_rtmp_icp_gate_app_conf_t, gate.mode),
+      &ngx_icp_gate_modes },
+
+    { ngx_string("icp_gate_region"),
+      NGX_RTMP_MAIN_CONF|NGX_RTMP_SRV_CONF|NGX_RTMP_APP_CONF|NGX_CONF_TAKE1,
+      ngx_icp_gate_conf_set_enum,
+      NGX_RTMP_APP_CONF_OFFSET,
+      offsetof(ngx_rtmp_icp_gate_app_conf_t, gate.region),
+      &ngx_icp_gate_regions },
+
+    { ngx_string("icp_gate_wait"),
+      NGX_RTMP_MAIN_CONF|NGX_RTMP_SRV_CONF|NGX_RTMP_APP_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_RTMP_APP_CONF_OFFSET,
+      offsetof(ngx_rtmp_icp_gate_app_conf_t, gate.wait),
+      NULL },
+
+    { ngx_string("icp_gate_on_error"),
+      NGX_RTMP_MAIN_CONF|NGX_RTMP_SRV_CONF|NGX_RTMP_APP_CONF|NGX_CONF_TAKE1,
+      ngx_icp_gate_conf_set_enum,
+      NGX_RTMP_APP_CONF_OFFSET,
+      offsetof(ngx_rtmp_icp_gate_app_conf_t, gate.on_error),
+      &ngx_icp_gate_on_errors },
+
+    { ngx_string("icp_gate_log"),
+      NGX_RTMP_MAIN_CONF|NGX_RTMP_SRV_CONF|NGX_RTMP_APP_CONF|NGX_CONF_TAKE1,
+      ngx_icp_gate_conf_set_log,
+      NGX_RTMP_APP_CONF_OFFSET,
+      offsetof(ngx_rtmp_icp_gate_app_conf_t, gate.log),
+      NULL },
+
+    { ngx_string("icp_gate_recheck"),
+      NGX_RTMP_MAIN_CONF|NGX_RTMP_SRV_CONF|NGX_RTMP_APP_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_RTMP_APP_CONF_OFFSET,
+      offsetof(ngx_rtmp_icp_gate_app_conf_t, gate.recheck),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_rtmp_module_t  ngx_rtmp_icp_gate_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    ngx_rtmp_icp_gate_postconfiguration,   /* postconfiguration */
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+    ngx_rtmp_icp_gate_create_app_conf,     /* create app configuration */
+    ngx_rtmp_icp_gate_merge_app_conf       /* merge app configuration */
+};
+
+
+ngx_module_t  ngx_rtmp_icp_gate_module = {
+    NGX_MODULE_V1,
+    &ngx_rtmp_icp_gate_module_ctx,         /* module context */
+    ngx_rtmp_icp_gate_commands,            /* module directives */
+    NGX_RTMP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process: see the HTTP gate */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_rtmp_publish_pt  next_publish;
+static ngx_rtmp_play_pt     next_play;
+
+static char  *ngx_rtmp_icp_gate_codes[] = {
+    "NetStream.Publish.BadName",
+    "NetStream.Play.Failed"
+};
+
+static ngx_str_t  ngx_rtmp_icp_gate_actions[] = {
+    ngx_string("publish"),
+    ngx_string("play")
+};
+
+
+static ngx_int_t
+ngx_rtmp_icp_gate_publish(ngx_rtmp_session_t *s, ngx_rtmp_publish_t *v)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_rtmp_icp_gate_start(s, NGX_RTMP_ICP_GATE_PUBLISH, v, sizeof(*v));
+
+    if (rc == NGX_DECLINED) {
+        return next_publish(s, v);
+    }
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_rtmp_icp_gate_play(ngx_rtmp_session_t *s, ngx_rtmp_play_t *v)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_rtmp_icp_gate_start(s, NGX_RTMP_ICP_GATE_PLAY, v, sizeof(*v));
+
+    if (rc == NGX_DECLINED) {
+        return next_play(s, v);
+    }
+
+    return rc;
+}
+
+
+/*
+ * NGX_DECLINED: go on to the next module now; NGX_OK: held until the
+ * verdict; NGX_ERROR: refused, the session is finalized
+ */
+
+static ngx_int_t
+ngx_rtmp_icp_gate_start(ngx_rtmp_session_t *s, ngx_uint_t action, void *cmd,
+    size_t size)
+{
+    ngx_int_t                      rc;
+    ngx_rtmp_icp_gate_ctx_t       *ctx;
+    ngx_rtmp_icp_gate_app_conf_t  *gacf;
+
+    /* relays and auto_push between workers come from this nginx itself */
+
+    if (s->relay || s->auto_pushed) {
+        return NGX_DECLINED;
+    }
+
+    gacf = ngx_rtmp_get_module_app_conf(s, ngx_rtmp_icp_gate_module);
+
+    if (gacf == NULL || gacf->gate.mode == NGX_ICP_GATE_MODE_OFF) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_rtmp_get_module_ctx(s, ngx_rtmp_icp_gate_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(s->connection->pool,
+                          sizeof(ngx_rtmp_icp_gate_ctx_t));
+        if (ctx == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_rtmp_set_ctx(s, ctx, ngx_rtmp_icp_gate_module);
+
+        ctx->session = s;
+        ctx->judgement.waiter.handler = ngx_rtmp_icp_gate_wake;
+        ctx->judgement.waiter.data = ctx;
+        ctx->judgement.waiter.timer.log = s->connection->log;
+
+        (void) ngx_icp_gate_domain_from_url(&s->tc_url, &ctx->judgement.host);
+
+        if (ctx->judgement.host.data == NULL) {
+            ngx_str_set(&ctx->judgement.host, "");
+        }
+
+    } else if (ctx->waiting) {
+        ngx_log_error(NGX_LOG_ERR, s->connection->log, 0,
+                      "icp_gate: %V while the domain is looked up",
+                      &ngx_rtmp_icp_gate_actions[action]);
+        return NGX_ERROR;
+    }
+
+    ctx->action = action;
+    ngx_memcpy(&ctx->cmd, cmd, size);
+
+    if (ctx->judged) {
+        /* a second stream of the session: its tcUrl was judged already */
+        return ngx_rtmp_icp_gate_act(s, ctx);
+    }
+
+    rc = ngx_icp_gate_judge(&gacf->gate, &ctx->judgement, s->connection->pool,
+                            s->connection->log);
+
+    if (rc == NGX_AGAIN) {
+        ctx->waiting = 1;
+        return NGX_OK;
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_rtmp_icp_gate_act(s, ctx);
+}
+
+
+static ngx_int_t
+ngx_rtmp_icp_gate_act(ngx_rtmp_session_t *s, ngx_rtmp_icp_gate_ctx_t *ctx)
+{
+    ngx_rtmp_icp_gate_app_conf_t  *gacf;
+
+    gacf = ngx_rtmp_get_module_app_conf(s, ngx_rtmp_icp_gate_module);
+
+    ctx->judged = 1;
+
+    switch (ctx->judgement.result) {
+
+    case NGX_ICP_GATE_RESULT_DENY:
+        ngx_rtmp_icp_gate_log(s, ctx);
+        ngx_rtmp_icp_gate_refuse(s, ctx);
+        return NGX_ERROR;
+
+    case NGX_ICP_GATE_RESULT_DRY_RUN:
+        ngx_rtmp_icp_gate_log(s, ctx);
+        break;
+
+    case NGX_ICP_GATE_RESULT_EXEMPT:
+        if (gacf->gate.region == NGX_ICP_GATE_REGION_OVERSEAS) {
+            return NGX_DECLINED;
+        }
+
+        break;
+
+    default:
+        break;
+    }
+
+    if (gacf->gate.recheck && !ctx->recheck.timer_set) {
+        ctx->recheck.handler = ngx_rtmp_icp_gate_recheck;
+        ctx->recheck.data = ctx;
+        ctx->recheck.log = s->connection->log;
+        ctx->recheck.cancelable = 1;
+
+        ngx_add_timer(&ctx->recheck, gacf->gate.recheck);
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static void
+ngx_rtmp_icp_gate_refuse(ngx_rtmp_session_t *s, ngx_rtmp_icp_gate_ctx_t *ctx)
+{
+    u_char                    *p;
+    ngx_str_t                 *name;
+    ngx_icp_gate_judgement_t  *j;
+    u_char                     desc[NGX_ICP_GATE_DOMAIN_LEN + 128];
+
+    j = &ctx->judgement;
+    name = j->domain.len ? &j->domain : &j->host;
+
+    /* the host may be anything a client sent: keep the text printable */
+
+    p = ngx_snprintf(desc, sizeof(desc) - 1, "icp_gate: %V refused for ",
+                     &ngx_rtmp_icp_gate_actions[ctx->action]);
+    p = ngx_icp_gate_log_escape(p, name->data,
+                                ngx_min(name->len, NGX_ICP_GATE_DOMAIN_LEN / 6));
+    p = ngx_snprintf(p, desc + sizeof(desc) - 1 - p, ": %V",
+                     &ngx_icp_gate_reason_names[j->reason]);
+    *p = '\0';
+
+    ngx_log_error(NGX_LOG_INFO, s->connection->log, 0, "%s", desc);
+
+    (void) ngx_rtmp_send_status(s, ngx_rtmp_icp_gate_codes[ctx->action],
+                                "error", (char *) desc);
+}
+
+
+static void
+ngx_rtmp_icp_gate_log(ngx_rtmp_session_t *s, ngx_rtmp_icp_gate_ctx_t *ctx)
+{
+    u_char                        *name;
+    ngx_str_t                      server;
+    ngx_rtmp_icp_gate_app_conf_t  *gacf;
+    ngx_icp_gate_log_entry_t       entry;
+    ngx_icp_gate_log_field_t       fields[3];
+    u_char                         addr[NGX_SOCKADDR_STRLEN];
+
+    gacf = ngx_rtmp_get_module_app_conf(s, ngx_rtmp_icp_gate_module);
+
+    if (gacf->gate.log == NULL) {
+        return;
+    }
+
+    server.data = addr;
+    server.len = NGX_SOCKADDR_STRLEN;
+
+    if (ngx_connection_local_sockaddr(s->connection, &server, 1) != NGX_OK) {
+        ngx_str_set(&server, "");
+    }
+
+    name = (ctx->action == NGX_RTMP_ICP_GATE_PUBLISH)
+           ? ctx->cmd.publish.name : ctx->cmd.play.name;
+
+    ngx_str_set(&entry.proto, "rtmp");
+    entry.action = ngx_rtmp_icp_gate_actions[ctx->action];
+    entry.client = s->connection->addr_text;
+    entry.fields = fields;
+    entry.nfields = 3;
+
+    ngx_str_set(&fields[0].name, "server");
+    fields[0].value = server;
+
+    ngx_str_set(&fields[1].name, "app");
+    fields[1].value = s->app;
+
+    if (fields[1].value.data == NULL) {
+        ngx_str_set(&fields[1].value, "");
+    }
+
+    ngx_str_set(&fields[2].name, "stream");
+    fields[2].value.data = name;
+    fields[2].value.len = ngx_strlen(name);
+
+    ngx_icp_gate_log_refusal(gacf->gate.log, &ctx->judgement, &entry,
+                             s->connection->pool, s->connection->log);
+}
+
+
+static void
+ngx_rtmp_icp_gate_wake(ngx_icp_gate_waiter_t *w)
+{
+    ngx_int_t                      rc;
+    ngx_rtmp_session_t            *s;
+    ngx_rtmp_icp_gate_ctx_t       *ctx;
+    ngx_rtmp_icp_gate_app_conf_t  *gacf;
+
+    ctx = w->data;
+    s = ctx->session;
+
+    ctx->waiting = 0;
+
+    if (s->connection->destroyed) {
+        return;
+    }
+
+    gacf = ngx_rtmp_get_module_app_conf(s, ngx_rtmp_icp_gate_module);
+
+    ngx_icp_gate_judge_resume(&gacf->gate, &ctx->judgement);
+
+    rc = ngx_rtmp_icp_gate_act(s, ctx);
+
+    if (rc == NGX_DECLINED) {
+        rc = (ctx->action == NGX_RTMP_ICP_GATE_PUBLISH)
+             ? next_publish(s, &ctx->cmd.publish)
+             : next_play(s, &ctx->cmd.play);
+    }
+
+    if (rc == NGX_ERROR) {
+        ngx_rtmp_finalize_session(s);
+    }
+}
+
+
+static void
+ngx_rtmp_icp_gate_recheck(ngx_event_t *ev)
+{
+    ngx_rtmp_icp_gate_ctx_t  *ctx = ev->data;
+
+    ngx_uint_t                     was;
+    ngx_rtmp_session_t            *s;
+    ngx_rtmp_icp_gate_app_conf_t  *gacf;
+
+    s = ctx->session;
+
+    if (s->connection->destroyed) {
+        return;
+    }
+
+    gacf = ngx_rtmp_get_module_app_conf(s, ngx_rtmp_icp_gate_module);
+
+    was = ctx->judgement.result;
+
+    if (ngx_icp_gate_judge_again(&gacf->gate, &ctx->judgement) == NGX_OK) {
+
+        if (ctx->judgement.result == NGX_ICP_GATE_RESULT_DENY) {
+            ngx_rtmp_icp_gate_log(s, ctx);
+            ngx_rtmp_icp_gate_refuse(s, ctx);
+            ngx_rtmp_finalize_session(s);
+            return;
+        }
+
+        if (ctx->judgement.result == NGX_ICP_GATE_RESULT_DRY_RUN
+            && was != NGX_ICP_GATE_RESULT_DRY_RUN)
+        {
+            ngx_rtmp_icp_gate_log(s, ctx);
+        }
+    }
+
+    ngx_add_timer(&ctx->recheck, gacf->gate.recheck);
+}
+
+
+static ngx_int_t
+ngx_rtmp_icp_gate_disconnect(ngx_rtmp_session_t *s, ngx_rtmp_header_t *h,
+    ngx_chain_t *in)
+{
+    ngx_rtmp_icp_gate_ctx_t  *ctx;
+
+    ctx = ngx_rtmp_get_module_ctx(s, ngx_rtmp_icp_gate_module);
+
+    if (ctx == NULL) {
+        return NGX_OK;
+    }
+
+    /* the session's pool goes next: no verdict or timer may find it */
+
+    if (ctx->waiting) {
+        ngx_icp_gate_judge_cancel(&ctx->judgement);
+        ctx->waiting = 0;
+    }
+
+    if (ctx->recheck.timer_set) {
+        ngx_del_timer(&ctx->recheck);
+    }
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_rtmp_icp_gate_create_app_conf(ngx_conf_t *cf)
+{
+    ngx_rtmp_icp_gate_app_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_rtmp_icp_gate_app_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    ngx_icp_gate_conf_init(&conf->gate);
+
+    return conf;
+}
+
+
+static char *
+ngx_rtmp_icp_gate_merge_app_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_rtmp_icp_gate_app_conf_t  *prev = parent;
+    ngx_rtmp_icp_gate_app_conf_t  *conf = child;
+
+    ngx_icp_gate_conf_merge(&conf->gate, &prev->gate);
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_rtmp_icp_gate_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_rtmp_handler_pt        *h;
+    ngx_rtmp_core_main_conf_t  *cmcf;
+
+    next_publish = ngx_rtmp_publish;
+    ngx_rtmp_publish = ngx_rtmp_icp_gate_publish;
+
+    next_play = ngx_rtmp_play;
+    ngx_rtmp_play = ngx_rtmp_icp_gate_play;
+
+    cmcf = ngx_rtmp_conf_get_module_main_conf(cf, ngx_rtmp_core_module);
+
+    h = ngx_array_push(&cmcf->events[NGX_RTMP_DISCONNECT]);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_rtmp_icp_gate_disconnect;
+
+    return NGX_OK;
+}
