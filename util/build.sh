@@ -18,7 +18,9 @@ debug=""
 
 if [ "$variant" = asan ]; then
     # NGX_DEBUG_PALLOC: one malloc an allocation, so ASan sees pool overruns
+    # alignment: nginx and nginx-rtmp load unaligned words on purpose (x86)
     cc_opt="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined"
+    cc_opt="$cc_opt -fno-sanitize=alignment"
     cc_opt="$cc_opt -DNGX_DEBUG_PALLOC=1"
     ld_opt="-fsanitize=address,undefined"
     debug="--with-debug"

@@ -6,7 +6,7 @@ set -eu
 packages="gcc make libc6-dev libpcre2-dev zlib1g-dev libssl-dev
 libhiredis-dev libcurl4-openssl-dev libpsl-dev libidn2-dev libjansson-dev
 publicsuffix redis-server redis-tools curl python3 perl xz-utils dpkg-dev
-ca-certificates $*"
+ca-certificates ffmpeg $*"
 
 missing=
 for p in $packages; do

@@ -282,7 +282,8 @@ sub _placeholder($self, $name) {
 # and no NGINX variable (nginx would take it for inherited sockets).
 sub _prepare_nginx_env($self) {
     $ENV{ASAN_OPTIONS}  = "log_path=$self->{dir}/asan:detect_leaks=0:abort_on_error=0";
-    $ENV{UBSAN_OPTIONS} = "log_path=$self->{dir}/ubsan:print_stacktrace=1:halt_on_error=0";
+    $ENV{UBSAN_OPTIONS} = "log_path=$self->{dir}/ubsan:print_stacktrace=1:halt_on_error=0"
+        . ":suppressions=$REPO/t/ubsan.supp";
     delete $ENV{NGINX};
 }
 
