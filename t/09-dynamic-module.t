@@ -1,4 +1,5 @@
-# The addon builds as a dynamic module (--with-compat, the way distribution
+# configure refuses nginx-rtmp-module added after the addon.  The addon
+# builds as a dynamic module (--with-compat, the way distribution
 # packages are built), next to a dynamic nginx-rtmp-module, and the loaded
 # module gates requests as the static one does.
 
@@ -18,6 +19,12 @@ plan skip_all => 'no nginx sources in build/src (run make first)'
 
 my $work = $t->dir . '/nginx-dynamic';
 system('cp', '-a', "$src/nginx", $work) == 0 or die "cp: $?";
+
+# nginx-rtmp-module after the addon: configure stops and says why
+my $wrong = `cd '$work' && ./configure --add-module='$repo' --add-module='$src/nginx-rtmp-module' 2>&1`;
+isnt $?, 0, 'configure fails when nginx-rtmp-module is added after icp_gate';
+like $wrong, qr/nginx-rtmp-module .* must be added before icp_gate/,
+    'and says it must come first';
 
 my $log = $t->dir . '/build.log';
 my $ok = system("cd '$work' && ./configure --with-compat --prefix='$work'"

@@ -10,13 +10,15 @@ http_port=${HTTP_PORT:-8080}
 overseas_port=${OVERSEAS_PORT:-8081}
 redis_port=${REDIS_PORT:-16379}
 api_port=${API_PORT:-18081}
+rtmp_port=${RTMP_PORT:-1935}
 
 rm -rf "$dir"
-mkdir -p "$dir/logs"
+mkdir -p "$dir/logs" "$dir/hls"
 
 sed -e "s|@DIR@|$dir|g" -e "s|@HTML@|$top/conf/html|g" \
     -e "s|@HTTP_PORT@|$http_port|g" -e "s|@OVERSEAS_PORT@|$overseas_port|g" \
     -e "s|@REDIS_PORT@|$redis_port|g" -e "s|@API_PORT@|$api_port|g" \
+    -e "s|@RTMP_PORT@|$rtmp_port|g" \
     "$top/conf/demo.conf.in" > "$dir/nginx.conf"
 
 # as root, workers run as "nobody", who may not enter a checkout under /root
@@ -51,26 +53,39 @@ done
 
 "$nginx" -p "$dir" -c "$dir/nginx.conf" -t -q
 
+enc="-re -f lavfi -i testsrc=size=320x240:rate=25 -c:v libx264 -preset ultrafast -g 50 -f flv"
+
 cat <<MSG
 
-icp_gate demo: nginx on 127.0.0.1:$http_port (mainland) and :$overseas_port
-(overseas-only), Redis on :$redis_port, demo filing API on :$api_port.
-Try, in another terminal:
+icp_gate demo: nginx with HTTP on 127.0.0.1:$http_port (mainland) and
+:$overseas_port (overseas-only), RTMP on :$rtmp_port, Redis on :$redis_port,
+the demo filing API on :$api_port. Try, in another terminal:
 
-  # filed domain: 200
+  # HTTP, filed domain: 200
   curl -i -H 'Host: play.example.com' http://127.0.0.1:$http_port/
-  # unfiled domain: 403 (and a line in $dir/icp_gate.log)
+  # HTTP, unfiled domain: 403 (and a line in $dir/icp_gate.log)
   curl -i -H 'Host: play.unfiled-demo.cn' http://127.0.0.1:$http_port/
-  # pending filing: 403, reason pending
+  # HTTP, pending filing: 403, reason pending
   curl -i -H 'Host: live.pending-demo.cn' http://127.0.0.1:$http_port/
-  # a domain whose filing record says overseas: exempt, 200
+  # HTTP, a domain whose filing record says overseas: exempt, 200
   curl -i -H 'Host: live.overseas-demo.com' http://127.0.0.1:$http_port/
-  # any domain on the overseas-only server: exempt, 200
+  # HTTP, any domain on the overseas-only server: exempt, 200
   curl -i -H 'Host: play.unfiled-demo.cn' http://127.0.0.1:$overseas_port/
+
+  # RTMP, push on a filed domain: streams until Ctrl-C
+  ffmpeg $enc -rtmp_tcurl rtmp://push.example.com:$rtmp_port/live rtmp://127.0.0.1:$rtmp_port/live/room1
+  # RTMP, play it (while the push runs), and its HLS over the HTTP gate
+  ffmpeg -rtmp_tcurl rtmp://play.example.com:$rtmp_port/live -i rtmp://127.0.0.1:$rtmp_port/live/room1 -frames:v 50 -f null -
+  curl -H 'Host: play.example.com' http://127.0.0.1:$http_port/hls/room1.m3u8
+  # RTMP, push on an unfiled domain: "Server error: icp_gate: publish refused for unfiled-demo.cn: unfiled"
+  ffmpeg $enc -rtmp_tcurl rtmp://push.unfiled-demo.cn:$rtmp_port/live rtmp://127.0.0.1:$rtmp_port/live/room2
+  # RTMP, the overseas-only application takes any domain
+  ffmpeg $enc -rtmp_tcurl rtmp://push.unfiled-demo.cn:$rtmp_port/intl rtmp://127.0.0.1:$rtmp_port/intl/room3
+
   # what the gate wrote to Redis
   redis-cli -p $redis_port hgetall icp:domain:example.com
-  # an operator's override, obeyed within icp_gate_local_ttl (10s)
-  redis-cli -p $redis_port hset icp:domain:unfiled-demo.cn status filed source manual
+  # an operator's revocation: live sessions of example.com end within ~20s
+  redis-cli -p $redis_port hset icp:domain:example.com status revoked source manual
 
 Rejection log: $dir/icp_gate.log    Ctrl-C stops the demo.
 
