@@ -31,6 +31,15 @@ sub get($host) {
     return $t->http(host => $host, path => '/index.html');
 }
 
+# new domains until one's verdict lands in Redis (the module reconnects with
+# backoff, up to 5s)
+sub written_to_redis($prefix) {
+    return $t->wait_for(sub {
+        get($prefix . int(rand 1e6) . '.cn');
+        scalar grep { /^gate:domain:$prefix\d+\.cn$/ } $t->redis('KEYS', 'gate:*');
+    }, 10);
+}
+
 is get('live.manual.cn')->{status}, 200, 'an operator-filed domain plays';
 is get('live.blocked.cn')->{headers}{'x-reason'}, 'revoked',
     'an operator-revoked domain is refused as revoked';
@@ -71,11 +80,7 @@ is_deeply [sort $t->worker_pids], [sort @workers], 'no worker died';
 
 # Redis back on the same port: the module reconnects and writes again
 $t->start_redis;
-ok $t->wait_for(sub {
-        get('new' . int(rand 1e6) . '.cn');
-        scalar grep { /^gate:domain:new\d+\.cn$/ } $t->redis('KEYS', 'gate:*');
-    }, 10),
-    'after Redis restarts, verdicts are written to it again';
+ok written_to_redis('new'), 'after Redis restarts, verdicts are written to it again';
 
 # Redis absent when nginx starts
 $t->stop_nginx;
@@ -84,11 +89,7 @@ $t->start_nginx;
 is get('live.cold.cn')->{status}, 200,
     'Redis absent at start: the filing API still judges';
 $t->start_redis;
-ok $t->wait_for(sub {
-        get('late' . int(rand 1e6) . '.cn');
-        scalar grep { /^gate:domain:late\d+\.cn$/ } $t->redis('KEYS', 'gate:*');
-    }, 10),
-    'Redis started later is found and used';
+ok written_to_redis('late'), 'Redis started later is found and used';
 like $t->error_log, qr/icp_gate: redis 127\.0\.0\.1:\d+ connect failed/,
     'the failed connects are logged';
 

@@ -24,20 +24,24 @@ sub _url($t, $app, $stream) {
     return 'rtmp://127.0.0.1:' . $t->port('rtmp') . "/$app/$stream";
 }
 
-# a publisher in the background: { pid, log }
-sub publish_start($t, $tcurl, $stream, %o) {
-    my $app = $o{app} // 'live';
-    my $log = $t->dir . "/publish-$stream-" . int(rand 1e9) . '.log';
+# ffmpeg in the background, its stderr in a file: { pid, log }
+sub _spawn($t, $name, @args) {
+    my $log = $t->dir . "/$name-" . int(rand 1e9) . '.log';
     my $pid = fork // die "fork: $!";
     if ($pid == 0) {
         open STDIN, '<', '/dev/null';
         open STDOUT, '>', '/dev/null';
         open STDERR, '>', $log;
-        exec 'ffmpeg', qw(-hide_banner -nostdin -loglevel warning -re),
-             @ENCODE, '-rtmp_tcurl', $tcurl, _url($t, $app, $stream);
+        exec 'ffmpeg', qw(-hide_banner -nostdin), @args;
         POSIX::_exit(127);
     }
     return { pid => $pid, log => $log };
+}
+
+# a publisher in the background: { pid, log }
+sub publish_start($t, $tcurl, $stream, %o) {
+    return _spawn($t, "publish-$stream", qw(-loglevel warning -re), @ENCODE,
+                  '-rtmp_tcurl', $tcurl, _url($t, $o{app} // 'live', $stream));
 }
 
 # waits up to $grace seconds for a client to end, then stops it; returns its
@@ -64,46 +68,20 @@ sub publish_run($t, $tcurl, $stream, %o) {
     return client_stop($t, $p, $o{timeout} // 8);
 }
 
-# a player in the background, decoding until it is stopped: { pid, log }
+# a player in the background, decoding $o{frames} frames or until stopped
 sub play_start($t, $tcurl, $stream, %o) {
-    my $app = $o{app} // 'live';
-    my $log = $t->dir . "/player-$stream-" . int(rand 1e9) . '.log';
-    my $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>', '/dev/null';
-        open STDERR, '>', $log;
-        exec 'ffmpeg', qw(-hide_banner -nostdin -loglevel info),
-             qw(-analyzeduration 500000), '-rtmp_tcurl', $tcurl,
-             '-i', _url($t, $app, $stream), qw(-f null -);
-        POSIX::_exit(127);
-    }
-    return { pid => $pid, log => $log };
+    return _spawn($t, "play-$stream", qw(-loglevel info -analyzeduration 500000),
+                  '-rtmp_tcurl', $tcurl,
+                  '-i', _url($t, $o{app} // 'live', $stream),
+                  $o{frames} ? ('-frames:v', $o{frames}) : (), qw(-f null -));
 }
 
-# plays $frames video frames: (exit code, stderr, frames decoded)
+# plays 10 video frames: (exit code, stderr, frames decoded)
 sub play_run($t, $tcurl, $stream, %o) {
-    my $app = $o{app} // 'live';
-    my $frames = $o{frames} // 10;
-    my $timeout = $o{timeout} // 10;
-    my $log = $t->dir . "/play-$stream-" . int(rand 1e9) . '.log';
-    my @cmd = ('timeout', $timeout, 'ffmpeg', qw(-hide_banner -nostdin),
-               qw(-loglevel info -analyzeduration 500000),
-               '-rtmp_tcurl', $tcurl, '-i', _url($t, $app, $stream),
-               $frames ? ('-frames:v', $frames) : (), qw(-f null -));
-    my $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>', '/dev/null';
-        open STDERR, '>', $log;
-        exec @cmd;
-        POSIX::_exit(127);
-    }
-    waitpid $pid, 0;
-    my $code = $? >> 8;
-    my $err = $t->read_file($log) // '';
+    my $p = play_start($t, $tcurl, $stream, frames => 10, %o);
+    my ($code, $err) = client_stop($t, $p, $o{timeout} // 10);
     my @frames = $err =~ /frame=\s*(\d+)/g;
-    return ($code, $err, $frames[-1] // 0);
+    return ($code // 124, $err, $frames[-1] // 0);
 }
 
 1;
