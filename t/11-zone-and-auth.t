@@ -1,0 +1,59 @@
+# A full cache zone makes room by evicting the least recently used domains;
+# Redis with a password and a database number; a wrong password is logged
+# and the gate goes on with the filing API.
+
+use v5.36;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use IcpGate::Test;
+use IcpGate::Conf;
+
+my $t = IcpGate::Test->new;
+$t->start_redis;
+$t->start_api;
+$t->api_default('filed');
+$t->redis(qw(CONFIG SET requirepass s3cret));
+
+sub redis_db3(@args) {
+    return $t->redis('-a', 's3cret', '--no-auth-warning', '-n', '3', @args);
+}
+
+$t->write_conf(gate_conf($t,
+    redis => 'icp_gate_redis 127.0.0.1:%%REDIS_PORT%% db=3 password=s3cret;',
+    main => 'icp_gate_zone small:32k;'));
+$t->start_nginx;
+
+# a zone of 32k holds a few dozen domains; 300 pass through it
+my $ok = 0;
+for my $i (1 .. 300) {
+    $ok++ if $t->http(host => "live.d$i.cn", path => '/index.html')->{status} == 200;
+}
+is $ok, 300, '300 domains through a 32k zone: every one judged';
+unlike $t->error_log, qr/\[(alert|crit)\]/, 'no allocation alert: old entries made way';
+
+my $before = $t->api_count('d1.cn');
+$t->http(host => 'live.d300.cn', path => '/index.html');
+is $t->api_count('d300.cn'), 1, 'a recent domain is still cached';
+is $t->http(host => 'live.d1.cn', path => '/index.html')->{status}, 200,
+    'an evicted domain is judged again';
+is $t->api_count('d1.cn'), $before, 'from Redis, without asking the API';
+
+is redis_db3('HGET', 'icp:domain:d42.cn', 'status'), 'filed',
+    'verdicts are written to the configured database with the password';
+is redis_db3('DBSIZE'), 300, 'one hash a domain in database 3';
+
+$t->stop_nginx;
+
+# a wrong password
+$t->write_conf(gate_conf($t,
+    redis => 'icp_gate_redis 127.0.0.1:%%REDIS_PORT%% password=wrong;'));
+$t->start_nginx;
+is $t->http(host => 'live.other.cn', path => '/index.html')->{status}, 200,
+    'with a wrong Redis password the filing API still judges';
+ok $t->wait_for(sub { $t->error_log =~ /icp_gate: redis .* refused setup: /s }, 5),
+    'the refused AUTH is logged';
+
+$t->stop_nginx;
+$t->done_cleanly;
+done_testing;
