@@ -1,0 +1,299 @@
+
+/*
+ * Copyright (C) icp_gate authors
+ *
+ * Unit tests of the engine's pure parts, linked against the objects of the
+ * built nginx (t/12-units.t builds and runs this): host reduction, tcUrl
+ * parsing, the filing API's answers, the rejection log's escaping.
+ * Prints TAP.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_icp_gate.h"
+#include "ngx_icp_gate_api.h"
+#include "ngx_icp_gate_domain.h"
+#include "ngx_icp_gate_log.h"
+
+
+typedef struct {
+    char        *host;
+    ngx_uint_t   reason;
+    char        *domain;
+} unit_host_t;
+
+
+typedef struct {
+    char        *body;
+    ngx_int_t    rc;
+    ngx_uint_t   status;
+    ngx_uint_t   region;
+    char        *icp;
+} unit_answer_t;
+
+
+static void unit_ok(int pass, const char *fmt, ...);
+static void unit_hosts(ngx_pool_t *pool);
+static void unit_urls(void);
+static void unit_answers(void);
+static void unit_escape(void);
+
+
+static ngx_uint_t  unit_n;
+static ngx_uint_t  unit_failed;
+
+
+static unit_host_t  unit_host_cases[] = {
+    { "live.example.com", NGX_ICP_GATE_REASON_NONE, "example.com" },
+    { "a.b.example.com.cn", NGX_ICP_GATE_REASON_NONE, "example.com.cn" },
+    { "LIVE.Example.COM:8080", NGX_ICP_GATE_REASON_NONE, "example.com" },
+    { "example.com.", NGX_ICP_GATE_REASON_NONE, "example.com" },
+    { "x.y.gov.cn", NGX_ICP_GATE_REASON_NONE, "y.gov.cn" },
+    { "push.example.co.uk", NGX_ICP_GATE_REASON_NONE, "example.co.uk" },
+    /* a private-section suffix (github.io) is no public suffix here */
+    { "user.github.io", NGX_ICP_GATE_REASON_NONE, "github.io" },
+    { "\xe7\x9b\xb4\xe6\x92\xad.\xe4\xbe\x8b\xe5\xad\x90.\xe4\xb8\xad"
+      "\xe5\x9b\xbd", NGX_ICP_GATE_REASON_NONE, "xn--fsqu00a.xn--fiqs8s" },
+    { "B\xc3\xbc" "cher.de", NGX_ICP_GATE_REASON_NONE, "xn--bcher-kva.de" },
+    { "", NGX_ICP_GATE_REASON_NO_HOST, "" },
+    { "com.cn", NGX_ICP_GATE_REASON_INVALID_HOST, "" },
+    { "cn", NGX_ICP_GATE_REASON_INVALID_HOST, "" },
+    { "localhost", NGX_ICP_GATE_REASON_INVALID_HOST, "" },
+    { ".", NGX_ICP_GATE_REASON_INVALID_HOST, "" },
+    { ":80", NGX_ICP_GATE_REASON_INVALID_HOST, "" },
+    { "a..b.cn", NGX_ICP_GATE_REASON_INVALID_HOST, "" },
+    { "-a.cn", NGX_ICP_GATE_REASON_INVALID_HOST, "" },
+    { "a-.cn", NGX_ICP_GATE_REASON_INVALID_HOST, "" },
+    { "under_score.cn", NGX_ICP_GATE_REASON_INVALID_HOST, "" },
+    { "x.cn:80a", NGX_ICP_GATE_REASON_INVALID_HOST, "" },
+    { "\xff.cn", NGX_ICP_GATE_REASON_INVALID_HOST, "" },
+    { "127.0.0.1", NGX_ICP_GATE_REASON_IP_LITERAL, "" },
+    { "127.0.0.1:1935", NGX_ICP_GATE_REASON_IP_LITERAL, "" },
+    { "1.2.3", NGX_ICP_GATE_REASON_IP_LITERAL, "" },
+    { "0x7f.0.0.1", NGX_ICP_GATE_REASON_IP_LITERAL, "" },
+    { "[::1]", NGX_ICP_GATE_REASON_IP_LITERAL, "" },
+    { "[2001:db8::1]:443", NGX_ICP_GATE_REASON_IP_LITERAL, "" },
+    { "::1", NGX_ICP_GATE_REASON_IP_LITERAL, "" },
+    { "[::1", NGX_ICP_GATE_REASON_INVALID_HOST, "" },
+    { "[zz::1]", NGX_ICP_GATE_REASON_INVALID_HOST, "" },
+    { NULL, 0, NULL }
+};
+
+
+static unit_answer_t  unit_answer_cases[] = {
+    { "{\"domain\":\"example.com\",\"status\":\"filed\","
+      "\"icp\":\"ICP-1\",\"region\":\"mainland\"}",
+      NGX_OK, NGX_ICP_GATE_STATUS_FILED, NGX_ICP_GATE_REGION_MAINLAND,
+      "ICP-1" },
+    { "{\"status\":\"pending\"}", NGX_OK, NGX_ICP_GATE_STATUS_PENDING,
+      NGX_ICP_GATE_REGION_NONE, "" },
+    { "{\"status\":\"revoked\",\"extra\":[1,2,3]}", NGX_OK,
+      NGX_ICP_GATE_STATUS_REVOKED, NGX_ICP_GATE_REGION_NONE, "" },
+    { "{\"status\":\"unfiled\",\"region\":\"overseas\"}", NGX_OK,
+      NGX_ICP_GATE_STATUS_UNFILED, NGX_ICP_GATE_REGION_OVERSEAS, "" },
+    { "{\"status\":\"filed\",\"region\":\"mars\",\"icp\":7}", NGX_OK,
+      NGX_ICP_GATE_STATUS_FILED, NGX_ICP_GATE_REGION_NONE, "" },
+    { "{\"status\":\"FILED\"}", NGX_ERROR, 0, 0, NULL },
+    { "{\"status\":\"maybe\"}", NGX_ERROR, 0, 0, NULL },
+    { "{\"status\":1}", NGX_ERROR, 0, 0, NULL },
+    { "{\"icp\":\"x\"}", NGX_ERROR, 0, 0, NULL },
+    { "[\"filed\"]", NGX_ERROR, 0, 0, NULL },
+    { "\"filed\"", NGX_ERROR, 0, 0, NULL },
+    { "{\"status\": \"filed\"", NGX_ERROR, 0, 0, NULL },
+    { "", NGX_ERROR, 0, 0, NULL },
+    { "{\"status\":\"filed\"} trailing", NGX_ERROR, 0, 0, NULL },
+    { NULL, 0, 0, 0, NULL }
+};
+
+
+int
+main(void)
+{
+    ngx_log_t         log;
+    ngx_pool_t       *pool;
+    ngx_cycle_t       cycle;
+    ngx_open_file_t   file;
+
+    ngx_memzero(&file, sizeof(ngx_open_file_t));
+    file.fd = ngx_stderr;
+
+    ngx_memzero(&log, sizeof(ngx_log_t));
+    log.file = &file;
+    log.log_level = NGX_LOG_ERR;
+
+    ngx_memzero(&cycle, sizeof(ngx_cycle_t));
+    cycle.log = &log;
+    ngx_cycle = &cycle;
+
+    ngx_pagesize = getpagesize();
+    ngx_cacheline_size = NGX_CPU_CACHE_LINE;
+    ngx_time_init();
+
+    if (ngx_crc32_table_init() != NGX_OK) {
+        printf("Bail out! no crc32 table\n");
+        return 1;
+    }
+
+    pool = ngx_create_pool(16384, &log);
+    if (pool == NULL || ngx_icp_gate_domain_init(&log) != NGX_OK) {
+        printf("Bail out! no pool or no public suffix list\n");
+        return 1;
+    }
+
+    unit_hosts(pool);
+    unit_urls();
+    unit_answers();
+    unit_escape();
+
+    printf("1..%lu\n", (unsigned long) unit_n);
+
+    ngx_destroy_pool(pool);
+
+    return unit_failed ? 1 : 0;
+}
+
+
+static void
+unit_ok(int pass, const char *fmt, ...)
+{
+    va_list  args;
+
+    unit_n++;
+
+    if (!pass) {
+        unit_failed++;
+    }
+
+    printf("%sok %lu - ", pass ? "" : "not ", (unsigned long) unit_n);
+
+    va_start(args, fmt);
+    vprintf(fmt, args);
+    va_end(args);
+
+    printf("\n");
+}
+
+
+static void
+unit_hosts(ngx_pool_t *pool)
+{
+    ngx_str_t     host, domain;
+    ngx_uint_t    reason, round;
+    unit_host_t  *c;
+
+    /* twice: the second round answers from the per-worker memo */
+
+    for (round = 0; round < 2; round++) {
+        for (c = unit_host_cases; c->host; c++) {
+            host.data = (u_char *) c->host;
+            host.len = ngx_strlen(c->host);
+
+            reason = ngx_icp_gate_domain_registrable(pool, &host, &domain);
+
+            unit_ok(reason == c->reason
+                    && domain.len == ngx_strlen(c->domain)
+                    && ngx_strncmp(domain.data, c->domain, domain.len) == 0,
+                    "host \"%s\" -> \"%.*s\" (%s)%s", c->host,
+                    (int) domain.len, domain.data,
+                    ngx_icp_gate_reason_names[reason].len
+                    ? (char *) ngx_icp_gate_reason_names[reason].data : "ok",
+                    round ? ", from the memo" : "");
+        }
+    }
+}
+
+
+static void
+unit_urls(void)
+{
+    ngx_str_t   url, host;
+    ngx_uint_t  i;
+
+    static char  *cases[][2] = {
+        { "rtmp://push.example.com:1935/live", "push.example.com" },
+        { "rtmp://push.example.com/live?token=1", "push.example.com" },
+        { "rtmp://user:pw@push.example.com:1935/live", "push.example.com" },
+        { "rtmp://a@b@push.example.com/live", "push.example.com" },
+        { "rtmp://[::1]:1935/live", "[::1]" },
+        { "RTMPS://Push.Example.Com#frag", "Push.Example.Com" },
+        { "rtmp:///live", "" },
+        { "rtmp://", "" },
+        { "push.example.com/live", "" },
+        { "", "" }
+    };
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        url.data = (u_char *) cases[i][0];
+        url.len = ngx_strlen(cases[i][0]);
+
+        (void) ngx_icp_gate_domain_from_url(&url, &host);
+
+        unit_ok(host.len == ngx_strlen(cases[i][1])
+                && (host.len == 0
+                    || ngx_strncmp(host.data, cases[i][1], host.len) == 0),
+                "tcUrl \"%s\" -> host \"%.*s\"", cases[i][0],
+                (int) host.len, host.data ? (char *) host.data : "");
+    }
+}
+
+
+static void
+unit_answers(void)
+{
+    ngx_int_t                rc;
+    unit_answer_t           *c;
+    ngx_icp_gate_verdict_t   v;
+
+    for (c = unit_answer_cases; c->body; c++) {
+        rc = ngx_icp_gate_api_parse((u_char *) c->body, ngx_strlen(c->body),
+                                    &v);
+
+        if (c->rc != NGX_OK) {
+            unit_ok(rc != NGX_OK, "API answer %s is a failed lookup", c->body);
+            continue;
+        }
+
+        unit_ok(rc == NGX_OK && v.status == c->status
+                && v.region == c->region
+                && v.icp_len == ngx_strlen(c->icp)
+                && ngx_strncmp(v.icp, c->icp, v.icp_len) == 0,
+                "API answer %s -> %s", c->body,
+                ngx_icp_gate_status_names[c->status].data);
+    }
+}
+
+
+static void
+unit_escape(void)
+{
+    size_t      len;
+    ngx_uint_t  i;
+    u_char      out[256], *last;
+
+    static char  *cases[][2] = {
+        { "plain.example.com", "plain.example.com" },
+        { "q\"uote", "q\\\"uote" },
+        { "back\\slash", "back\\\\slash" },
+        { "tab\tnl\n", "tab\\u0009nl\\u000a" },
+        { "del\x7f", "del\\u007f" },
+        { "\xe4\xbe\x8b", "\xe4\xbe\x8b" },
+        { "\xff\xfe", "\\u00ff\\u00fe" },
+        { "\xe4\xbe", "\\u00e4\\u00be" },
+        { "\xed\xa0\x80", "\\u00ed\\u00a0\\u0080" },
+        { "\xc0\xae", "\\u00c0\\u00ae" }
+    };
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        len = ngx_strlen(cases[i][0]);
+        last = ngx_icp_gate_log_escape(out, (u_char *) cases[i][0], len);
+
+        unit_ok((size_t) (last - out)
+                    == ngx_icp_gate_log_escape_len((u_char *) cases[i][0], len)
+                && (size_t) (last - out) == ngx_strlen(cases[i][1])
+                && ngx_strncmp(out, cases[i][1], last - out) == 0,
+                "log escape #%lu -> %.*s", (unsigned long) i,
+                (int) (last - out), out);
+    }
+}
