@@ -505,7 +505,11 @@ ngx_icp_gate_api_socket(CURL *easy, curl_socket_t s, int what, void *userp,
     if (c == NULL) {
         c = ngx_get_connection(s, ngx_cycle->log);
         if (c == NULL) {
-            return -1;
+            /*
+             * -1 would mark the multi handle dead for good; without events
+             * this transfer ends at its timeout instead
+             */
+            return 0;
         }
 
         c->read->handler = ngx_icp_gate_api_read;
