@@ -57,8 +57,7 @@ static void ngx_rtmp_icp_gate_log(ngx_rtmp_session_t *s,
     ngx_rtmp_icp_gate_ctx_t *ctx);
 static void ngx_rtmp_icp_gate_wake(ngx_icp_gate_waiter_t *w);
 static void ngx_rtmp_icp_gate_recheck(ngx_event_t *ev);
-static ngx_int_t ngx_rtmp_icp_gate_disconnect(ngx_rtmp_session_t *s,
-    ngx_rtmp_header_t *h, ngx_chain_t *in);
+static void ngx_rtmp_icp_gate_cleanup(void *data);
 
 static void *ngx_rtmp_icp_gate_create_app_conf(ngx_conf_t *cf);
 static char *ngx_rtmp_icp_gate_merge_app_conf(ngx_conf_t *cf, void *parent,
@@ -133,7 +132,7 @@ ngx_module_t  ngx_rtmp_icp_gate_module = {
     NGX_RTMP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process: see the HTTP gate */
+    NULL,                                  /* init process: the HTTP gate's */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     NULL,                                  /* exit process */
@@ -196,6 +195,7 @@ ngx_rtmp_icp_gate_start(ngx_rtmp_session_t *s, ngx_uint_t action, void *cmd,
     size_t size)
 {
     ngx_int_t                      rc;
+    ngx_pool_cleanup_t            *cln;
     ngx_rtmp_icp_gate_ctx_t       *ctx;
     ngx_rtmp_icp_gate_app_conf_t  *gacf;
 
@@ -214,11 +214,21 @@ ngx_rtmp_icp_gate_start(ngx_rtmp_session_t *s, ngx_uint_t action, void *cmd,
     ctx = ngx_rtmp_get_module_ctx(s, ngx_rtmp_icp_gate_module);
 
     if (ctx == NULL) {
-        ctx = ngx_pcalloc(s->connection->pool,
-                          sizeof(ngx_rtmp_icp_gate_ctx_t));
-        if (ctx == NULL) {
+        /*
+         * a pool cleanup, not a disconnect handler: those stop at the
+         * first one that fails, a cleanup always runs
+         */
+
+        cln = ngx_pool_cleanup_add(s->connection->pool,
+                                   sizeof(ngx_rtmp_icp_gate_ctx_t));
+        if (cln == NULL) {
             return NGX_ERROR;
         }
+
+        ctx = cln->data;
+        ngx_memzero(ctx, sizeof(ngx_rtmp_icp_gate_ctx_t));
+
+        cln->handler = ngx_rtmp_icp_gate_cleanup;
 
         ngx_rtmp_set_ctx(s, ctx, ngx_rtmp_icp_gate_module);
 
@@ -324,7 +334,8 @@ ngx_rtmp_icp_gate_refuse(ngx_rtmp_session_t *s, ngx_rtmp_icp_gate_ctx_t *ctx)
     p = ngx_snprintf(desc, sizeof(desc) - 1, "icp_gate: %V refused for ",
                      &ngx_rtmp_icp_gate_actions[ctx->action]);
     p = ngx_icp_gate_log_escape(p, name->data,
-                                ngx_min(name->len, NGX_ICP_GATE_DOMAIN_LEN / 6));
+                                ngx_min(name->len,
+                                        NGX_ICP_GATE_DOMAIN_LEN / 6));
     p = ngx_snprintf(p, desc + sizeof(desc) - 1 - p, ": %V",
                      &ngx_icp_gate_reason_names[j->reason]);
     *p = '\0';
@@ -461,19 +472,12 @@ ngx_rtmp_icp_gate_recheck(ngx_event_t *ev)
 }
 
 
-static ngx_int_t
-ngx_rtmp_icp_gate_disconnect(ngx_rtmp_session_t *s, ngx_rtmp_header_t *h,
-    ngx_chain_t *in)
+static void
+ngx_rtmp_icp_gate_cleanup(void *data)
 {
-    ngx_rtmp_icp_gate_ctx_t  *ctx;
+    ngx_rtmp_icp_gate_ctx_t  *ctx = data;
 
-    ctx = ngx_rtmp_get_module_ctx(s, ngx_rtmp_icp_gate_module);
-
-    if (ctx == NULL) {
-        return NGX_OK;
-    }
-
-    /* the session's pool goes next: no verdict or timer may find it */
+    /* the session's pool goes now: no verdict or timer may find it */
 
     if (ctx->waiting) {
         ngx_icp_gate_judge_cancel(&ctx->judgement);
@@ -483,8 +487,6 @@ ngx_rtmp_icp_gate_disconnect(ngx_rtmp_session_t *s, ngx_rtmp_header_t *h,
     if (ctx->recheck.timer_set) {
         ngx_del_timer(&ctx->recheck);
     }
-
-    return NGX_OK;
 }
 
 
@@ -519,23 +521,11 @@ ngx_rtmp_icp_gate_merge_app_conf(ngx_conf_t *cf, void *parent, void *child)
 static ngx_int_t
 ngx_rtmp_icp_gate_postconfiguration(ngx_conf_t *cf)
 {
-    ngx_rtmp_handler_pt        *h;
-    ngx_rtmp_core_main_conf_t  *cmcf;
-
     next_publish = ngx_rtmp_publish;
     ngx_rtmp_publish = ngx_rtmp_icp_gate_publish;
 
     next_play = ngx_rtmp_play;
     ngx_rtmp_play = ngx_rtmp_icp_gate_play;
-
-    cmcf = ngx_rtmp_conf_get_module_main_conf(cf, ngx_rtmp_core_module);
-
-    h = ngx_array_push(&cmcf->events[NGX_RTMP_DISCONNECT]);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    *h = ngx_rtmp_icp_gate_disconnect;
 
     return NGX_OK;
 }

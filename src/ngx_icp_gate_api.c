@@ -21,6 +21,12 @@
 
 #define NGX_ICP_GATE_API_BODY_MAX  16384
 
+/*
+ * transfers a worker runs at once: past it a lookup fails at once, so a
+ * flood of new domains cannot take every connection of the worker
+ */
+#define NGX_ICP_GATE_API_MAX       64
+
 
 typedef struct {
     ngx_queue_t                 queue;
@@ -41,6 +47,7 @@ static ngx_int_t ngx_icp_gate_api_verdict(ngx_icp_gate_api_request_t *req,
 static void ngx_icp_gate_api_collect(void);
 static void ngx_icp_gate_api_action(curl_socket_t s, int mask);
 static void ngx_icp_gate_api_forget(ngx_connection_t *c);
+static uintptr_t ngx_icp_gate_api_identity(ngx_socket_t s);
 
 static size_t ngx_icp_gate_api_write(char *ptr, size_t size, size_t nmemb,
     void *userdata);
@@ -61,6 +68,7 @@ static struct curl_slist        *ngx_icp_gate_api_headers;
 static ngx_event_t               ngx_icp_gate_api_timer;
 static ngx_queue_t               ngx_icp_gate_api_requests;
 static ngx_queue_t               ngx_icp_gate_api_conns;
+static ngx_uint_t                ngx_icp_gate_api_running;
 
 
 ngx_int_t
@@ -119,6 +127,8 @@ ngx_icp_gate_api_init(ngx_cycle_t *cycle, ngx_icp_gate_api_conf_t *acf)
                       ngx_icp_gate_api_socket);
     curl_multi_setopt(ngx_icp_gate_api_multi, CURLMOPT_TIMERFUNCTION,
                       ngx_icp_gate_api_timer_set);
+    curl_multi_setopt(ngx_icp_gate_api_multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+                      (long) NGX_ICP_GATE_API_MAX);
 
     ngx_icp_gate_api_timer.handler = ngx_icp_gate_api_timeout;
     ngx_icp_gate_api_timer.log = cycle->log;
@@ -154,6 +164,8 @@ ngx_icp_gate_api_done(void)
         ngx_free(req);
     }
 
+    ngx_icp_gate_api_running = 0;
+
     curl_multi_cleanup(ngx_icp_gate_api_multi);
     ngx_icp_gate_api_multi = NULL;
 
@@ -161,9 +173,7 @@ ngx_icp_gate_api_done(void)
         q = ngx_queue_head(&ngx_icp_gate_api_conns);
         c = ngx_queue_data(q, ngx_connection_t, queue);
 
-        if (!c->close) {
-            ngx_icp_gate_api_forget(c);
-        }
+        ngx_icp_gate_api_forget(c);
 
         ngx_queue_remove(q);
         ngx_free_connection(c);
@@ -184,6 +194,14 @@ ngx_icp_gate_api_fetch(ngx_str_t *domain, ngx_icp_gate_api_pt handler,
     char                        *url;
     CURL                        *easy;
     ngx_icp_gate_api_request_t  *req;
+
+    if (ngx_icp_gate_api_running >= NGX_ICP_GATE_API_MAX) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "icp_gate: %d filing API requests under way already, "
+                      "\"%V\" is not asked about", NGX_ICP_GATE_API_MAX,
+                      domain);
+        return NGX_ERROR;
+    }
 
     req = ngx_alloc(sizeof(ngx_icp_gate_api_request_t), ngx_cycle->log);
     if (req == NULL) {
@@ -240,6 +258,7 @@ ngx_icp_gate_api_fetch(ngx_str_t *domain, ngx_icp_gate_api_pt handler,
     }
 
     ngx_queue_insert_tail(&ngx_icp_gate_api_requests, &req->queue);
+    ngx_icp_gate_api_running++;
 
     return NGX_OK;
 }
@@ -421,6 +440,7 @@ ngx_icp_gate_api_collect(void)
         curl_multi_remove_handle(ngx_icp_gate_api_multi, easy);
         curl_easy_cleanup(easy);
         ngx_queue_remove(&req->queue);
+        ngx_icp_gate_api_running--;
 
         req->handler(req->data, rc, &v);
 
@@ -443,12 +463,24 @@ ngx_icp_gate_api_action(curl_socket_t s, int mask)
 static void
 ngx_icp_gate_api_forget(ngx_connection_t *c)
 {
+    ngx_uint_t  flags;
+
+    /*
+     * curl closes a socket that never connected without the close
+     * callback: then the kernel took it out of epoll already, and its
+     * number may name another socket now, which must be left alone
+     */
+
+    flags = (c->close
+             || ngx_icp_gate_api_identity(c->fd) != (uintptr_t) c->data)
+            ? NGX_CLOSE_EVENT : 0;
+
     if (c->read->active) {
-        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, flags);
     }
 
     if (c->write->active) {
-        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, flags);
     }
 
     if (c->read->posted) {
@@ -458,6 +490,21 @@ ngx_icp_gate_api_forget(ngx_connection_t *c)
     if (c->write->posted) {
         ngx_delete_posted_event(c->write);
     }
+}
+
+
+/* which socket a descriptor names: its inode, 0 when it names none */
+
+static uintptr_t
+ngx_icp_gate_api_identity(ngx_socket_t s)
+{
+    struct stat  st;
+
+    if (fstat(s, &st) == -1) {
+        return 0;
+    }
+
+    return (uintptr_t) st.st_ino;
 }
 
 
@@ -490,9 +537,7 @@ ngx_icp_gate_api_socket(CURL *easy, curl_socket_t s, int what, void *userp,
 
     if (what == CURL_POLL_REMOVE) {
         if (c) {
-            if (!c->close) {
-                ngx_icp_gate_api_forget(c);
-            }
+            ngx_icp_gate_api_forget(c);
 
             ngx_queue_remove(&c->queue);
             ngx_free_connection(c);
@@ -512,6 +557,7 @@ ngx_icp_gate_api_socket(CURL *easy, curl_socket_t s, int what, void *userp,
             return 0;
         }
 
+        c->data = (void *) ngx_icp_gate_api_identity(s);
         c->read->handler = ngx_icp_gate_api_read;
         c->write->handler = ngx_icp_gate_api_write_ready;
         c->read->log = c->log;
@@ -521,8 +567,11 @@ ngx_icp_gate_api_socket(CURL *easy, curl_socket_t s, int what, void *userp,
         curl_multi_assign(ngx_icp_gate_api_multi, s, c);
     }
 
-    /* the descriptor was closed and its number handed out again */
-    c->close = 0;
+    if (c->close) {
+        /* the descriptor was closed and its number handed out again */
+        c->close = 0;
+        c->data = (void *) ngx_icp_gate_api_identity(s);
+    }
 
     if ((what & CURL_POLL_IN) && !c->read->active) {
         (void) ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT);

@@ -92,9 +92,9 @@ ngx_icp_gate_domain_registrable(ngx_pool_t *pool, ngx_str_t *host,
     if (host->len && host->len <= NGX_ICP_GATE_DOMAIN_LEN) {
 
         if (ngx_icp_gate_memo == NULL) {
-            ngx_icp_gate_memo = ngx_calloc(NGX_ICP_GATE_MEMO_SIZE
-                                           * sizeof(ngx_icp_gate_domain_memo_t),
-                                           ngx_cycle->log);
+            ngx_icp_gate_memo = ngx_calloc(
+                        NGX_ICP_GATE_MEMO_SIZE
+                        * sizeof(ngx_icp_gate_domain_memo_t), ngx_cycle->log);
         }
 
         if (ngx_icp_gate_memo) {
@@ -158,7 +158,6 @@ ngx_icp_gate_domain_reduce(ngx_str_t *host, u_char *domain, size_t *domain_len)
     if (host->len > NGX_ICP_GATE_HOST_MAX) {
         return NGX_ICP_GATE_REASON_INVALID_HOST;
     }
-
 
     p = host->data;
     last = p + host->len;

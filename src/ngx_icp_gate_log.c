@@ -88,7 +88,8 @@ ngx_icp_gate_log_refusal(ngx_open_file_t *file, ngx_icp_gate_judgement_t *j,
     }
 
     if (j->result == NGX_ICP_GATE_RESULT_DRY_RUN) {
-        p = ngx_cpymem(p, ",\"dry_run\":true}", sizeof(",\"dry_run\":true}") - 1);
+        p = ngx_cpymem(p, ",\"dry_run\":true}",
+                       sizeof(",\"dry_run\":true}") - 1);
 
     } else {
         p = ngx_cpymem(p, ",\"dry_run\":false}",
@@ -200,23 +201,55 @@ ngx_icp_gate_log_string(u_char *p, char *name, ngx_str_t *s)
 
 /*
  * Steps over one well-formed UTF-8 sequence and says so, or leaves *p
- * where it was; surrogates and overlong forms are not well-formed.
+ * where it was: no overlong form, surrogate, or code point past U+10FFFF
+ * (ngx_utf8_decode() lets some of them through).
  */
 
 static ngx_uint_t
 ngx_icp_gate_log_utf8(u_char **p, u_char *last)
 {
     u_char    *s;
-    uint32_t   u;
+    size_t     n, i;
+    uint32_t   u, min;
 
     s = *p;
-    u = ngx_utf8_decode(&s, last - *p);
 
-    if (u > 0x10ffff || (u >= 0xd800 && u <= 0xdfff)) {
+    if (*s >= 0xc2 && *s <= 0xdf) {
+        n = 1;
+        u = *s & 0x1f;
+        min = 0x80;
+
+    } else if (*s >= 0xe0 && *s <= 0xef) {
+        n = 2;
+        u = *s & 0x0f;
+        min = 0x800;
+
+    } else if (*s >= 0xf0 && *s <= 0xf4) {
+        n = 3;
+        u = *s & 0x07;
+        min = 0x10000;
+
+    } else {
         return 0;
     }
 
-    *p = s;
+    if ((size_t) (last - s) <= n) {
+        return 0;
+    }
+
+    for (i = 1; i <= n; i++) {
+        if ((s[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+
+        u = (u << 6) | (s[i] & 0x3f);
+    }
+
+    if (u < min || u > 0x10ffff || (u >= 0xd800 && u <= 0xdfff)) {
+        return 0;
+    }
+
+    *p = s + n + 1;
 
     return 1;
 }

@@ -1132,7 +1132,12 @@ ngx_icp_gate_init_worker(ngx_cycle_t *cycle)
 {
     ngx_icp_gate_main_conf_t  *mcf;
 
-    if (ngx_icp_gate_main) {
+    /* nor in the cache manager and loader, which never judge */
+
+    if (ngx_icp_gate_main
+        || (ngx_process != NGX_PROCESS_WORKER
+            && ngx_process != NGX_PROCESS_SINGLE))
+    {
         return NGX_OK;
     }
 

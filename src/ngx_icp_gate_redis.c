@@ -22,8 +22,9 @@
 #define NGX_ICP_GATE_REDIS_BACKOFF_MIN   100
 #define NGX_ICP_GATE_REDIS_BACKOFF_MAX   5000
 #define NGX_ICP_GATE_REDIS_PREFIX_MAX    128
-#define NGX_ICP_GATE_REDIS_KEY_LEN                                           \
-    (NGX_ICP_GATE_REDIS_PREFIX_MAX + sizeof("domain:") + NGX_ICP_GATE_DOMAIN_LEN)
+#define NGX_ICP_GATE_REDIS_KEY_LEN                                          \
+    (NGX_ICP_GATE_REDIS_PREFIX_MAX + sizeof("domain:")                        \
+     + NGX_ICP_GATE_DOMAIN_LEN)
 
 
 typedef struct {
@@ -38,7 +39,7 @@ static void ngx_icp_gate_redis_schedule(void);
 static ngx_int_t ngx_icp_gate_redis_send(redisAsyncContext *ac,
     redisCallbackFn *fn, void *privdata, ngx_uint_t argc, const char **argv,
     size_t *argvlen);
-static void ngx_icp_gate_redis_answered(void);
+static void ngx_icp_gate_redis_answered(redisReply *reply);
 static size_t ngx_icp_gate_redis_key(u_char *buf, ngx_str_t *domain);
 static ngx_int_t ngx_icp_gate_redis_parse_hash(redisReply *reply,
     ngx_icp_gate_verdict_t *v);
@@ -521,10 +522,16 @@ ngx_icp_gate_redis_send(redisAsyncContext *ac, redisCallbackFn *fn,
 
 
 static void
-ngx_icp_gate_redis_answered(void)
+ngx_icp_gate_redis_answered(redisReply *reply)
 {
     if (ngx_icp_gate_redis_pending) {
         ngx_icp_gate_redis_pending--;
+    }
+
+    /* a Redis that answers, not one that only accepts, resets the backoff */
+
+    if (reply && reply->type != REDIS_REPLY_ERROR) {
+        ngx_icp_gate_redis_backoff = 0;
     }
 
     if (ngx_icp_gate_redis_ctx == NULL) {
@@ -592,7 +599,9 @@ ngx_icp_gate_redis_parse_hash(redisReply *reply, ngx_icp_gate_verdict_t *v)
                 ngx_memcpy(v->icp, val->str, val->len);
             }
 
-        } else if (f->len == 10 && ngx_strncmp(f->str, "checked_at", 10) == 0) {
+        } else if (f->len == 10
+                   && ngx_strncmp(f->str, "checked_at", 10) == 0)
+        {
             t = ngx_atotm((u_char *) val->str, val->len);
             v->checked_at = (t == NGX_ERROR) ? 0 : t;
         }
@@ -637,7 +646,6 @@ ngx_icp_gate_redis_on_connect(const redisAsyncContext *ac, int status)
                   "icp_gate: redis %V connected", &rcf->name);
 
     ngx_icp_gate_redis_connected = 1;
-    ngx_icp_gate_redis_backoff = 0;
 
     if (ngx_icp_gate_redis_pending == 0
         && ngx_icp_gate_redis_timer.timer_set)
@@ -676,7 +684,7 @@ ngx_icp_gate_redis_setup_reply(redisAsyncContext *ac, void *r,
 {
     redisReply  *reply = r;
 
-    ngx_icp_gate_redis_answered();
+    ngx_icp_gate_redis_answered(reply);
 
     if (reply && reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
@@ -701,7 +709,7 @@ ngx_icp_gate_redis_get_reply(redisAsyncContext *ac, void *r, void *privdata)
     ngx_icp_gate_redis_pt     handler;
     ngx_icp_gate_verdict_t    v;
 
-    ngx_icp_gate_redis_answered();
+    ngx_icp_gate_redis_answered(reply);
 
     handler = cmd->handler;
     data = cmd->data;
@@ -731,7 +739,7 @@ ngx_icp_gate_redis_put_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply  *reply = r;
 
-    ngx_icp_gate_redis_answered();
+    ngx_icp_gate_redis_answered(reply);
 
     if (reply && reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,

@@ -79,6 +79,8 @@ is $r->{headers}{'x-reason'}, 'lookup_failed', 'as lookup_failed';
 is get('live.slow.cn')->{status}, 200, 'known domains keep playing';
 
 is_deeply [sort $t->worker_pids], \@workers, 'no worker died';
+unlike $t->error_log, qr/\[alert\]/,
+    'no alert: curl\'s closed sockets left epoll cleanly';
 $t->stop_nginx;
 $t->done_cleanly;
 done_testing;

@@ -178,7 +178,7 @@ is $t->http(host => 'play.unfiled.cn', path => "/hls/$segment")->{status}, 403,
 client_stop($t, $pub);
 
 # revocation: written to Redis, it drops a live publisher and its player
-# within icp_gate_recheck + icp_gate_local_ttl (1s + 1s)
+# within icp_gate_local_ttl + 2 x icp_gate_recheck (1s + 2 x 1s)
 $t->api_set('live.cn', 'filed');
 $pub = publish_start($t, tcurl($t, 'push.live.cn'), 'doomed');
 sleep 1.5;
@@ -190,7 +190,7 @@ $start = time;
 ($code, $err) = client_stop($t, $pub, 6);
 my $took = time - $start;
 ok defined $code, sprintf 'the publisher was dropped (after %.1fs)', $took;
-ok $took < 4.5, 'within icp_gate_recheck + icp_gate_local_ttl and some slack';
+ok $took < 4.5, "within icp_gate_local_ttl + 2 x icp_gate_recheck and some slack";
 my ($player_code) = client_stop($t, $player, 3);
 ok defined $player_code, 'its player was dropped too';
 my @dropped = grep { ($_->{stream} // '') eq 'doomed' } $t->log_lines('reject.log');

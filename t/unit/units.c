@@ -282,7 +282,13 @@ unit_escape(void)
         { "\xff\xfe", "\\u00ff\\u00fe" },
         { "\xe4\xbe", "\\u00e4\\u00be" },
         { "\xed\xa0\x80", "\\u00ed\\u00a0\\u0080" },
-        { "\xc0\xae", "\\u00c0\\u00ae" }
+        { "\xc0\xae", "\\u00c0\\u00ae" },
+        { "\xc2\xff", "\\u00c2\\u00ff" },
+        { "\xc3\xc3.x", "\\u00c3\\u00c3.x" },
+        { "\xe4\xc0\xc0", "\\u00e4\\u00c0\\u00c0" },
+        { "\xf8\x90\x80\x80", "\\u00f8\\u0090\\u0080\\u0080" },
+        { "\xf4\x90\x80\x80", "\\u00f4\\u0090\\u0080\\u0080" },
+        { "\xf0\x9f\x98\x80", "\xf0\x9f\x98\x80" }
     };
 
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
