@@ -8,6 +8,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use IcpGate::Test;
+use IcpGate::Rtmp;
 
 plan skip_all => 'built once, in the plain run' if $ENV{ICP_GATE_ASAN};
 
@@ -51,6 +52,13 @@ load_module $work/objs/ngx_rtmp_module.so;
 load_module $so;
 EOF
 icp_gate_api "%%API_URL%%";
+rtmp {
+    server {
+        listen 127.0.0.1:%%RTMP_PORT%%;
+        icp_gate on;
+        application live { live on; }
+    }
+}
 http {
     access_log off;
     icp_gate on;
@@ -66,13 +74,22 @@ my ($code, $out) = $t->nginx_test;
 is $code, 0, 'nginx -t accepts the loaded module' or diag $out;
 
 SKIP: {
-    skip 'no dynamic build', 3 unless $ok && $code == 0;
+    skip 'no dynamic build', 4 unless $ok && $code == 0;
     $t->start_nginx;
     is $t->http(host => 'live.filed.cn', path => '/index.html')->{status}, 200,
         'the dynamic module lets a filed domain through';
     my $r = $t->http(host => 'live.unfiled.cn', path => '/index.html');
     is $r->{status}, 403, 'and refuses an unfiled one';
     is $r->{headers}{'x-reason'}, 'unfiled', 'for the reason unfiled';
+
+    SKIP: {
+        skip 'ffmpeg is not installed', 1
+            unless system('sh', '-c', 'command -v ffmpeg >/dev/null') == 0;
+        my ($code, $err) = publish_run($t, tcurl($t, 'push.unfiled.cn'), 's');
+        like $err, qr/publish refused for unfiled\.cn: unfiled/,
+            'the dynamic RTMP gate refuses an unfiled publish';
+    }
+
     $t->stop_nginx;
 }
 

@@ -113,11 +113,14 @@ like $err, qr/publish refused for : no_host/, 'a tcUrl without host: no_host';
 $pub = publish_start($t, tcurl($t, 'push.filed.cn'), 'room3');
 sleep 1.5;
 for my $case (['play.unfiled.cn', 'unfiled.cn', 'unfiled'],
+              ['play.pending.cn', 'pending.cn', 'pending'],
               ['play.revoked.cn', 'revoked.cn', 'revoked'],
-              ['[::1]', '[::1]', 'ip_literal'])
+              ['[::1]', '[::1]', 'ip_literal'],
+              ['', '', 'no_host'])
 {
     my ($host, $name, $reason) = @$case;
-    my ($code, $err, $frames) = play_run($t, tcurl($t, $host), 'room3');
+    my $tcurl = $host eq '' ? 'rtmp:///live' : tcurl($t, $host);
+    my ($code, $err, $frames) = play_run($t, $tcurl, 'room3');
     ok $code, "play on $host ends with an error";
     is $frames, 0, "play on $host decodes no frame";
     like $err, qr/Server error: icp_gate: play refused for \Q$name\E: $reason/,
