@@ -78,7 +78,7 @@ struct ngx_icp_gate_waiter_s {
     ngx_icp_gate_waiter_pt      handler;
     void                       *data;
     ngx_int_t                   rc;
-    ngx_icp_gate_verdict_t      verdict;
+    ngx_icp_gate_verdict_t     *verdict;    /* filled in when rc is NGX_OK */
     unsigned                    waiting:1;
 };
 

@@ -319,10 +319,6 @@ void
 ngx_icp_gate_judge_resume(ngx_icp_gate_conf_t *gcf,
     ngx_icp_gate_judgement_t *j)
 {
-    if (j->waiter.rc == NGX_OK) {
-        j->verdict = j->waiter.verdict;
-    }
-
     ngx_icp_gate_judge_verdict(gcf, j, j->waiter.rc);
 }
 
@@ -531,6 +527,7 @@ ngx_icp_gate_lookup(ngx_str_t *domain, ngx_icp_gate_verdict_t *v,
     }
 
     w->rc = NGX_ERROR;
+    w->verdict = v;
     w->waiting = 1;
     ngx_queue_insert_tail(&f->waiters, &w->queue);
 
@@ -857,7 +854,7 @@ ngx_icp_gate_flight_finish(ngx_icp_gate_flight_t *f, ngx_int_t rc,
         w->rc = rc;
 
         if (v) {
-            w->verdict = *v;
+            *w->verdict = *v;
         }
 
         w->handler(w);
