@@ -124,22 +124,14 @@ sub start_redis($self) {
         '--dir', $self->{dir});
     $self->{redis_pid} = $pid;
 
-    my $up = $self->wait_for(sub {
-        die "redis-server exited at start:\n" . ($self->read_file($log) // '')
-            if waitpid($pid, POSIX::WNOHANG()) == $pid;
-        my (undef, $out) = _run(cmd => ['redis-cli', '-p', $port, 'ping'], stderr => 'null');
+    return $self->_await_service('redis-server', $pid, $log, 5, sub {
+        my (undef, $out) = _run(cmd => ['redis-cli', '-p', $port, 'ping'],
+                                stderr => 'null');
         return $out eq "PONG\n";
-    }, 5);
-    die "redis-server did not answer PING within 5 s:\n" . ($self->read_file($log) // '')
-        unless $up;
-    return $pid;
+    });
 }
 
-sub stop_redis($self) {
-    my $pid = delete $self->{redis_pid} or return;
-    kill 'KILL', $pid;
-    waitpid $pid, 0;
-}
+sub stop_redis($self) { $self->_stop_service('redis_pid') }
 
 # redis-cli -p PORT --raw ARGS...; stdout without its final newline, or lines.
 sub redis($self, @args) {
@@ -175,18 +167,28 @@ sub start_api($self, %opts) {
     my $pid = $self->_spawn($log, @cmd);
     $self->{api_pid} = $pid;
 
-    my $up = $self->wait_for(sub {
-        die "filing api exited at start:\n" . ($self->read_file($log) // '')
-            if waitpid($pid, POSIX::WNOHANG()) == $pid;
+    return $self->_await_service('filing api', $pid, $log, 10, sub {
         return $self->_api_request('total')->{status} == 200;
-    }, 10);
-    die "filing api did not answer within 10 s:\n" . ($self->read_file($log) // '')
-        unless $up;
+    });
+}
+
+sub stop_api($self) { $self->_stop_service('api_pid') }
+
+# Polls $probe until a service started as $pid answers; dies with its log
+# when it exits first or stays silent for $timeout s.  Returns $pid.
+sub _await_service($self, $name, $pid, $log, $timeout, $probe) {
+    my $up = $self->wait_for(sub {
+        die "$name exited at start:\n" . ($self->read_file($log) // '')
+            if waitpid($pid, POSIX::WNOHANG()) == $pid;
+        return $probe->();
+    }, $timeout);
+    die "$name did not answer within $timeout s:\n"
+        . ($self->read_file($log) // '') unless $up;
     return $pid;
 }
 
-sub stop_api($self) {
-    my $pid = delete $self->{api_pid} or return;
+sub _stop_service($self, $key) {
+    my $pid = delete $self->{$key} or return;
     kill 'KILL', $pid;
     waitpid $pid, 0;
 }
