@@ -31,8 +31,10 @@ test-asan: $(ASAN_BIN)
 run: $(NGINX_BIN)
 	util/run.sh $(NGINX_BIN)
 
+# Debian's nginx with lua-nginx-module is the OpenResty-style comparison
 bench: $(NGINX_BIN)
-	util/bench.sh $(NGINX_BIN)
+	util/deps.sh wrk gnuplot-nox nginx libnginx-mod-http-lua
+	python3 bench/run.py --nginx $(NGINX_BIN)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

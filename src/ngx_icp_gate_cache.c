@@ -19,18 +19,24 @@
 #define NGX_ICP_GATE_CACHE_EVICT  8
 
 
+/*
+ * The filing number follows the domain, in room sized by the first verdict
+ * that carries one: a fixed field for the longest number would put every
+ * entry in the next slab size up and halve the domains a zone holds.
+ */
+
 typedef struct {
     u_char                      color;
     u_char                      status;
     u_char                      region;
-    u_char                      icp_len;
     u_char                      len;
+    u_char                      icp_len;
+    u_char                      icp_room;
     ngx_queue_t                 queue;
     ngx_msec_t                  expires;
     ngx_msec_t                  locked;
     time_t                      checked_at;
-    u_char                      icp[NGX_ICP_GATE_ICP_LEN];
-    u_char                      domain[1];
+    u_char                      data[1];
 } ngx_icp_gate_cache_node_t;
 
 
@@ -55,6 +61,10 @@ static ngx_icp_gate_cache_node_t *ngx_icp_gate_cache_find(
     ngx_icp_gate_cache_t *cache, ngx_str_t *domain, uint32_t hash);
 static ngx_icp_gate_cache_node_t *ngx_icp_gate_cache_create(
     ngx_icp_gate_cache_t *cache, ngx_str_t *domain, uint32_t hash);
+static ngx_icp_gate_cache_node_t *ngx_icp_gate_cache_grow(
+    ngx_icp_gate_cache_t *cache, ngx_icp_gate_cache_node_t *cn, size_t room);
+static ngx_rbtree_node_t *ngx_icp_gate_cache_alloc(
+    ngx_icp_gate_cache_t *cache, size_t len, size_t room);
 static void ngx_icp_gate_cache_delete(ngx_icp_gate_cache_t *cache,
     ngx_icp_gate_cache_node_t *cn);
 static ngx_uint_t ngx_icp_gate_cache_lock(ngx_icp_gate_cache_node_t *cn,
@@ -137,7 +147,7 @@ ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
         v->region = cn->region;
         v->checked_at = cn->checked_at;
         v->icp_len = cn->icp_len;
-        ngx_memcpy(v->icp, cn->icp, cn->icp_len);
+        ngx_memcpy(v->icp, cn->data + cn->len, cn->icp_len);
 
         if ((ngx_msec_int_t) (cn->expires - ngx_current_msec) > 0) {
             *flags = NGX_ICP_GATE_CACHE_FRESH;
@@ -160,7 +170,7 @@ ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     ngx_icp_gate_verdict_t *v, ngx_msec_t fresh_for)
 {
     uint32_t                    hash;
-    ngx_icp_gate_cache_node_t  *cn;
+    ngx_icp_gate_cache_node_t  *cn, *grown;
 
     hash = ngx_crc32_short(domain->data, domain->len);
 
@@ -180,11 +190,21 @@ ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
         ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
     }
 
+    if (v->icp_len > cn->icp_room) {
+        grown = ngx_icp_gate_cache_grow(cache, cn, v->icp_len);
+
+        if (grown) {
+            cn = grown;
+        }
+    }
+
     cn->status = (u_char) v->status;
     cn->region = (u_char) v->region;
     cn->checked_at = v->checked_at;
-    cn->icp_len = (u_char) v->icp_len;
-    ngx_memcpy(cn->icp, v->icp, v->icp_len);
+
+    /* with no room to be had, the verdict stands without its number */
+    cn->icp_len = (v->icp_len <= cn->icp_room) ? (u_char) v->icp_len : 0;
+    ngx_memcpy(cn->data + cn->len, v->icp, cn->icp_len);
 
     cn->expires = ngx_current_msec + fresh_for;
     cn->locked = 0;
@@ -270,7 +290,7 @@ ngx_icp_gate_cache_find(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 
         cn = (ngx_icp_gate_cache_node_t *) &node->color;
 
-        rc = ngx_memn2cmp(domain->data, cn->domain, domain->len,
+        rc = ngx_memn2cmp(domain->data, cn->data, domain->len,
                           (size_t) cn->len);
 
         if (rc == 0) {
@@ -288,37 +308,12 @@ static ngx_icp_gate_cache_node_t *
 ngx_icp_gate_cache_create(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     uint32_t hash)
 {
-    size_t                      size;
-    ngx_uint_t                  n;
-    ngx_queue_t                *q;
     ngx_rbtree_node_t          *node;
     ngx_icp_gate_cache_node_t  *cn;
 
-    size = offsetof(ngx_rbtree_node_t, color)
-           + offsetof(ngx_icp_gate_cache_node_t, domain)
-           + domain->len;
-
-    node = ngx_slab_alloc_locked(cache->shpool, size);
-
+    node = ngx_icp_gate_cache_alloc(cache, domain->len, 0);
     if (node == NULL) {
-
-        /* the zone is full: the least recently used entries go */
-
-        for (n = 0; n < NGX_ICP_GATE_CACHE_EVICT; n++) {
-            if (ngx_queue_empty(&cache->sh->queue)) {
-                break;
-            }
-
-            q = ngx_queue_last(&cache->sh->queue);
-            cn = ngx_queue_data(q, ngx_icp_gate_cache_node_t, queue);
-
-            ngx_icp_gate_cache_delete(cache, cn);
-        }
-
-        node = ngx_slab_alloc_locked(cache->shpool, size);
-        if (node == NULL) {
-            return NULL;
-        }
+        return NULL;
     }
 
     node->key = hash;
@@ -327,17 +322,91 @@ ngx_icp_gate_cache_create(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 
     cn->status = NGX_ICP_GATE_STATUS_NONE;
     cn->region = NGX_ICP_GATE_REGION_NONE;
-    cn->icp_len = 0;
     cn->len = (u_char) domain->len;
+    cn->icp_len = 0;
+    cn->icp_room = 0;
     cn->expires = 0;
     cn->locked = 0;
     cn->checked_at = 0;
-    ngx_memcpy(cn->domain, domain->data, domain->len);
+    ngx_memcpy(cn->data, domain->data, domain->len);
 
     ngx_rbtree_insert(&cache->sh->rbtree, node);
     ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
 
     return cn;
+}
+
+
+/* moves an entry to a node with room for a filing number of room bytes */
+
+static ngx_icp_gate_cache_node_t *
+ngx_icp_gate_cache_grow(ngx_icp_gate_cache_t *cache,
+    ngx_icp_gate_cache_node_t *cn, size_t room)
+{
+    ngx_rbtree_node_t          *node, *old;
+    ngx_icp_gate_cache_node_t  *grown;
+
+    old = (ngx_rbtree_node_t *)
+              ((u_char *) cn - offsetof(ngx_rbtree_node_t, color));
+
+    /* out of the LRU queue, so that making room cannot evict the entry */
+    ngx_queue_remove(&cn->queue);
+
+    node = ngx_icp_gate_cache_alloc(cache, cn->len, room);
+
+    if (node == NULL) {
+        ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
+        return NULL;
+    }
+
+    node->key = old->key;
+
+    grown = (ngx_icp_gate_cache_node_t *) &node->color;
+    ngx_memcpy(grown, cn, offsetof(ngx_icp_gate_cache_node_t, data) + cn->len);
+    grown->icp_room = (u_char) room;
+
+    ngx_rbtree_delete(&cache->sh->rbtree, old);
+    ngx_slab_free_locked(cache->shpool, old);
+
+    ngx_rbtree_insert(&cache->sh->rbtree, node);
+    ngx_queue_insert_head(&cache->sh->queue, &grown->queue);
+
+    return grown;
+}
+
+
+static ngx_rbtree_node_t *
+ngx_icp_gate_cache_alloc(ngx_icp_gate_cache_t *cache, size_t len, size_t room)
+{
+    size_t                      size;
+    ngx_uint_t                  n;
+    ngx_queue_t                *q;
+    ngx_rbtree_node_t          *node;
+    ngx_icp_gate_cache_node_t  *cn;
+
+    size = offsetof(ngx_rbtree_node_t, color)
+           + offsetof(ngx_icp_gate_cache_node_t, data) + len + room;
+
+    node = ngx_slab_alloc_locked(cache->shpool, size);
+
+    if (node) {
+        return node;
+    }
+
+    /* the zone is full: the least recently used entries go */
+
+    for (n = 0; n < NGX_ICP_GATE_CACHE_EVICT; n++) {
+        if (ngx_queue_empty(&cache->sh->queue)) {
+            break;
+        }
+
+        q = ngx_queue_last(&cache->sh->queue);
+        cn = ngx_queue_data(q, ngx_icp_gate_cache_node_t, queue);
+
+        ngx_icp_gate_cache_delete(cache, cn);
+    }
+
+    return ngx_slab_alloc_locked(cache->shpool, size);
 }
 
 
@@ -375,7 +444,7 @@ ngx_icp_gate_cache_insert_value(ngx_rbtree_node_t *temp,
             cn = (ngx_icp_gate_cache_node_t *) &node->color;
             cnt = (ngx_icp_gate_cache_node_t *) &temp->color;
 
-            p = (ngx_memn2cmp(cn->domain, cnt->domain, cn->len, cnt->len) < 0)
+            p = (ngx_memn2cmp(cn->data, cnt->data, cn->len, cnt->len) < 0)
                 ? &temp->left : &temp->right;
         }
 

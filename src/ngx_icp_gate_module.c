@@ -22,8 +22,13 @@
 #include "ngx_icp_gate_redis.h"
 
 
-/* how often a worker looks whether another one got the verdict */
-#define NGX_ICP_GATE_POLL            20
+/*
+ * A worker waiting for another one's lookup looks again after a quarter of
+ * the time it has waited, within these bounds: at most a quarter late, and
+ * a slow filing API is not polled hundreds of times a second.
+ */
+#define NGX_ICP_GATE_POLL_MIN        2
+#define NGX_ICP_GATE_POLL_MAX        20
 
 /* how long a verdict that failed to refresh answers before a new try */
 #define NGX_ICP_GATE_RETRY           5000
@@ -45,6 +50,7 @@ typedef struct {
     ngx_str_node_t              sn;
     ngx_queue_t                 waiters;
     ngx_event_t                 event;
+    ngx_msec_t                  started;
     unsigned                    owner:1;
     u_char                      data[NGX_ICP_GATE_DOMAIN_LEN];
 } ngx_icp_gate_flight_t;
@@ -643,6 +649,7 @@ ngx_icp_gate_flight_create(ngx_str_t *domain, ngx_uint_t owner)
     ngx_queue_init(&f->waiters);
 
     f->owner = owner;
+    f->started = ngx_current_msec;
 
     /* the first step runs from the event loop, never inside a lookup */
 
@@ -663,6 +670,7 @@ ngx_icp_gate_flight_run(ngx_event_t *ev)
     ngx_icp_gate_flight_t  *f = ev->data;
 
     ngx_int_t               rc;
+    ngx_msec_t              poll;
     ngx_uint_t              flags;
     ngx_icp_gate_verdict_t  v;
 
@@ -696,7 +704,11 @@ ngx_icp_gate_flight_run(ngx_event_t *ev)
         return;
     }
 
-    ngx_add_timer(&f->event, NGX_ICP_GATE_POLL);
+    poll = (ngx_current_msec - f->started) / 4;
+    poll = ngx_max(poll, NGX_ICP_GATE_POLL_MIN);
+    poll = ngx_min(poll, NGX_ICP_GATE_POLL_MAX);
+
+    ngx_add_timer(&f->event, poll);
 }
 
 

@@ -26,7 +26,10 @@ if [ "$variant" = asan ]; then
     debug="--with-debug"
 fi
 
-stamp="$cc_opt|$ld_opt|$prefix|$(cksum < "$top/config")|$(ls "$top"/*.c | tr "\n" " ")"
+# auth_request: make bench compares the gate with it
+modules="--with-http_auth_request_module"
+
+stamp="$cc_opt|$ld_opt|$modules|$prefix|$(cksum < "$top/config")|$(ls "$top"/*.c | tr "\n" " ")"
 
 if [ ! -f "$work/objs/Makefile" ] || [ "$(cat "$work/.icp_gate_stamp" 2>/dev/null)" != "$stamp" ]; then
     rm -rf "$work"
@@ -34,7 +37,7 @@ if [ ! -f "$work/objs/Makefile" ] || [ "$(cat "$work/.icp_gate_stamp" 2>/dev/nul
     cp -a "$src/nginx" "$work"
     cd "$work"
     ./configure --prefix="$prefix" \
-        --with-cc-opt="$cc_opt" --with-ld-opt="$ld_opt" $debug \
+        --with-cc-opt="$cc_opt" --with-ld-opt="$ld_opt" $debug $modules \
         --add-module="$src/nginx-rtmp-module" \
         --add-module="$top" > "$prefix/configure.log" 2>&1 || {
             tail -30 "$prefix/configure.log" >&2; exit 1; }

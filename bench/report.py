@@ -1,0 +1,204 @@
+"""Turns a benchmark's results into OUT/latest.md (tables, targets met or
+missed), OUT/latest.json (every figure) and OUT/cpu-per-request.png (gnuplot,
+bench/chart.gp)."""
+
+import json
+import os
+import subprocess
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def fmt(value, digits=2):
+    return "%.*f" % (digits, value)
+
+
+def verdict(ok):
+    return "met" if ok else "**missed**"
+
+
+def targets(r):
+    hot = {row["key"]: row for row in r["hot"]}
+    mix = {row["key"]: row for row in r["mix"]}
+    cold, redis, cap = r["cold"], r["redis"], r["capacity"]
+    storm_api = max(s["api_requests"] for s in r["storm"])
+    storm_p99 = max(s["server_p99_ms"] for s in r["storm"])
+    full_ok = (cap["not_200"] == 0 and not cap["log_errors"]
+               and cap["hot_api_requests"] == 1)
+    return [
+        ("HTTP hot path: icp_gate CPU/request vs no gate", "≤ 1.05×",
+         fmt(hot["icp_gate"]["ratio"], 3) + "×",
+         hot["icp_gate"]["ratio"] <= 1.05),
+        ("Host mix (10 000 hosts, 1 000 domains): icp_gate vs no gate",
+         "≤ 1.10×", fmt(mix["icp_gate"]["ratio"], 3) + "×",
+         mix["icp_gate"]["ratio"] <= 1.10),
+        ("Cold miss: added latency over the API's own, p50", "≤ 1 ms",
+         fmt(cold["added_p50_ms"], 3) + " ms", cold["added_p50_ms"] <= 1.0),
+        ("Storm of %d clients on one cold domain: filing API requests"
+         % r["storm"][0]["clients"], "1",
+         "%d (p99 %s ms in nginx)" % (storm_api, fmt(storm_p99, 0)),
+         storm_api == 1),
+        ("Redis tier: added latency p50 vs one Redis round trip + 0.2 ms",
+         "≤ %s ms" % fmt(redis["rtt_p50_ms"] + 0.2, 3),
+         fmt(redis["added_p50_ms"], 3) + " ms",
+         redis["added_p50_ms"] <= redis["rtt_p50_ms"] + 0.2),
+        ("Capacity: domains held per MB of icp_gate_zone", "≥ 5 000",
+         "%d" % cap["per_mb"], cap["per_mb"] >= 5000),
+        ("Full zone: evicts least recently used, no errors",
+         "no errors", "%d non-200, %d log errors, hot domain fetched %d×"
+         % (cap["not_200"], len(cap["log_errors"]), cap["hot_api_requests"]),
+         full_ok),
+    ]
+
+
+def http_table(rows):
+    lines = ["| variant | worker CPU µs/request | requests/s | "
+             "CPU ratio to its baseline | errors |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for row in rows:
+        ratio = fmt(row["ratio"], 3) + "×" if row["baseline"] else "baseline"
+        lines.append("| %s | %s | %d | %s | %d |" % (
+            row["label"], fmt(row["cpu_us"]), row["rate"], ratio,
+            row["errors"]))
+    return lines
+
+
+def rtmp_table(rows):
+    lines = ["| variant | worker CPU µs/publish | publishes/s | "
+             "CPU ratio | publish accepted p50 | p99 |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for row in rows:
+        ratio = fmt(row["ratio"], 3) + "×" if row["baseline"] else "baseline"
+        lines.append("| %s | %s | %d | %s | %s ms | %s ms |" % (
+            row["label"], fmt(row["cpu_us"], 1), row["rate"], ratio,
+            fmt(row["publish_p50_ms"], 3), fmt(row["publish_p99_ms"], 3)))
+    return lines
+
+
+def markdown(r):
+    m = r["machine"]
+    cold, redis, cap = r["cold"], r["redis"], r["capacity"]
+    out = [
+        "# icp_gate benchmark",
+        "",
+        "%s · %s · %d cores · Linux %s · commit %s · %d rounds of %d s, "
+        "variants alternating" % (m["date"], m["cpu"], m["cores"],
+                                  m["kernel"], m["commit"], r["rounds"],
+                                  r["seconds"]),
+        "",
+        "Ratios are medians over rounds of a variant's nginx worker CPU time "
+        "per request (utime + stime from /proc) divided by its own "
+        "baseline's in the same round. Reproduce with `make bench`.",
+        "",
+        "## Targets",
+        "",
+        "| figure | target | measured | |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, target, measured, ok in targets(r):
+        out.append("| %s | %s | %s | %s |" % (name, target, measured,
+                                              verdict(ok)))
+    out += ["", "## HTTP hot path",
+            "",
+            "One cached, filed host; a 1 KiB static segment; wrk, 1 thread, "
+            "32 kept-alive connections; one nginx worker. The auth service "
+            "behind `auth_request` is another nginx answering 204, whose CPU "
+            "is not counted. The Lua check runs on Debian's nginx 1.22.1 "
+            "with libnginx-mod-http-lua and is compared with that binary "
+            "without the check.",
+            ""]
+    out += http_table(r["hot"])
+    out += ["", "## Host mix", "",
+            "10 000 distinct filed hosts over 1 000 registrable domains "
+            "(`.cn`, `.com.cn`, `.com`), a different Host header on every "
+            "request. The Lua variant looks the host up as is (no public "
+            "suffix reduction); icp_gate reduces each host to its "
+            "registrable domain. Warm-up made %d filing API requests."
+            % r["mix_api_requests"], ""]
+    out += http_table(r["mix"])
+    out += ["", "## Misses", "",
+            "| figure | value |", "| --- | ---: |",
+            "| filing API stand-in's own latency, p50 (20 ms configured) "
+            "| %s ms |" % fmt(cold["api_p50_ms"], 3),
+            "| first request for a new domain through nginx, p50 | %s ms |"
+            % fmt(cold["first_p50_ms"], 3),
+            "| … p99 | %s ms |" % fmt(cold["first_p99_ms"], 3),
+            "| added by nginx + icp_gate + Redis miss, p50 | %s ms |"
+            % fmt(cold["added_p50_ms"], 3),
+            "| Redis round trip (HGETALL), p50 | %s ms |"
+            % fmt(redis["rtt_p50_ms"], 3),
+            "| first request for a domain only in Redis, p50 | %s ms |"
+            % fmt(redis["first_p50_ms"], 3),
+            "| same request once cached, p50 | %s ms |"
+            % fmt(redis["cached_p50_ms"], 3),
+            "| added by the Redis tier, p50 / p90 | %s / %s ms |"
+            % (fmt(redis["added_p50_ms"], 3), fmt(redis["added_p90_ms"], 3)),
+            "| filing API requests for the Redis-tier domains | %d |"
+            % redis["api_requests"],
+            "", "Storms: %d clients connected first, then one request each "
+            "at the same moment, for one cold domain, on 2 workers, the API "
+            "answering in 20 ms. \"In nginx\" is `$request_time` from the "
+            "access log (millisecond resolution); \"at the client\" "
+            "includes the Python client's own time for 1000 answers, shown "
+            "by the last row: the same storm on a domain already cached."
+            % r["storm"][0]["clients"], "",
+            "| storm | filing API requests | workers that answered | non-200 "
+            "| in nginx p50 / p99 | at the client p50 / p99 |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for i, s in enumerate(r["storm"] + [r["storm_cached"]], 1):
+        name = str(i) if i <= len(r["storm"]) else "cached domain"
+        out.append("| %s | %d | %d | %d | %s / %s ms | %s / %s ms |" % (
+            name, s["api_requests"], s["workers"], s["not_200"],
+            fmt(s["server_p50_ms"], 0), fmt(s["server_p99_ms"], 0),
+            fmt(s["p50_ms"], 1), fmt(s["p99_ms"], 1)))
+    out += ["", "## RTMP publish", "",
+            "4 publishers in a loop, each: TCP connect, handshake, connect, "
+            "createStream, publish, wait for `NetStream.Publish.Start`, "
+            "close (bench/rtmp_client.py). \"Publish accepted\" is from "
+            "sending `publish` to its onStatus. The notify service is an "
+            "nginx answering 200.", ""]
+    out += rtmp_table(r["rtmp"])
+    out += ["", "## Capacity", "",
+            "A %d MB zone, no Redis, %d domains requested once each "
+            "(one kept hot by a request every 50), then newest first until "
+            "the first one the zone had evicted: %d held, %d per MB. "
+            "%d answers were not 200; error log lines at error or worse: %d."
+            % (cap["zone_mb"], cap["filled"], cap["held"], cap["per_mb"],
+               cap["not_200"], len(cap["log_errors"])), ""]
+    errors = [line for lines in r["log_errors"].values() for line in lines]
+    if errors:
+        out += ["Error log lines during the run:", "", "```"] + errors[:20] + \
+            ["```", ""]
+    out += ["![worker CPU per request](cpu-per-request.png)", ""]
+    return "\n".join(out)
+
+
+def chart(r, out):
+    http = os.path.join(out, "http.dat")
+    with open(http, "w") as f:
+        for hot, mix in zip(r["hot"], r["mix"]):
+            f.write('"%s" %f %f\n' % (hot["label"], hot["cpu_us"],
+                                      mix["cpu_us"]))
+    rtmp = os.path.join(out, "rtmp.dat")
+    with open(rtmp, "w") as f:
+        for row in r["rtmp"]:
+            f.write('"%s" %f\n' % (row["label"], row["cpu_us"]))
+    png = os.path.join(out, "cpu-per-request.png")
+    subprocess.run(["gnuplot", "-e", "http='%s'; rtmp='%s'; png='%s'"
+                    % (http, rtmp, png), os.path.join(HERE, "chart.gp")],
+                   check=True)
+    os.unlink(http)
+    os.unlink(rtmp)
+
+
+def write(results, out):
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "latest.json"), "w") as f:
+        json.dump(results, f, indent=1, sort_keys=True)
+    text = markdown(results)
+    with open(os.path.join(out, "latest.md"), "w") as f:
+        f.write(text)
+    chart(results, out)
+    print()
+    print(text)
+    print("written: %s/latest.md, latest.json, cpu-per-request.png" % out)

@@ -1,0 +1,579 @@
+#!/usr/bin/env python3
+"""make bench: what icp_gate costs, next to what operators deploy instead.
+
+    python3 bench/run.py --nginx build/sbin/nginx [--out bench/results]
+
+Starts, on loopback: our nginx (no gate, icp_gate, auth_request to an auth
+service), Debian's nginx with lua-nginx-module (no gate, a lua_shared_dict
+check), redis-server, the filing API stand-in of the tests and an auth
+service, then measures the hot path, a host mix, cold misses, the Redis
+tier, RTMP publishing and the zone's capacity.  Variants alternate within
+each round and every figure that has a baseline is a ratio to a baseline
+measured in the same round, so drift of a noisy machine cancels.  Writes
+OUT/latest.md, OUT/latest.json and OUT/cpu-per-request.png.
+
+BENCH_ROUNDS (5) and BENCH_SECONDS (3) set the rounds and their length.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import clients                                  # noqa: E402
+import report                                   # noqa: E402
+import rtmp_client                              # noqa: E402
+from servers import TOP, FilingApi, Nginx, Redis  # noqa: E402
+
+PORT = {
+    "redis": 26379, "api": 28081, "auth": 28090,
+    "nginx": 28001, "icp_gate": 28002, "auth_request": 28003,
+    "auth_request_keepalive": 28004, "debian": 28005, "lua": 28006,
+    "cold": 28010, "capacity": 28011, "rtmp": 28035,
+}
+HOT_HOST = "live.filed-bench.cn"
+MIX_DOMAINS = 1000
+MIX_HOSTS = 10000
+MIX_SUFFIXES = ("cn", "com.cn", "com")
+SEGMENT_BYTES = 1024
+COLD_API_DELAY_MS = 20
+STORM_CLIENTS = 1000
+CAPACITY_ZONE_MB = 1
+
+# key, label, nginx instance, baseline key
+HTTP_VARIANTS = (
+    ("nginx", "nginx, no gate", "ours", None),
+    ("icp_gate", "icp_gate on", "ours", "nginx"),
+    ("auth_request", "auth_request + proxy_pass", "ours", "nginx"),
+    ("auth_request_keepalive",
+     "auth_request + proxy_pass, upstream keepalive", "ours", "nginx"),
+    ("debian", "Debian nginx + lua module, no gate", "debian", None),
+    ("lua", "access_by_lua_block + lua_shared_dict", "debian", "debian"),
+)
+RTMP_VARIANTS = (
+    ("open", "nginx-rtmp, no gate", "open", None),
+    ("gated", "icp_gate on", "gated", "open"),
+    ("notify", "on_publish notify to an HTTP service", "notify", "open"),
+)
+
+ENGINE = """
+icp_gate_zone icp_gate:%(zone)s;
+%(redis)s
+icp_gate_api "http://127.0.0.1:%(api)d/v1/filing/{domain}";
+"""
+
+PRELUDE = """
+user root;
+daemon on;
+worker_processes %(workers)d;
+worker_rlimit_nofile %(nofile)d;
+pid @DIR@/nginx.pid;
+events { worker_connections 16384; }
+"""
+
+HTTP_COMMON = """
+    access_log off;
+    default_type application/octet-stream;
+    client_body_temp_path @DIR@/body;
+    proxy_temp_path @DIR@/proxy;
+    fastcgi_temp_path @DIR@/fastcgi;
+    uwsgi_temp_path @DIR@/uwsgi;
+    scgi_temp_path @DIR@/scgi;
+"""
+
+OURS_CONF = """
+http {
+%(common)s
+    upstream auth_service { server 127.0.0.1:%(auth)d; }
+    upstream auth_service_keepalive {
+        server 127.0.0.1:%(auth)d;
+        keepalive 32;
+    }
+
+    server { listen 127.0.0.1:%(nginx)d; root %(html)s; }
+
+    server { listen 127.0.0.1:%(icp_gate)d; root %(html)s; icp_gate on; }
+
+    server {
+        listen 127.0.0.1:%(auth_request)d;
+        root %(html)s;
+        location / { auth_request /_icp_check; }
+        location = /_icp_check {
+            internal;
+            proxy_pass http://auth_service/check;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-Host $host;
+        }
+    }
+
+    server {
+        listen 127.0.0.1:%(auth_request_keepalive)d;
+        root %(html)s;
+        location / { auth_request /_icp_check; }
+        location = /_icp_check {
+            internal;
+            proxy_pass http://auth_service_keepalive/check;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-Host $host;
+        }
+    }
+}
+
+rtmp {
+    server {
+        listen 127.0.0.1:%(rtmp)d;
+        application open { live on; }
+        application gated { live on; icp_gate on; }
+        application notify {
+            live on;
+            on_publish http://127.0.0.1:%(auth)d/on_publish;
+        }
+    }
+}
+"""
+
+DEBIAN_CONF = """
+load_module /usr/lib/nginx/modules/ndk_http_module.so;
+load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
+%(prelude)s
+http {
+%(common)s
+    lua_shared_dict icp_filings 32m;
+    init_by_lua_block {
+        local filings = ngx.shared.icp_filings
+        filings:set("%(hot)s", "filed")
+        for host in io.lines("%(hosts)s") do
+            filings:set(host, "filed")
+        end
+    }
+
+    server { listen 127.0.0.1:%(debian)d; root %(html)s; }
+
+    server {
+        listen 127.0.0.1:%(lua)d;
+        root %(html)s;
+        access_by_lua_block {
+            if ngx.shared.icp_filings:get(ngx.var.host) ~= "filed" then
+                return ngx.exit(ngx.HTTP_FORBIDDEN)
+            end
+        }
+    }
+}
+"""
+
+AUTH_CONF = """
+%(prelude)s
+http {
+%(common)s
+    server {
+        listen 127.0.0.1:%(auth)d;
+        location / { return 204; }
+        location = /on_publish { return 200; }
+    }
+}
+"""
+
+COLD_CONF = """
+http {
+%(common)s
+    log_format bench_pid '$pid $host $status $request_time';
+    server {
+        listen 127.0.0.1:%(cold)d backlog=4096;
+        root %(html)s;
+        icp_gate on;
+        access_log @DIR@/access.log bench_pid;
+    }
+}
+"""
+
+CAPACITY_CONF = """
+http {
+%(common)s
+    server { listen 127.0.0.1:%(capacity)d; root %(html)s; icp_gate on; }
+}
+"""
+
+
+def say(text):
+    print(text, flush=True)
+
+
+def mix_host(k):
+    j = k % MIX_DOMAINS
+    return "live%d.d%d-mix.%s" % (k // MIX_DOMAINS, j,
+                                  MIX_SUFFIXES[j % len(MIX_SUFFIXES)])
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.rounds = int(os.environ.get("BENCH_ROUNDS", "5"))
+        self.seconds = int(os.environ.get("BENCH_SECONDS", "3"))
+        self.run_id = str(int(time.time()))
+        self.work = tempfile.mkdtemp(prefix="icp-gate-bench-")
+        os.chmod(self.work, 0o755)
+        self.started = []
+        self.results = {"rounds": self.rounds, "seconds": self.seconds}
+
+    # -- setup ------------------------------------------------------------
+
+    def files(self):
+        self.html = os.path.join(self.work, "html")
+        os.makedirs(self.html)
+        with open(os.path.join(self.html, "seg.ts"), "wb") as f:
+            f.write(b"\x47" * SEGMENT_BYTES)
+        self.hosts = os.path.join(self.work, "hosts.txt")
+        with open(self.hosts, "w") as f:
+            f.writelines(mix_host(k) + "\n" for k in range(MIX_HOSTS))
+
+    def values(self, **extra):
+        v = dict(PORT)
+        v.update(html=self.html, hosts=self.hosts, hot=HOT_HOST,
+                 common=HTTP_COMMON)
+        v.update(extra)
+        v["prelude"] = PRELUDE % {
+            "workers": v.get("workers", 1),
+            "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[1]}
+        return v
+
+    def engine(self, zone="64m", redis=True):
+        line = "icp_gate_redis 127.0.0.1:%d;" % PORT["redis"] if redis else ""
+        return ENGINE % {"zone": zone, "redis": line, "api": PORT["api"]}
+
+    def nginx(self, name, binary, conf, ports):
+        instance = Nginx(binary, self.work, name, conf)
+        self.started.append(instance)
+        return instance.start(ports)
+
+    def start(self):
+        self.files()
+        self.redis = Redis(self.work, PORT["redis"])
+        self.started.append(self.redis)
+        self.api = FilingApi(self.work, PORT["api"])
+        self.started.append(self.api)
+        v = self.values()
+        self.auth = self.nginx("auth", self.args.nginx, AUTH_CONF % v,
+                               [PORT["auth"]])
+        self.ours = self.nginx(
+            "ours", self.args.nginx,
+            v["prelude"] + self.engine() + OURS_CONF % v,
+            [PORT[k] for k in ("nginx", "icp_gate", "auth_request", "rtmp")])
+        self.debian = self.nginx("debian", self.args.debian_nginx,
+                                 DEBIAN_CONF % v, [PORT["debian"]])
+        self.instances = {"ours": self.ours, "debian": self.debian}
+
+    def stop(self):
+        for thing in reversed(self.started):
+            thing.stop()
+
+    # -- HTTP throughput --------------------------------------------------
+
+    def expect_200(self, port, host):
+        status, _ = clients.HttpClient(port).get(host)
+        if status != 200:
+            sys.exit("bench: port %d answered %d for %s" % (port, status, host))
+
+    def http_rounds(self, name, host=None, script_args=()):
+        """Rounds of wrk over every HTTP variant, rotated each round."""
+        script = os.path.join(TOP, "bench", "hosts.lua") if script_args else None
+        samples = {key: [] for key, *_ in HTTP_VARIANTS}
+        for r in range(self.rounds):
+            order = HTTP_VARIANTS[r % len(HTTP_VARIANTS):] + \
+                HTTP_VARIANTS[:r % len(HTTP_VARIANTS)]
+            for key, _, instance, _ in order:
+                nginx = self.instances[instance]
+                before = nginx.cpu()
+                run = clients.wrk(PORT[key], self.seconds, host=host,
+                                  script=script, script_args=script_args)
+                run["cpu_us"] = (nginx.cpu() - before) * 1e6 / run["requests"]
+                run["rate"] = run["rps"]
+                samples[key].append(run)
+            say("  %s round %d/%d: %s" % (name, r + 1, self.rounds, "  ".join(
+                "%s %.1fus" % (k, samples[k][-1]["cpu_us"]) for k in samples)))
+        return self.summarise_rounds(samples, HTTP_VARIANTS)
+
+    def summarise_rounds(self, samples, variants):
+        rows = []
+        for key, label, _, base in variants:
+            runs = samples[key]
+            row = {"key": key, "label": label, "baseline": base,
+                   "cpu_us": clients.median([s["cpu_us"] for s in runs]),
+                   "rate": clients.median([s["rate"] for s in runs]),
+                   "errors": sum(s.get("errors", 0) for s in runs)}
+            if base:
+                row["ratio"] = clients.median(
+                    [s["cpu_us"] / b["cpu_us"]
+                     for s, b in zip(runs, samples[base])])
+            rows.append(row)
+        return rows
+
+    def hot_path(self):
+        say("HTTP hot path: one cached filed host, %d B file" % SEGMENT_BYTES)
+        for key, *_ in HTTP_VARIANTS:
+            self.expect_200(PORT[key], HOT_HOST)
+            clients.wrk(PORT[key], 1, host=HOT_HOST)
+        self.results["hot"] = self.http_rounds("hot", host=HOT_HOST)
+
+    def host_mix(self):
+        say("HTTP host mix: %d hosts over %d registrable domains"
+            % (MIX_HOSTS, MIX_DOMAINS))
+        before = self.api.total()
+        for key, *_ in HTTP_VARIANTS:
+            clients.wrk(PORT[key], 2, script=os.path.join(
+                TOP, "bench", "hosts.lua"), script_args=[self.hosts])
+        asked = self.api.total() - before
+        say("  warm-up: %d filing API requests for %d domains"
+            % (asked, MIX_DOMAINS))
+        self.results["mix_api_requests"] = asked
+        self.results["mix"] = self.http_rounds("mix", script_args=[self.hosts])
+
+    # -- latency of misses ------------------------------------------------
+
+    def redis_tier(self, count=200):
+        say("Redis tier: %d domains in Redis, not in shared memory" % count)
+        resp = clients.Resp(PORT["redis"])
+        rtt = [resp.round_trip("HGETALL", "icp:domain:absent.cn")
+               for _ in range(count)]
+        domains = ["redis%d-%s.cn" % (i, self.run_id) for i in range(count)]
+        for d in domains:
+            resp.command("HSET", "icp:domain:" + d, "status", "filed",
+                         "source", "manual", "checked_at", int(time.time()))
+        resp.close()
+        before = self.api.total()
+        client = clients.HttpClient(PORT["icp_gate"])
+        first, cached = [], []
+        for d in domains:
+            status, t1 = client.get("www." + d)
+            status2, t2 = client.get("www." + d)
+            if status != 200 or status2 != 200:
+                sys.exit("bench: %s answered %d, %d" % (d, status, status2))
+            first.append(t1)
+            cached.append(t2)
+        client.close()
+        added = [a - b for a, b in zip(first, cached)]
+        self.results["redis"] = {
+            "rtt_p50_ms": clients.median(rtt) * 1e3,
+            "first_p50_ms": clients.median(first) * 1e3,
+            "cached_p50_ms": clients.median(cached) * 1e3,
+            "added_p50_ms": clients.median(added) * 1e3,
+            "added_p90_ms": clients.percentile(added, 90) * 1e3,
+            "api_requests": self.api.total() - before,
+        }
+        say("  %s" % self.results["redis"])
+
+    def cold(self, count=100):
+        say("Cold misses: filing API answering in %d ms" % COLD_API_DELAY_MS)
+        v = self.values(workers=2)
+        cold = self.nginx("cold", self.args.nginx,
+                          v["prelude"] + self.engine() + COLD_CONF % v,
+                          [PORT["cold"]])
+        self.api.delay(COLD_API_DELAY_MS)
+        nginx = clients.HttpClient(PORT["cold"])
+        direct = clients.HttpClient(PORT["api"], keepalive=False)
+        first, api = [], []
+        for i in range(count):
+            _, t = direct.get("bench", "/v1/filing/direct%d-%s.cn"
+                              % (i, self.run_id))
+            api.append(t)
+            status, t = nginx.get("www.cold%d-%s.cn" % (i, self.run_id))
+            if status != 200:
+                sys.exit("bench: a cold filed domain answered %d" % status)
+            first.append(t)
+        nginx.close()
+        self.results["cold"] = {
+            "api_p50_ms": clients.median(api) * 1e3,
+            "first_p50_ms": clients.median(first) * 1e3,
+            "first_p99_ms": clients.percentile(first, 99) * 1e3,
+            "added_p50_ms": (clients.median(first) - clients.median(api)) * 1e3,
+        }
+        say("  %s" % self.results["cold"])
+        storms = [self.storm(cold, "storm%d-%s.cn" % (s, self.run_id))
+                  for s in range(3)]
+        # the same storm on a domain every worker has cached: what the
+        # client and 1000 connections cost without any lookup
+        storms.append(self.storm(cold, "storm0-%s.cn" % self.run_id))
+        self.results["storm"], self.results["storm_cached"] = \
+            storms[:3], storms[3]
+        self.api.delay(0)
+        cold.stop()
+
+    def storm(self, cold, domain):
+        before = self.api.count(domain)
+        answers = clients.storm(PORT["cold"], "live." + domain, STORM_CLIENTS)
+        times = [t for _, t in answers]
+        refused = sum(1 for status, _ in answers if status != 200)
+        time.sleep(0.2)             # access log lines of the last answers
+        with open(os.path.join(cold.dir, "access.log")) as f:
+            lines = [line.split() for line in f if domain in line]
+        os.truncate(os.path.join(cold.dir, "access.log"), 0)
+        server = [float(fields[3]) * 1e3 for fields in lines]
+        result = {"clients": len(answers), "not_200": refused,
+                  "api_requests": self.api.count(domain) - before,
+                  "workers": len({fields[0] for fields in lines}),
+                  "p50_ms": clients.median(times) * 1e3,
+                  "p99_ms": clients.percentile(times, 99) * 1e3,
+                  "max_ms": max(times) * 1e3,
+                  "server_p50_ms": clients.median(server),
+                  "server_p99_ms": clients.percentile(server, 99)}
+        say("  storm %s: %s" % (domain, result))
+        return result
+
+    # -- RTMP -------------------------------------------------------------
+
+    def rtmp_round(self, app, seconds, threads=4):
+        tcurl = "rtmp://%s:%d/%s" % (HOT_HOST, PORT["rtmp"], app)
+        deadline = time.monotonic() + seconds
+        results = []
+
+        def publisher(n):
+            i = 0
+            while time.monotonic() < deadline:
+                results.append(rtmp_client.publish(
+                    "127.0.0.1", PORT["rtmp"], tcurl, app,
+                    "s%d-%d" % (n, i)))
+                i += 1
+
+        before = self.ours.cpu()
+        start = time.monotonic()
+        pool = [threading.Thread(target=publisher, args=(n,))
+                for n in range(threads)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        elapsed = time.monotonic() - start
+        cpu = self.ours.cpu() - before
+        refused = [r for r in results if not r["ok"]]
+        if refused:
+            sys.exit("bench: %s refused a publish: %s" % (app, refused[0]))
+        return {"cpu_us": cpu * 1e6 / len(results),
+                "rate": len(results) / elapsed,
+                "publish_ms": [r["publish_s"] * 1e3 for r in results]}
+
+    def rtmp(self):
+        say("RTMP publish: %s, 4 publishers in a loop" % HOT_HOST)
+        for _, _, app, _ in RTMP_VARIANTS:
+            self.rtmp_round(app, 1)
+        samples = {key: [] for key, *_ in RTMP_VARIANTS}
+        for r in range(self.rounds):
+            order = RTMP_VARIANTS[r % 3:] + RTMP_VARIANTS[:r % 3]
+            for key, _, app, _ in order:
+                samples[key].append(self.rtmp_round(app, self.seconds))
+            say("  rtmp round %d/%d: %s" % (r + 1, self.rounds, "  ".join(
+                "%s %.0f/s %.1fus" % (k, samples[k][-1]["rate"],
+                                      samples[k][-1]["cpu_us"])
+                for k in samples)))
+        rows = self.summarise_rounds(samples, RTMP_VARIANTS)
+        for row in rows:
+            publish = [ms for s in samples[row["key"]] for ms in s["publish_ms"]]
+            row["publish_p50_ms"] = clients.median(publish)
+            row["publish_p99_ms"] = clients.percentile(publish, 99)
+        self.results["rtmp"] = rows
+
+    # -- capacity ---------------------------------------------------------
+
+    def capacity(self, fill=12000, hot_every=50):
+        say("Capacity: icp_gate_zone of %d MB, %d domains through it"
+            % (CAPACITY_ZONE_MB, fill))
+        v = self.values()
+        cap = self.nginx(
+            "capacity", self.args.nginx,
+            v["prelude"] + self.engine("%dm" % CAPACITY_ZONE_MB, redis=False)
+            + CAPACITY_CONF % v, [PORT["capacity"]])
+        client = clients.HttpClient(PORT["capacity"])
+        domains = ["cap%d.com.cn" % i for i in range(fill)]
+        hot = "lru-hot.com.cn"
+        not_200 = 0
+        for i, d in enumerate(domains):
+            if i % hot_every == 0:
+                client.get("www." + hot)
+            status, _ = client.get("www." + d)
+            not_200 += status != 200
+        # newest first: every hit before the first miss was held; the first
+        # miss is what the zone had evicted, oldest first
+        total = self.api.total()
+        for i, d in enumerate(reversed(domains)):
+            client.get("www." + d)
+            if i % 100 == 99 and self.api.total() != total:
+                break
+        counts = json.loads(self.api.control("counts"))
+        held = 0
+        for d in reversed(domains):
+            if counts.get(d) != 1:
+                break
+            held += 1
+        client.close()
+        self.results["capacity"] = {
+            "zone_mb": CAPACITY_ZONE_MB, "filled": fill, "held": held,
+            "per_mb": held / CAPACITY_ZONE_MB, "not_200": not_200,
+            "hot_api_requests": counts.get(hot, 0),
+            "log_errors": cap.log_lines(),
+        }
+        say("  %s" % self.results["capacity"])
+        cap.stop()
+
+    # -- the whole run ----------------------------------------------------
+
+    def machine(self):
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f
+                          if line.startswith("model name")), "unknown")
+        commit = subprocess.run(["git", "-C", TOP, "log", "-1",
+                                 "--format=%h %s"], capture_output=True,
+                                text=True).stdout.strip()
+        self.results["machine"] = {
+            "cpu": model, "cores": os.cpu_count(),
+            "kernel": platform.release(), "commit": commit,
+            "date": datetime.datetime.now(datetime.timezone.utc)
+            .strftime("%Y-%m-%d %H:%M UTC"),
+        }
+
+    def run(self):
+        clients.raise_fd_limit()
+        self.machine()
+        only = self.args.only.split(",") if self.args.only else SCENARIOS
+        try:
+            self.start()
+            for scenario in only:
+                getattr(self, scenario)()
+            self.results["log_errors"] = {
+                i.name: i.log_lines() for i in (self.ours, self.debian)}
+        finally:
+            self.stop()
+        if self.args.only:
+            print(json.dumps(self.results, indent=1))
+        else:
+            report.write(self.results, self.args.out)
+        subprocess.run(["rm", "-rf", self.work])
+
+
+SCENARIOS = ("hot_path", "host_mix", "redis_tier", "cold", "rtmp", "capacity")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--nginx", required=True)
+    parser.add_argument("--debian-nginx", default="/usr/sbin/nginx")
+    parser.add_argument("--out", default=os.path.join(TOP, "bench", "results"))
+    parser.add_argument("--only", help="comma-separated scenarios of %s; "
+                        "prints JSON, writes no report" % ",".join(SCENARIOS))
+    args = parser.parse_args()
+    args.nginx = os.path.abspath(args.nginx)
+    Bench(args).run()
+
+
+if __name__ == "__main__":
+    main()
