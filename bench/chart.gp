@@ -1,7 +1,7 @@
 # gnuplot -e "http='H'; rtmp='R'; png='P'" bench/chart.gp
 # H: "label" hot_us mix_us per HTTP variant; R: "label" us per RTMP variant.
 
-set terminal pngcairo size 1200,520 font "sans,10"
+set terminal pngcairo size 1200,560 font "sans,10" noenhanced
 set output png
 set multiplot layout 1,2 title "nginx worker CPU time per request (lower is better)"
 
@@ -11,8 +11,9 @@ set style fill solid 0.85 border -1
 set boxwidth 0.9
 set grid ytics
 set yrange [0:*]
-set xtics rotate by -30 scale 0 font ",8"
+set xtics scale 0 font ",8"
 set key top left
+set bmargin 4
 
 set title "HTTP"
 set ylabel "µs per request"

@@ -53,14 +53,23 @@ def targets(r):
 
 def http_table(rows):
     lines = ["| variant | worker CPU µs/request | requests/s | "
-             "CPU ratio to its baseline | errors |",
-             "| --- | ---: | ---: | ---: | ---: |"]
+             "CPU ratio to its baseline | ratio range over rounds | errors |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for row in rows:
-        ratio = fmt(row["ratio"], 3) + "×" if row["baseline"] else "baseline"
-        lines.append("| %s | %s | %d | %s | %d |" % (
-            row["label"], fmt(row["cpu_us"]), row["rate"], ratio,
-            row["errors"]))
+        lines.append("| %s | %s | %d | %s | %s | %d |" % (
+            row["label"], fmt(row["cpu_us"]), row["rate"], ratio(row),
+            ratio_range(row), row["errors"]))
     return lines
+
+
+def ratio(row):
+    return fmt(row["ratio"], 3) + "×" if row["baseline"] else "baseline"
+
+
+def ratio_range(row):
+    if not row["baseline"]:
+        return ""
+    return "%s – %s" % (fmt(row["ratio_min"], 3), fmt(row["ratio_max"], 3))
 
 
 def rtmp_table(rows):
@@ -68,27 +77,29 @@ def rtmp_table(rows):
              "CPU ratio | publish accepted p50 | p99 |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for row in rows:
-        ratio = fmt(row["ratio"], 3) + "×" if row["baseline"] else "baseline"
         lines.append("| %s | %s | %d | %s | %s ms | %s ms |" % (
-            row["label"], fmt(row["cpu_us"], 1), row["rate"], ratio,
+            row["label"], fmt(row["cpu_us"], 1), row["rate"], ratio(row),
             fmt(row["publish_p50_ms"], 3), fmt(row["publish_p99_ms"], 3)))
     return lines
 
 
 def markdown(r):
     m = r["machine"]
+    commit = m["commit"].split()[0] if m["commit"] else "uncommitted"
     cold, redis, cap = r["cold"], r["redis"], r["capacity"]
     out = [
         "# icp_gate benchmark",
         "",
-        "%s · %s · %d cores · Linux %s · commit %s · %d rounds of %d s, "
-        "variants alternating" % (m["date"], m["cpu"], m["cores"],
-                                  m["kernel"], m["commit"], r["rounds"],
+        "%s · %s · %d cores · Linux %s · commit %s · %d rounds of %d s; "
+        "in each round every variant runs next to its baseline, in an order "
+        "that changes from round to round" % (m["date"], m["cpu"], m["cores"],
+                                  m["kernel"], commit, r["rounds"],
                                   r["seconds"]),
         "",
-        "Ratios are medians over rounds of a variant's nginx worker CPU time "
-        "per request (utime + stime from /proc) divided by its own "
-        "baseline's in the same round. Reproduce with `make bench`.",
+        "A ratio is the median over rounds of a variant's nginx worker CPU "
+        "time per request (utime + stime of the worker processes, from "
+        "/proc) divided by that of its baseline in the run next to it. "
+        "Reproduce with `make bench`.",
         "",
         "## Targets",
         "",
@@ -173,16 +184,26 @@ def markdown(r):
     return "\n".join(out)
 
 
+# the chart's axis has room for short names only
+SHORT = {
+    "nginx": "no gate", "icp_gate": "icp_gate",
+    "auth_request": "auth_request", "auth_request_keepalive":
+    "auth_request\\nkeepalive", "debian": "Debian nginx\\nno gate",
+    "lua": "Lua\\nshared dict", "open": "no gate", "gated": "icp_gate",
+    "notify": "on_publish\\nnotify",
+}
+
+
 def chart(r, out):
     http = os.path.join(out, "http.dat")
     with open(http, "w") as f:
         for hot, mix in zip(r["hot"], r["mix"]):
-            f.write('"%s" %f %f\n' % (hot["label"], hot["cpu_us"],
+            f.write('"%s" %f %f\n' % (SHORT[hot["key"]], hot["cpu_us"],
                                       mix["cpu_us"]))
     rtmp = os.path.join(out, "rtmp.dat")
     with open(rtmp, "w") as f:
         for row in r["rtmp"]:
-            f.write('"%s" %f\n' % (row["label"], row["cpu_us"]))
+            f.write('"%s" %f\n' % (SHORT[row["key"]], row["cpu_us"]))
     png = os.path.join(out, "cpu-per-request.png")
     subprocess.run(["gnuplot", "-e", "http='%s'; rtmp='%s'; png='%s'"
                     % (http, rtmp, png), os.path.join(HERE, "chart.gp")],

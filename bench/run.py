@@ -287,36 +287,53 @@ class Bench:
             sys.exit("bench: port %d answered %d for %s" % (port, status, host))
 
     def http_rounds(self, name, host=None, script_args=()):
-        """Rounds of wrk over every HTTP variant, rotated each round."""
+        """Rounds of wrk over every HTTP variant, each run next to a run of
+        its baseline, the pair's order and the variants' order changing
+        from round to round."""
         script = os.path.join(TOP, "bench", "hosts.lua") if script_args else None
-        samples = {key: [] for key, *_ in HTTP_VARIANTS}
-        for r in range(self.rounds):
-            order = HTTP_VARIANTS[r % len(HTTP_VARIANTS):] + \
-                HTTP_VARIANTS[:r % len(HTTP_VARIANTS)]
-            for key, _, instance, _ in order:
-                nginx = self.instances[instance]
-                before = nginx.cpu()
-                run = clients.wrk(PORT[key], self.seconds, host=host,
-                                  script=script, script_args=script_args)
-                run["cpu_us"] = (nginx.cpu() - before) * 1e6 / run["requests"]
-                run["rate"] = run["rps"]
-                samples[key].append(run)
-            say("  %s round %d/%d: %s" % (name, r + 1, self.rounds, "  ".join(
-                "%s %.1fus" % (k, samples[k][-1]["cpu_us"]) for k in samples)))
-        return self.summarise_rounds(samples, HTTP_VARIANTS)
 
-    def summarise_rounds(self, samples, variants):
+        def measure(key, instance):
+            nginx = self.instances[instance]
+            before = nginx.cpu()
+            run = clients.wrk(PORT[key], self.seconds, host=host,
+                              script=script, script_args=script_args)
+            run["cpu_us"] = (nginx.cpu() - before) * 1e6 / run["requests"]
+            run["rate"] = run["rps"]
+            return run
+
+        return self.paired_rounds(name, HTTP_VARIANTS, measure)
+
+    def paired_rounds(self, name, variants, measure):
+        samples = {key: [] for key, *_ in variants}
+        ratios = {key: [] for key, *_ in variants}
+        compared = [v for v in variants if v[3]]
+        for r in range(self.rounds):
+            shift = r % len(compared)
+            for key, _, where, base in compared[shift:] + compared[:shift]:
+                base_where = next(v[2] for v in variants if v[0] == base)
+                pair = [(base, base_where), (key, where)]
+                runs = {k: measure(k, w)
+                        for k, w in (pair if r % 2 == 0 else pair[::-1])}
+                samples[key].append(runs[key])
+                samples[base].append(runs[base])
+                ratios[key].append(runs[key]["cpu_us"] / runs[base]["cpu_us"])
+            say("  %s round %d/%d: %s" % (name, r + 1, self.rounds, "  ".join(
+                "%s %.3f" % (k, ratios[k][-1]) for k, *_ in compared)))
+        return self.summarise(samples, ratios, variants)
+
+    def summarise(self, samples, ratios, variants):
         rows = []
         for key, label, _, base in variants:
             runs = samples[key]
             row = {"key": key, "label": label, "baseline": base,
                    "cpu_us": clients.median([s["cpu_us"] for s in runs]),
                    "rate": clients.median([s["rate"] for s in runs]),
-                   "errors": sum(s.get("errors", 0) for s in runs)}
+                   "errors": sum(s.get("errors", 0) for s in runs),
+                   "runs": len(runs)}
             if base:
-                row["ratio"] = clients.median(
-                    [s["cpu_us"] / b["cpu_us"]
-                     for s, b in zip(runs, samples[base])])
+                row["ratio"] = clients.median(ratios[key])
+                row["ratio_min"] = min(ratios[key])
+                row["ratio_max"] = max(ratios[key])
             rows.append(row)
         return rows
 
@@ -467,18 +484,16 @@ class Bench:
         say("RTMP publish: %s, 4 publishers in a loop" % HOT_HOST)
         for _, _, app, _ in RTMP_VARIANTS:
             self.rtmp_round(app, 1)
-        samples = {key: [] for key, *_ in RTMP_VARIANTS}
-        for r in range(self.rounds):
-            order = RTMP_VARIANTS[r % 3:] + RTMP_VARIANTS[:r % 3]
-            for key, _, app, _ in order:
-                samples[key].append(self.rtmp_round(app, self.seconds))
-            say("  rtmp round %d/%d: %s" % (r + 1, self.rounds, "  ".join(
-                "%s %.0f/s %.1fus" % (k, samples[k][-1]["rate"],
-                                      samples[k][-1]["cpu_us"])
-                for k in samples)))
-        rows = self.summarise_rounds(samples, RTMP_VARIANTS)
+        publish_ms = {key: [] for key, *_ in RTMP_VARIANTS}
+
+        def measure(key, app):
+            run = self.rtmp_round(app, self.seconds)
+            publish_ms[key] += run["publish_ms"]
+            return run
+
+        rows = self.paired_rounds("rtmp", RTMP_VARIANTS, measure)
         for row in rows:
-            publish = [ms for s in samples[row["key"]] for ms in s["publish_ms"]]
+            publish = publish_ms[row["key"]]
             row["publish_p50_ms"] = clients.median(publish)
             row["publish_p99_ms"] = clients.percentile(publish, 99)
         self.results["rtmp"] = rows

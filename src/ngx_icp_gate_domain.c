@@ -19,26 +19,32 @@
 /* no valid name is longer; longer input is refused before any work */
 #define NGX_ICP_GATE_HOST_MAX      1024
 
-/* slots of the per-worker memo of hosts already reduced; a power of two */
-#define NGX_ICP_GATE_MEMO_SIZE     1024
-
-
 /*
- * The public suffix lookups cost several thousand instructions a host, as
- * much as the rest of a small request: each worker remembers the hosts it
- * has seen, direct-mapped by crc32, so a repeated host costs one compare.
+ * The public suffix lookups cost about 4,000 instructions a label, more than
+ * the rest of a small request: each worker remembers the hosts it has
+ * reduced.  Sets of four 64-byte entries keyed by crc32, 16384 hosts in
+ * 1 MB; a hit moves an entry one place up its set and a new host enters at
+ * the bottom, so hosts seen often stay when more hosts than ways share a set.
  */
+
+#define NGX_ICP_GATE_MEMO_SETS     4096
+#define NGX_ICP_GATE_MEMO_WAYS     4
+#define NGX_ICP_GATE_MEMO_DATA     56
 
 typedef struct {
     uint32_t                    hash;
-    u_char                      host_len;
+    u_char                      host_len;       /* 0: an empty entry */
     u_char                      domain_len;
+    u_char                      domain_at;      /* offset in data */
     u_char                      reason;
-    u_char                      host[NGX_ICP_GATE_DOMAIN_LEN];
-    u_char                      domain[NGX_ICP_GATE_DOMAIN_LEN];
+    u_char                      data[NGX_ICP_GATE_MEMO_DATA];
 } ngx_icp_gate_domain_memo_t;
 
 
+static ngx_icp_gate_domain_memo_t *ngx_icp_gate_domain_memo_find(
+    ngx_str_t *host, uint32_t hash);
+static void ngx_icp_gate_domain_memo_add(ngx_str_t *host, uint32_t hash,
+    u_char *domain, size_t len, ngx_uint_t reason);
 static ngx_uint_t ngx_icp_gate_domain_reduce(ngx_str_t *host,
     u_char *domain, size_t *len);
 static ngx_uint_t ngx_icp_gate_domain_bracketed(u_char *p, u_char *last);
@@ -79,6 +85,7 @@ ngx_uint_t
 ngx_icp_gate_domain_registrable(ngx_pool_t *pool, ngx_str_t *host,
     ngx_str_t *domain)
 {
+    u_char                      *from;
     size_t                       len;
     uint32_t                     hash;
     ngx_uint_t                   reason;
@@ -87,46 +94,22 @@ ngx_icp_gate_domain_registrable(ngx_pool_t *pool, ngx_str_t *host,
 
     ngx_str_set(domain, "");
 
-    m = NULL;
+    hash = ngx_crc32_short(host->data, host->len);
 
-    if (host->len && host->len <= NGX_ICP_GATE_DOMAIN_LEN) {
-
-        if (ngx_icp_gate_memo == NULL) {
-            ngx_icp_gate_memo = ngx_calloc(
-                        NGX_ICP_GATE_MEMO_SIZE
-                        * sizeof(ngx_icp_gate_domain_memo_t), ngx_cycle->log);
-        }
-
-        if (ngx_icp_gate_memo) {
-            hash = ngx_crc32_short(host->data, host->len);
-            m = &ngx_icp_gate_memo[hash & (NGX_ICP_GATE_MEMO_SIZE - 1)];
-
-            if (m->host_len == host->len && m->hash == hash
-                && ngx_memcmp(m->host, host->data, host->len) == 0)
-            {
-                reason = m->reason;
-                len = m->domain_len;
-                ngx_memcpy(buf, m->domain, len);
-                goto done;
-            }
-
-            m->hash = hash;
-            m->host_len = 0;
-        }
-    }
-
-    len = 0;
-    reason = ngx_icp_gate_domain_reduce(host, buf, &len);
+    m = ngx_icp_gate_domain_memo_find(host, hash);
 
     if (m) {
-        m->host_len = (u_char) host->len;
-        m->domain_len = (u_char) len;
-        m->reason = (u_char) reason;
-        ngx_memcpy(m->host, host->data, host->len);
-        ngx_memcpy(m->domain, buf, len);
-    }
+        reason = m->reason;
+        len = m->domain_len;
+        from = m->data + m->domain_at;
 
-done:
+    } else {
+        len = 0;
+        reason = ngx_icp_gate_domain_reduce(host, buf, &len);
+        from = buf;
+
+        ngx_icp_gate_domain_memo_add(host, hash, buf, len, reason);
+    }
 
     if (len) {
         domain->data = ngx_pnalloc(pool, len);
@@ -135,11 +118,110 @@ done:
             return NGX_ICP_GATE_REASON_INVALID_HOST;
         }
 
-        ngx_memcpy(domain->data, buf, len);
+        ngx_memcpy(domain->data, from, len);
         domain->len = len;
     }
 
     return reason;
+}
+
+
+static ngx_icp_gate_domain_memo_t *
+ngx_icp_gate_domain_memo_find(ngx_str_t *host, uint32_t hash)
+{
+    ngx_uint_t                   i;
+    ngx_icp_gate_domain_memo_t  *set, *m, entry;
+
+    /* an empty entry has host_len 0 */
+
+    if (ngx_icp_gate_memo == NULL || host->len == 0) {
+        return NULL;
+    }
+
+    set = &ngx_icp_gate_memo[(hash % NGX_ICP_GATE_MEMO_SETS)
+                             * NGX_ICP_GATE_MEMO_WAYS];
+
+    for (i = 0; i < NGX_ICP_GATE_MEMO_WAYS; i++) {
+        m = &set[i];
+
+        if (m->hash != hash || m->host_len != host->len
+            || ngx_memcmp(m->data, host->data, host->len) != 0)
+        {
+            continue;
+        }
+
+        if (i == 0) {
+            return m;
+        }
+
+        entry = *m;
+        *m = set[i - 1];
+        set[i - 1] = entry;
+
+        return &set[i - 1];
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_icp_gate_domain_memo_add(ngx_str_t *host, uint32_t hash, u_char *domain,
+    size_t len, ngx_uint_t reason)
+{
+    size_t                       at;
+    ngx_uint_t                   i;
+    ngx_icp_gate_domain_memo_t  *set, *m;
+
+    if (host->len == 0 || host->len > NGX_ICP_GATE_MEMO_DATA) {
+        return;
+    }
+
+    /* the domain is usually the host's own tail and takes no room */
+
+    if (len <= host->len
+        && ngx_memcmp(host->data + host->len - len, domain, len) == 0)
+    {
+        at = host->len - len;
+
+    } else if (host->len + len <= NGX_ICP_GATE_MEMO_DATA) {
+        at = host->len;
+
+    } else {
+        return;
+    }
+
+    if (ngx_icp_gate_memo == NULL) {
+        ngx_icp_gate_memo = ngx_calloc(NGX_ICP_GATE_MEMO_SETS
+                                       * NGX_ICP_GATE_MEMO_WAYS
+                                       * sizeof(ngx_icp_gate_domain_memo_t),
+                                       ngx_cycle->log);
+        if (ngx_icp_gate_memo == NULL) {
+            return;
+        }
+    }
+
+    set = &ngx_icp_gate_memo[(hash % NGX_ICP_GATE_MEMO_SETS)
+                             * NGX_ICP_GATE_MEMO_WAYS];
+
+    /* an empty way, else the bottom one */
+
+    for (i = 0; i < NGX_ICP_GATE_MEMO_WAYS - 1; i++) {
+        if (set[i].host_len == 0) {
+            break;
+        }
+    }
+
+    m = &set[i];
+
+    m->hash = hash;
+    m->host_len = (u_char) host->len;
+    m->domain_len = (u_char) len;
+    m->domain_at = (u_char) at;
+    m->reason = (u_char) reason;
+
+    ngx_memcpy(m->data, host->data, host->len);
+    ngx_memcpy(m->data + at, domain, len);
 }
 
 

@@ -4,7 +4,8 @@
  *
  * Unit tests of the engine's pure parts, linked against the objects of the
  * built nginx (t/12-units.t builds and runs this): host reduction, tcUrl
- * parsing, the filing API's answers, the rejection log's escaping.
+ * parsing, the filing API's answers, the rejection log's escaping, the
+ * verdict cache in a zone of its own.
  * Prints TAP.
  */
 
@@ -14,6 +15,7 @@
 
 #include "ngx_icp_gate.h"
 #include "ngx_icp_gate_api.h"
+#include "ngx_icp_gate_cache.h"
 #include "ngx_icp_gate_domain.h"
 #include "ngx_icp_gate_log.h"
 
@@ -39,6 +41,9 @@ static void unit_hosts(ngx_pool_t *pool);
 static void unit_urls(void);
 static void unit_answers(void);
 static void unit_escape(void);
+static void unit_cache(ngx_pool_t *pool);
+static ngx_icp_gate_cache_t *unit_cache_zone(ngx_pool_t *pool, size_t size);
+static void unit_cache_verdict(ngx_icp_gate_verdict_t *v, char *icp);
 
 
 static ngx_uint_t  unit_n;
@@ -111,6 +116,7 @@ static unit_answer_t  unit_answer_cases[] = {
 int
 main(void)
 {
+    ngx_uint_t        n;
     ngx_log_t         log;
     ngx_pool_t       *pool;
     ngx_cycle_t       cycle;
@@ -128,6 +134,8 @@ main(void)
     ngx_cycle = &cycle;
 
     ngx_pagesize = getpagesize();
+    for (n = ngx_pagesize; n >>= 1; ngx_pagesize_shift++) { /* void */ }
+    ngx_slab_sizes_init();
     ngx_cacheline_size = NGX_CPU_CACHE_LINE;
     ngx_time_init();
 
@@ -146,6 +154,7 @@ main(void)
     unit_urls();
     unit_answers();
     unit_escape();
+    unit_cache(pool);
 
     printf("1..%lu\n", (unsigned long) unit_n);
 
@@ -302,4 +311,155 @@ unit_escape(void)
                 "log escape #%lu -> %.*s", (unsigned long) i,
                 (int) (last - out), out);
     }
+}
+
+
+/* a filing number of the usual length: "京ICP备12345678号-1" */
+static char  unit_icp[] = "\xe4\xba\xac" "ICP\xe5\xa4\x87" "12345678"
+                          "\xe5\x8f\xb7" "-1";
+static char  unit_icp_longer[] = "\xe7\xb2\xa4" "ICP\xe5\xa4\x87"
+                                 "2023000001\xe5\x8f\xb7" "-12";
+
+
+static void
+unit_cache(ngx_pool_t *pool)
+{
+    u_char                   name[32];
+    ngx_str_t                domain, hot;
+    ngx_int_t                rc;
+    ngx_uint_t               i, flags, held, fill;
+    ngx_icp_gate_cache_t    *cache;
+    ngx_icp_gate_verdict_t   v, got;
+
+    cache = unit_cache_zone(pool, 1024 * 1024);
+    if (cache == NULL) {
+        unit_ok(0, "a 1 MB zone for the cache");
+        return;
+    }
+
+    /* a placeholder has no room for a number; its verdict makes some */
+
+    ngx_str_set(&domain, "grow.example.cn");
+
+    rc = ngx_icp_gate_cache_lookup(cache, &domain, 1000, &got, &flags);
+    unit_ok(rc == NGX_DECLINED && (flags & NGX_ICP_GATE_CACHE_LOCKED),
+            "cache: a missing domain gets a locked placeholder");
+
+    unit_cache_verdict(&v, unit_icp);
+    ngx_icp_gate_cache_store(cache, &domain, &v, 60000);
+
+    rc = ngx_icp_gate_cache_lookup(cache, &domain, 1000, &got, &flags);
+    unit_ok(rc == NGX_OK && flags == NGX_ICP_GATE_CACHE_FRESH
+            && got.status == NGX_ICP_GATE_STATUS_FILED
+            && got.icp_len == v.icp_len
+            && ngx_memcmp(got.icp, unit_icp, v.icp_len) == 0,
+            "cache: the placeholder's verdict keeps its filing number");
+
+    unit_cache_verdict(&v, "");
+    ngx_icp_gate_cache_store(cache, &domain, &v, 60000);
+    unit_cache_verdict(&v, unit_icp_longer);
+    ngx_icp_gate_cache_store(cache, &domain, &v, 60000);
+
+    rc = ngx_icp_gate_cache_lookup(cache, &domain, 1000, &got, &flags);
+    unit_ok(rc == NGX_OK && got.icp_len == v.icp_len
+            && ngx_memcmp(got.icp, unit_icp_longer, v.icp_len) == 0,
+            "cache: a longer filing number replaces a shorter one");
+
+    /* more domains than fit; one is asked for all along */
+
+    ngx_str_set(&hot, "lru-hot.com.cn");
+    fill = 12000;
+
+    unit_cache_verdict(&v, unit_icp);
+
+    for (i = 0; i < fill; i++) {
+        if (i % 50 == 0) {
+            ngx_icp_gate_cache_store(cache, &hot, &v, 60000);
+        }
+
+        domain.data = name;
+        domain.len = ngx_sprintf(name, "cap%ui.com.cn", i) - name;
+        ngx_icp_gate_cache_store(cache, &domain, &v, 60000);
+    }
+
+    /* newest first, until the first the zone let go */
+
+    for (held = 0; held < fill; held++) {
+        domain.data = name;
+        domain.len = ngx_sprintf(name, "cap%ui.com.cn", fill - 1 - held)
+                     - name;
+
+        rc = ngx_icp_gate_cache_lookup(cache, &domain, 0, &got, &flags);
+
+        if (rc != NGX_OK || got.icp_len != v.icp_len) {
+            break;
+        }
+    }
+
+    unit_ok(held >= 5000 && held < fill,
+            "cache: a 1 MB zone holds %lu domains with filing numbers",
+            (unsigned long) held);
+
+    rc = ngx_icp_gate_cache_lookup(cache, &hot, 0, &got, &flags);
+    unit_ok(rc == NGX_OK, "cache: a full zone lets the least recently "
+            "used go, not a domain asked for all along");
+}
+
+
+/* what ngx_init_cycle() does for a zone, without a cycle to init */
+
+static ngx_icp_gate_cache_t *
+unit_cache_zone(ngx_pool_t *pool, size_t size)
+{
+    ngx_str_t         name = ngx_string("unit");
+    ngx_conf_t        cf;
+    ngx_shm_zone_t   *zone;
+    ngx_slab_pool_t  *sp;
+
+    if (ngx_list_init(&((ngx_cycle_t *) ngx_cycle)->shared_memory, pool, 1,
+                      sizeof(ngx_shm_zone_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    ngx_memzero(&cf, sizeof(ngx_conf_t));
+    cf.cycle = (ngx_cycle_t *) ngx_cycle;
+    cf.pool = pool;
+    cf.log = ngx_cycle->log;
+
+    zone = ngx_icp_gate_cache_add(&cf, &name, size, &name);
+    if (zone == NULL || ngx_shm_alloc(&zone->shm) != NGX_OK) {
+        return NULL;
+    }
+
+    sp = (ngx_slab_pool_t *) zone->shm.addr;
+    sp->end = zone->shm.addr + zone->shm.size;
+    sp->min_shift = 3;
+    sp->addr = zone->shm.addr;
+
+    if (ngx_shmtx_create(&sp->mutex, &sp->lock, NULL) != NGX_OK) {
+        return NULL;
+    }
+
+    ngx_slab_init(sp);
+
+    if (zone->init(zone, NULL) != NGX_OK) {
+        return NULL;
+    }
+
+    return zone->data;
+}
+
+
+static void
+unit_cache_verdict(ngx_icp_gate_verdict_t *v, char *icp)
+{
+    ngx_memzero(v, sizeof(ngx_icp_gate_verdict_t));
+
+    v->status = NGX_ICP_GATE_STATUS_FILED;
+    v->region = NGX_ICP_GATE_REGION_NONE;
+    v->checked_at = ngx_time();
+    v->icp_len = ngx_strlen(icp);
+    ngx_memcpy(v->icp, icp, v->icp_len);
 }
