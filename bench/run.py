@@ -12,7 +12,7 @@ each round and every figure that has a baseline is a ratio to a baseline
 measured in the same round, so drift of a noisy machine cancels.  Writes
 OUT/latest.md, OUT/latest.json and OUT/cpu-per-request.png.
 
-BENCH_ROUNDS (5) and BENCH_SECONDS (3) set the rounds and their length.
+BENCH_ROUNDS (9) and BENCH_SECONDS (2) set the rounds and their length.
 """
 
 import argparse
@@ -220,8 +220,8 @@ def mix_host(k):
 class Bench:
     def __init__(self, args):
         self.args = args
-        self.rounds = int(os.environ.get("BENCH_ROUNDS", "5"))
-        self.seconds = int(os.environ.get("BENCH_SECONDS", "3"))
+        self.rounds = int(os.environ.get("BENCH_ROUNDS", "9"))
+        self.seconds = int(os.environ.get("BENCH_SECONDS", "2"))
         self.run_id = str(int(time.time()))
         self.work = tempfile.mkdtemp(prefix="icp-gate-bench-")
         os.chmod(self.work, 0o755)
