@@ -33,7 +33,7 @@ run: $(NGINX_BIN)
 
 # Debian's nginx with lua-nginx-module is the OpenResty-style comparison
 bench: $(NGINX_BIN)
-	util/deps.sh wrk gnuplot-nox nginx libnginx-mod-http-lua
+	util/deps.sh wrk gnuplot-nox valgrind nginx libnginx-mod-http-lua
 	python3 bench/run.py --nginx $(NGINX_BIN)
 
 clean:

@@ -127,6 +127,22 @@ def markdown(r):
             "registrable domain. Warm-up made %d filing API requests."
             % r["mix_api_requests"], ""]
     out += http_table(r["mix"])
+    ins = r.get("instructions")
+    if ins:
+        out += ["", "## Instructions per request", "",
+                "CPU time on a shared 2-core machine moves by ±10 %% from "
+                "round to round; instruction counts do not. One nginx "
+                "process under `valgrind --tool=callgrind`, wrk with 4 "
+                "connections, user-space instructions per request "
+                "(the kernel's share of a request is not counted, so these "
+                "ratios are larger than the CPU-time ones):", "",
+                "| load | no gate | icp_gate on | ratio | gate's own |",
+                "| --- | ---: | ---: | ---: | ---: |"]
+        for load, name in (("hot", "one cached host"),
+                           ("mix", "10 000 hosts")):
+            base, gate = ins["nginx_" + load], ins["icp_gate_" + load]
+            out.append("| %s | %d | %d | %s× | %d |" % (
+                name, base, gate, fmt(gate / base, 3), gate - base))
     out += ["", "## Misses", "",
             "| figure | value |", "| --- | ---: |",
             "| filing API stand-in's own latency, p50 (20 ms configured) "

@@ -17,10 +17,12 @@ BENCH_ROUNDS (9) and BENCH_SECONDS (2) set the rounds and their length.
 
 import argparse
 import datetime
+import glob
 import json
 import os
 import platform
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -32,13 +34,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import clients                                  # noqa: E402
 import report                                   # noqa: E402
 import rtmp_client                              # noqa: E402
-from servers import TOP, FilingApi, Nginx, Redis  # noqa: E402
+from servers import (TOP, FilingApi, Nginx, Redis,  # noqa: E402
+                     wait_for_port)
 
 PORT = {
     "redis": 26379, "api": 28081, "auth": 28090,
     "nginx": 28001, "icp_gate": 28002, "auth_request": 28003,
     "auth_request_keepalive": 28004, "debian": 28005, "lua": 28006,
     "cold": 28010, "capacity": 28011, "rtmp": 28035,
+    "callgrind_nginx": 28021, "callgrind_icp_gate": 28022,
 }
 HOT_HOST = "live.filed-bench.cn"
 MIX_DOMAINS = 1000
@@ -195,6 +199,24 @@ http {
         root %(html)s;
         icp_gate on;
         access_log @DIR@/access.log bench_pid;
+    }
+}
+"""
+
+CALLGRIND_CONF = """
+user root;
+daemon off;
+master_process off;
+pid @DIR@/nginx.pid;
+events { worker_connections 1024; }
+%(engine)s
+http {
+%(common)s
+    server { listen 127.0.0.1:%(callgrind_nginx)d; root %(html)s; }
+    server {
+        listen 127.0.0.1:%(callgrind_icp_gate)d;
+        root %(html)s;
+        icp_gate on;
     }
 }
 """
@@ -448,6 +470,68 @@ class Bench:
         say("  storm %s: %s" % (domain, result))
         return result
 
+    # -- instructions ----------------------------------------------------
+
+    def instructions(self):
+        """User-space instructions per request under callgrind: the same
+        for the same binary and requests however busy the machine is."""
+        say("Instructions per request: one nginx process under callgrind")
+        d = os.path.join(self.work, "callgrind")
+        os.makedirs(os.path.join(d, "logs"))
+        with open(os.path.join(d, "nginx.conf"), "w") as f:
+            f.write((CALLGRIND_CONF % self.values(engine=self.engine()))
+                    .replace("@DIR@", d))
+        out = os.path.join(d, "callgrind.out")
+        with open(os.path.join(d, "valgrind.log"), "w") as log:
+            proc = subprocess.Popen(
+                ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
+                 self.args.nginx, "-e", os.path.join(d, "error.log"),
+                 "-p", d + "/", "-c", os.path.join(d, "nginx.conf")],
+                stdout=log, stderr=log)
+        try:
+            wait_for_port(PORT["callgrind_icp_gate"], "nginx under callgrind",
+                          60)
+            counted = {}
+            for key in ("nginx", "icp_gate"):
+                for load, host, script_args in (
+                        ("hot", HOT_HOST, ()), ("mix", None, [self.hosts])):
+                    counted[key + "_" + load] = self.count_instructions(
+                        PORT["callgrind_" + key], host, script_args, out)
+        finally:
+            proc.send_signal(signal.SIGQUIT)
+            proc.wait()
+        result = dict(counted)
+        for load in ("hot", "mix"):
+            result["ratio_" + load] = (counted["icp_gate_" + load]
+                                       / counted["nginx_" + load])
+        self.results["instructions"] = result
+        say("  %s" % result)
+
+    def count_instructions(self, port, host, script_args, out):
+        script = os.path.join(TOP, "bench", "hosts.lua") if script_args else None
+        client = clients.HttpClient(port)
+        with open(self.hosts) as f:
+            for name in ([host] if host else f.read().split()):
+                client.get(name)            # every verdict in the zone
+        client.close()
+        clients.wrk(port, 2, connections=4, host=host, script=script,
+                    script_args=script_args)
+        subprocess.run(["callgrind_control", "--zero"], capture_output=True)
+        run = clients.wrk(port, 3, connections=4, host=host, script=script,
+                          script_args=script_args)
+        before = set(glob.glob(out + ".*"))
+        subprocess.run(["callgrind_control", "--dump"], capture_output=True)
+        for _ in range(100):
+            dumps = set(glob.glob(out + ".*")) - before
+            if dumps:
+                break
+            time.sleep(0.1)
+        time.sleep(0.5)
+        with open(dumps.pop()) as f:
+            total = next(int(line.split()[1]) for line in f
+                         if line.startswith(("summary:", "totals:")))
+        return total / run["requests"]
+
     # -- RTMP -------------------------------------------------------------
 
     def rtmp_round(self, app, seconds, threads=4):
@@ -575,7 +659,8 @@ class Bench:
         subprocess.run(["rm", "-rf", self.work])
 
 
-SCENARIOS = ("hot_path", "host_mix", "redis_tier", "cold", "rtmp", "capacity")
+SCENARIOS = ("hot_path", "host_mix", "instructions", "redis_tier", "cold",
+             "rtmp", "capacity")
 
 
 def main():

@@ -2,9 +2,8 @@
 /*
  * Copyright (C) icp_gate authors
  *
- * The verdict cache all workers share: an rbtree keyed by the murmur hash
- * of the registrable domain, with an LRU queue for eviction when the zone
- * is full.
+ * The verdict cache all workers share: an rbtree keyed by the crc32 of the
+ * registrable domain, with an LRU queue for eviction when the zone is full.
  * Entries expire lazily: an expired verdict keeps answering while one
  * worker, holding the entry's update lock, refreshes it.
  */
@@ -109,7 +108,7 @@ ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     ngx_icp_gate_cache_node_t  *cn;
 
     *flags = 0;
-    hash = ngx_murmur_hash2(domain->data, domain->len);
+    hash = ngx_crc32_long(domain->data, domain->len);
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
@@ -173,7 +172,7 @@ ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     uint32_t                    hash;
     ngx_icp_gate_cache_node_t  *cn, *grown;
 
-    hash = ngx_murmur_hash2(domain->data, domain->len);
+    hash = ngx_crc32_long(domain->data, domain->len);
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
@@ -221,7 +220,7 @@ ngx_icp_gate_cache_release(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     uint32_t                    hash;
     ngx_icp_gate_cache_node_t  *cn;
 
-    hash = ngx_murmur_hash2(domain->data, domain->len);
+    hash = ngx_crc32_long(domain->data, domain->len);
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 

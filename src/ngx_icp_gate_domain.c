@@ -22,9 +22,11 @@
 /*
  * The public suffix lookups cost about 4,000 instructions a label, more than
  * the rest of a small request: each worker remembers the hosts it has
- * reduced.  Sets of four 64-byte entries keyed by murmur hash, 32768 hosts
- * in 2 MB; a hit moves an entry one place up its set and a new host enters at
- * the bottom, so hosts seen often stay when more hosts than ways share a set.
+ * reduced.  Sets of four 64-byte entries, 32768 hosts in 2 MB, keyed by the
+ * byte-table crc32 (nginx's murmur hash shifts signed ints, undefined for
+ * bytes over 127).  A hit moves an entry one place up its set and a new host
+ * enters at the bottom, so hosts seen often stay when more hosts than ways
+ * share a set.
  */
 
 #define NGX_ICP_GATE_MEMO_SETS     8192
@@ -94,7 +96,7 @@ ngx_icp_gate_domain_registrable(ngx_pool_t *pool, ngx_str_t *host,
 
     ngx_str_set(domain, "");
 
-    hash = ngx_murmur_hash2(host->data, host->len);
+    hash = ngx_crc32_long(host->data, host->len);
 
     m = ngx_icp_gate_domain_memo_find(host, hash);
 
