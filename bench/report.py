@@ -51,15 +51,28 @@ def targets(r):
     ]
 
 
+def table(header, rows):
+    lines = ["| " + " | ".join(header) + " |",
+             "| --- |" + " ---: |" * (len(header) - 1)]
+    return lines + ["| " + " | ".join(cells) + " |" for cells in rows]
+
+
 def http_table(rows):
-    lines = ["| variant | worker CPU µs/request | requests/s | "
-             "CPU ratio to its baseline | ratio range over rounds | errors |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for row in rows:
-        lines.append("| %s | %s | %d | %s | %s | %d |" % (
-            row["label"], fmt(row["cpu_us"]), row["rate"], ratio(row),
-            ratio_range(row), row["errors"]))
-    return lines
+    return table(("variant", "worker CPU µs/request", "requests/s",
+                  "CPU ratio to its baseline", "ratio range over rounds",
+                  "errors"),
+                 [(row["label"], fmt(row["cpu_us"]), "%d" % row["rate"],
+                   ratio(row), ratio_range(row), "%d" % row["errors"])
+                  for row in rows])
+
+
+def rtmp_table(rows):
+    return table(("variant", "worker CPU µs/publish", "publishes/s",
+                  "CPU ratio", "publish accepted p50", "p99"),
+                 [(row["label"], fmt(row["cpu_us"], 1), "%d" % row["rate"],
+                   ratio(row), fmt(row["publish_p50_ms"], 3) + " ms",
+                   fmt(row["publish_p99_ms"], 3) + " ms")
+                  for row in rows])
 
 
 def ratio(row):
@@ -70,17 +83,6 @@ def ratio_range(row):
     if not row["baseline"]:
         return ""
     return "%s – %s" % (fmt(row["ratio_min"], 3), fmt(row["ratio_max"], 3))
-
-
-def rtmp_table(rows):
-    lines = ["| variant | worker CPU µs/publish | publishes/s | "
-             "CPU ratio | publish accepted p50 | p99 |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for row in rows:
-        lines.append("| %s | %s | %d | %s | %s ms | %s ms |" % (
-            row["label"], fmt(row["cpu_us"], 1), row["rate"], ratio(row),
-            fmt(row["publish_p50_ms"], 3), fmt(row["publish_p99_ms"], 3)))
-    return lines
 
 
 def markdown(r):
@@ -130,7 +132,7 @@ def markdown(r):
     ins = r.get("instructions")
     if ins:
         out += ["", "## Instructions per request", "",
-                "CPU time on a shared 2-core machine moves by ±10 %% from "
+                "CPU time on a shared 2-core machine moves by ±10 % from "
                 "round to round; instruction counts do not. One nginx "
                 "process under `valgrind --tool=callgrind`, wrk with 4 "
                 "connections, user-space instructions per request "

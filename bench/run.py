@@ -107,33 +107,7 @@ http {
 
     server { listen 127.0.0.1:%(icp_gate)d; root %(html)s; icp_gate on; }
 
-    server {
-        listen 127.0.0.1:%(auth_request)d;
-        root %(html)s;
-        location / { auth_request /_icp_check; }
-        location = /_icp_check {
-            internal;
-            proxy_pass http://auth_service/check;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Original-Host $host;
-        }
-    }
-
-    server {
-        listen 127.0.0.1:%(auth_request_keepalive)d;
-        root %(html)s;
-        location / { auth_request /_icp_check; }
-        location = /_icp_check {
-            internal;
-            proxy_pass http://auth_service_keepalive/check;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Original-Host $host;
-        }
-    }
+%(auth_request_servers)s
 }
 
 rtmp {
@@ -203,6 +177,26 @@ http {
 }
 """
 
+# auth_request as the nginx documentation has it, without and with
+# keepalive connections to the auth service
+AUTH_REQUEST_SERVER = """
+    server {
+        listen 127.0.0.1:%(port)d;
+        root %(html)s;
+        location / { auth_request /_icp_check; }
+        location = /_icp_check {
+            internal;
+            proxy_pass http://%(upstream)s/check;%(keepalive)s
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-Host $host;
+        }
+    }
+"""
+AUTH_REQUEST_KEEPALIVE = """
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";"""
+
 CALLGRIND_CONF = """
 user root;
 daemon off;
@@ -265,6 +259,13 @@ class Bench:
         v = dict(PORT)
         v.update(html=self.html, hosts=self.hosts, hot=HOT_HOST,
                  common=HTTP_COMMON)
+        v["auth_request_servers"] = "".join(
+            AUTH_REQUEST_SERVER % dict(v, port=PORT[key], upstream=upstream,
+                                       keepalive=keepalive)
+            for key, upstream, keepalive in (
+                ("auth_request", "auth_service", ""),
+                ("auth_request_keepalive", "auth_service_keepalive",
+                 AUTH_REQUEST_KEEPALIVE)))
         v.update(extra)
         v["prelude"] = PRELUDE % {
             "workers": v.get("workers", 1),
