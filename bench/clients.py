@@ -19,7 +19,8 @@ def percentile(values, p):
     ordered = sorted(values)
     if not ordered:
         return float("nan")
-    rank = max(0, min(len(ordered) - 1, int(round(p / 100 * len(ordered))) - 1))
+    rank = int(round(p / 100 * len(ordered))) - 1
+    rank = max(0, min(len(ordered) - 1, rank))
     return ordered[rank]
 
 

@@ -45,6 +45,7 @@ PORT = {
     "callgrind_nginx": 28021, "callgrind_icp_gate": 28022,
 }
 HOT_HOST = "live.filed-bench.cn"
+HOSTS_LUA = os.path.join(TOP, "bench", "hosts.lua")
 MIX_DOMAINS = 1000
 MIX_HOSTS = 10000
 MIX_SUFFIXES = ("cn", "com.cn", "com")
@@ -307,13 +308,14 @@ class Bench:
     def expect_200(self, port, host):
         status, _ = clients.HttpClient(port).get(host)
         if status != 200:
-            sys.exit("bench: port %d answered %d for %s" % (port, status, host))
+            sys.exit("bench: port %d answered %d for %s"
+                     % (port, status, host))
 
     def http_rounds(self, name, host=None, script_args=()):
         """Rounds of wrk over every HTTP variant, each run next to a run of
         its baseline, the pair's order and the variants' order changing
         from round to round."""
-        script = os.path.join(TOP, "bench", "hosts.lua") if script_args else None
+        script = HOSTS_LUA if script_args else None
 
         def measure(key, instance):
             nginx = self.instances[instance]
@@ -372,8 +374,8 @@ class Bench:
             % (MIX_HOSTS, MIX_DOMAINS))
         before = self.api.total()
         for key, *_ in HTTP_VARIANTS:
-            clients.wrk(PORT[key], 2, script=os.path.join(
-                TOP, "bench", "hosts.lua"), script_args=[self.hosts])
+            clients.wrk(PORT[key], 2, script=HOSTS_LUA,
+                        script_args=[self.hosts])
         asked = self.api.total() - before
         say("  warm-up: %d filing API requests for %d domains"
             % (asked, MIX_DOMAINS))
@@ -437,7 +439,8 @@ class Bench:
             "api_p50_ms": clients.median(api) * 1e3,
             "first_p50_ms": clients.median(first) * 1e3,
             "first_p99_ms": clients.percentile(first, 99) * 1e3,
-            "added_p50_ms": (clients.median(first) - clients.median(api)) * 1e3,
+            "added_p50_ms":
+                (clients.median(first) - clients.median(api)) * 1e3,
         }
         say("  %s" % self.results["cold"])
         storms = [self.storm(cold, "storm%d-%s.cn" % (s, self.run_id))
@@ -509,7 +512,7 @@ class Bench:
         say("  %s" % result)
 
     def count_instructions(self, port, host, script_args, out):
-        script = os.path.join(TOP, "bench", "hosts.lua") if script_args else None
+        script = HOSTS_LUA if script_args else None
         client = clients.HttpClient(port)
         with open(self.hosts) as f:
             for name in ([host] if host else f.read().split()):
