@@ -16,7 +16,9 @@
 #include "ngx_icp_gate_cache.h"
 
 
-#define NGX_ICP_GATE_CACHE_EVICT  8
+/* a full zone lets entries go 8 at a time, at most 64 for one entry */
+#define NGX_ICP_GATE_CACHE_EVICT      8
+#define NGX_ICP_GATE_CACHE_EVICT_MAX  64
 
 
 /*
@@ -60,11 +62,12 @@ static void ngx_icp_gate_cache_insert_value(ngx_rbtree_node_t *temp,
 static ngx_icp_gate_cache_node_t *ngx_icp_gate_cache_find(
     ngx_icp_gate_cache_t *cache, ngx_str_t *domain, uint32_t hash);
 static ngx_icp_gate_cache_node_t *ngx_icp_gate_cache_create(
-    ngx_icp_gate_cache_t *cache, ngx_str_t *domain, uint32_t hash);
+    ngx_icp_gate_cache_t *cache, ngx_str_t *domain, uint32_t hash,
+    size_t room);
 static ngx_icp_gate_cache_node_t *ngx_icp_gate_cache_grow(
     ngx_icp_gate_cache_t *cache, ngx_icp_gate_cache_node_t *cn, size_t room);
 static ngx_rbtree_node_t *ngx_icp_gate_cache_alloc(
-    ngx_icp_gate_cache_t *cache, size_t len, size_t room);
+    ngx_icp_gate_cache_t *cache, size_t len, size_t *room);
 static void ngx_icp_gate_cache_delete(ngx_icp_gate_cache_t *cache,
     ngx_icp_gate_cache_node_t *cn);
 static ngx_uint_t ngx_icp_gate_cache_lock(ngx_icp_gate_cache_node_t *cn,
@@ -123,7 +126,7 @@ ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 
         /* a placeholder whose lock tells the other workers to wait */
 
-        cn = ngx_icp_gate_cache_create(cache, domain, hash);
+        cn = ngx_icp_gate_cache_create(cache, domain, hash, 0);
         if (cn == NULL) {
             ngx_shmtx_unlock(&cache->shpool->mutex);
             return NGX_ERROR;
@@ -179,7 +182,7 @@ ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     cn = ngx_icp_gate_cache_find(cache, domain, hash);
 
     if (cn == NULL) {
-        cn = ngx_icp_gate_cache_create(cache, domain, hash);
+        cn = ngx_icp_gate_cache_create(cache, domain, hash, v->icp_len);
         if (cn == NULL) {
             ngx_shmtx_unlock(&cache->shpool->mutex);
             return;
@@ -193,18 +196,21 @@ ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     if (v->icp_len > cn->icp_room) {
         grown = ngx_icp_gate_cache_grow(cache, cn, v->icp_len);
 
-        if (grown) {
-            cn = grown;
+        if (grown == NULL) {
+            /* better no verdict than one without its filing number */
+            ngx_icp_gate_cache_delete(cache, cn);
+            ngx_shmtx_unlock(&cache->shpool->mutex);
+            return;
         }
+
+        cn = grown;
     }
 
     cn->status = (u_char) v->status;
     cn->region = (u_char) v->region;
     cn->checked_at = v->checked_at;
-
-    /* with no room to be had, the verdict stands without its number */
-    cn->icp_len = (v->icp_len <= cn->icp_room) ? (u_char) v->icp_len : 0;
-    ngx_memcpy(cn->data + cn->len, v->icp, cn->icp_len);
+    cn->icp_len = (u_char) v->icp_len;
+    ngx_memcpy(cn->data + cn->len, v->icp, v->icp_len);
 
     cn->expires = ngx_current_msec + fresh_for;
     cn->locked = 0;
@@ -306,12 +312,12 @@ ngx_icp_gate_cache_find(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 
 static ngx_icp_gate_cache_node_t *
 ngx_icp_gate_cache_create(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
-    uint32_t hash)
+    uint32_t hash, size_t room)
 {
     ngx_rbtree_node_t          *node;
     ngx_icp_gate_cache_node_t  *cn;
 
-    node = ngx_icp_gate_cache_alloc(cache, domain->len, 0);
+    node = ngx_icp_gate_cache_alloc(cache, domain->len, &room);
     if (node == NULL) {
         return NULL;
     }
@@ -324,7 +330,7 @@ ngx_icp_gate_cache_create(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     cn->region = NGX_ICP_GATE_REGION_NONE;
     cn->len = (u_char) domain->len;
     cn->icp_len = 0;
-    cn->icp_room = 0;
+    cn->icp_room = (u_char) room;
     cn->expires = 0;
     cn->locked = 0;
     cn->checked_at = 0;
@@ -352,7 +358,7 @@ ngx_icp_gate_cache_grow(ngx_icp_gate_cache_t *cache,
     /* out of the LRU queue, so that making room cannot evict the entry */
     ngx_queue_remove(&cn->queue);
 
-    node = ngx_icp_gate_cache_alloc(cache, cn->len, room);
+    node = ngx_icp_gate_cache_alloc(cache, cn->len, &room);
 
     if (node == NULL) {
         ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
@@ -375,38 +381,57 @@ ngx_icp_gate_cache_grow(ngx_icp_gate_cache_t *cache,
 }
 
 
+/*
+ * A node for a domain of len bytes and a filing number of *room bytes.  The
+ * slab hands out powers of two: what the node would waste anyway becomes
+ * room for the number, so a verdict seldom has to move its placeholder.
+ */
+
 static ngx_rbtree_node_t *
-ngx_icp_gate_cache_alloc(ngx_icp_gate_cache_t *cache, size_t len, size_t room)
+ngx_icp_gate_cache_alloc(ngx_icp_gate_cache_t *cache, size_t len,
+    size_t *room)
 {
-    size_t                      size;
-    ngx_uint_t                  n;
+    size_t                      size, slot;
+    ngx_uint_t                  n, evicted;
     ngx_queue_t                *q;
     ngx_rbtree_node_t          *node;
     ngx_icp_gate_cache_node_t  *cn;
 
     size = offsetof(ngx_rbtree_node_t, color)
-           + offsetof(ngx_icp_gate_cache_node_t, data) + len + room;
+           + offsetof(ngx_icp_gate_cache_node_t, data) + len;
 
-    node = ngx_slab_alloc_locked(cache->shpool, size);
+    for (slot = 8; slot < size + *room; slot <<= 1) { /* void */ }
 
-    if (node) {
-        return node;
+    if (slot <= ngx_pagesize / 2) {
+        *room = ngx_min(slot - size, NGX_ICP_GATE_ICP_LEN);
     }
 
-    /* the zone is full: the least recently used entries go */
+    node = ngx_slab_alloc_locked(cache->shpool, size + *room);
 
-    for (n = 0; n < NGX_ICP_GATE_CACHE_EVICT; n++) {
-        if (ngx_queue_empty(&cache->sh->queue)) {
-            break;
+    /*
+     * the zone is full: the least recently used entries go until one of
+     * them leaves a slot of this size, or too many have gone
+     */
+
+    for (evicted = 0;
+         node == NULL && evicted < NGX_ICP_GATE_CACHE_EVICT_MAX;
+         evicted += NGX_ICP_GATE_CACHE_EVICT)
+    {
+        for (n = 0; n < NGX_ICP_GATE_CACHE_EVICT; n++) {
+            if (ngx_queue_empty(&cache->sh->queue)) {
+                break;
+            }
+
+            q = ngx_queue_last(&cache->sh->queue);
+            cn = ngx_queue_data(q, ngx_icp_gate_cache_node_t, queue);
+
+            ngx_icp_gate_cache_delete(cache, cn);
         }
 
-        q = ngx_queue_last(&cache->sh->queue);
-        cn = ngx_queue_data(q, ngx_icp_gate_cache_node_t, queue);
-
-        ngx_icp_gate_cache_delete(cache, cn);
+        node = ngx_slab_alloc_locked(cache->shpool, size + *room);
     }
 
-    return ngx_slab_alloc_locked(cache->shpool, size);
+    return node;
 }
 
 

@@ -96,9 +96,16 @@ ngx_icp_gate_domain_registrable(ngx_pool_t *pool, ngx_str_t *host,
 
     ngx_str_set(domain, "");
 
-    hash = ngx_crc32_long(host->data, host->len);
+    /* a host too long for the memo is not even hashed */
 
-    m = ngx_icp_gate_domain_memo_find(host, hash);
+    if (host->len && host->len <= NGX_ICP_GATE_MEMO_DATA) {
+        hash = ngx_crc32_long(host->data, host->len);
+        m = ngx_icp_gate_domain_memo_find(host, hash);
+
+    } else {
+        hash = 0;
+        m = NULL;
+    }
 
     if (m) {
         reason = m->reason;
@@ -134,9 +141,7 @@ ngx_icp_gate_domain_memo_find(ngx_str_t *host, uint32_t hash)
     ngx_uint_t                   i;
     ngx_icp_gate_domain_memo_t  *set, *m, entry;
 
-    /* an empty entry has host_len 0 */
-
-    if (ngx_icp_gate_memo == NULL || host->len == 0) {
+    if (ngx_icp_gate_memo == NULL) {
         return NULL;
     }
 
@@ -171,6 +176,7 @@ static void
 ngx_icp_gate_domain_memo_add(ngx_str_t *host, uint32_t hash, u_char *domain,
     size_t len, ngx_uint_t reason)
 {
+    void                        *p;
     size_t                       at;
     ngx_uint_t                   i;
     ngx_icp_gate_domain_memo_t  *set, *m;
@@ -194,13 +200,21 @@ ngx_icp_gate_domain_memo_add(ngx_str_t *host, uint32_t hash, u_char *domain,
     }
 
     if (ngx_icp_gate_memo == NULL) {
-        ngx_icp_gate_memo = ngx_calloc(NGX_ICP_GATE_MEMO_SETS
-                                       * NGX_ICP_GATE_MEMO_WAYS
-                                       * sizeof(ngx_icp_gate_domain_memo_t),
-                                       ngx_cycle->log);
-        if (ngx_icp_gate_memo == NULL) {
+
+        /*
+         * calloc, not a zeroed memalign, so that only pages in use become
+         * resident; aligned by hand so that no entry spans two cache lines
+         */
+
+        p = ngx_calloc(NGX_ICP_GATE_MEMO_SETS * NGX_ICP_GATE_MEMO_WAYS
+                       * sizeof(ngx_icp_gate_domain_memo_t)
+                       + sizeof(ngx_icp_gate_domain_memo_t), ngx_cycle->log);
+        if (p == NULL) {
             return;
         }
+
+        ngx_icp_gate_memo = (ngx_icp_gate_domain_memo_t *)
+            ngx_align_ptr(p, sizeof(ngx_icp_gate_domain_memo_t));
     }
 
     set = &ngx_icp_gate_memo[(hash % NGX_ICP_GATE_MEMO_SETS)

@@ -670,7 +670,7 @@ ngx_icp_gate_flight_run(ngx_event_t *ev)
     ngx_icp_gate_flight_t  *f = ev->data;
 
     ngx_int_t               rc;
-    ngx_msec_t              poll;
+    ngx_msec_t              delay;
     ngx_uint_t              flags;
     ngx_icp_gate_verdict_t  v;
 
@@ -704,11 +704,11 @@ ngx_icp_gate_flight_run(ngx_event_t *ev)
         return;
     }
 
-    poll = (ngx_current_msec - f->started) / 4;
-    poll = ngx_max(poll, NGX_ICP_GATE_POLL_MIN);
-    poll = ngx_min(poll, NGX_ICP_GATE_POLL_MAX);
+    delay = (ngx_current_msec - f->started) / 4;
+    delay = ngx_max(delay, NGX_ICP_GATE_POLL_MIN);
+    delay = ngx_min(delay, NGX_ICP_GATE_POLL_MAX);
 
-    ngx_add_timer(&f->event, poll);
+    ngx_add_timer(&f->event, delay);
 }
 
 

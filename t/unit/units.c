@@ -46,6 +46,16 @@ static ngx_icp_gate_cache_t *unit_cache_zone(ngx_pool_t *pool, size_t size);
 static void unit_cache_verdict(ngx_icp_gate_verdict_t *v, char *icp);
 
 
+/* a filing number of the usual length: "京ICP备12345678号-1" */
+static char  unit_icp[] = "\xe4\xba\xac" "ICP\xe5\xa4\x87" "12345678"
+                          "\xe5\x8f\xb7" "-1";
+
+/* longer than the room a placeholder's slab slot leaves */
+static char  unit_icp_long[] = "\xe7\xb2\xa4" "ICP\xe5\xa4\x87"
+                               "2023000001\xe5\x8f\xb7" "-12 "
+                               "(as an API might spell it, with a note)";
+
+
 static ngx_uint_t  unit_n;
 static ngx_uint_t  unit_failed;
 
@@ -132,6 +142,9 @@ main(void)
     ngx_memzero(&cycle, sizeof(ngx_cycle_t));
     cycle.log = &log;
     ngx_cycle = &cycle;
+
+    /* 0 would make the zone's lock look free whoever holds it */
+    ngx_pid = getpid();
 
     ngx_pagesize = getpagesize();
     for (n = ngx_pagesize; n >>= 1; ngx_pagesize_shift++) { /* void */ }
@@ -314,20 +327,13 @@ unit_escape(void)
 }
 
 
-/* a filing number of the usual length: "京ICP备12345678号-1" */
-static char  unit_icp[] = "\xe4\xba\xac" "ICP\xe5\xa4\x87" "12345678"
-                          "\xe5\x8f\xb7" "-1";
-static char  unit_icp_longer[] = "\xe7\xb2\xa4" "ICP\xe5\xa4\x87"
-                                 "2023000001\xe5\x8f\xb7" "-12";
-
-
 static void
 unit_cache(ngx_pool_t *pool)
 {
     u_char                   name[32];
     ngx_str_t                domain, hot;
     ngx_int_t                rc;
-    ngx_uint_t               i, flags, held, fill;
+    ngx_uint_t               i, flags, held, fill, wrong;
     ngx_icp_gate_cache_t    *cache;
     ngx_icp_gate_verdict_t   v, got;
 
@@ -357,13 +363,13 @@ unit_cache(ngx_pool_t *pool)
 
     unit_cache_verdict(&v, "");
     ngx_icp_gate_cache_store(cache, &domain, &v, 60000);
-    unit_cache_verdict(&v, unit_icp_longer);
+    unit_cache_verdict(&v, unit_icp_long);
     ngx_icp_gate_cache_store(cache, &domain, &v, 60000);
 
     rc = ngx_icp_gate_cache_lookup(cache, &domain, 1000, &got, &flags);
     unit_ok(rc == NGX_OK && got.icp_len == v.icp_len
-            && ngx_memcmp(got.icp, unit_icp_longer, v.icp_len) == 0,
-            "cache: a longer filing number replaces a shorter one");
+            && ngx_memcmp(got.icp, unit_icp_long, v.icp_len) == 0,
+            "cache: a longer filing number moves the entry to more room");
 
     /* more domains than fit; one is asked for all along */
 
@@ -403,6 +409,54 @@ unit_cache(ngx_pool_t *pool)
     rc = ngx_icp_gate_cache_lookup(cache, &hot, 0, &got, &flags);
     unit_ok(rc == NGX_OK, "cache: a full zone lets the least recently "
             "used go, not a domain asked for all along");
+
+    /*
+     * a zone full of entries in one slab size, then verdicts that need the
+     * next size up: each is held with its whole number, or not at all
+     */
+
+    unit_cache_verdict(&v, "");
+
+    for (i = 0; i < fill; i++) {
+        domain.data = name;
+        domain.len = ngx_sprintf(name, "fill%ui.com.cn", i) - name;
+        ngx_icp_gate_cache_store(cache, &domain, &v, 60000);
+    }
+
+    unit_cache_verdict(&v, unit_icp_long);
+    wrong = 0;
+
+    for (i = 0; i < 200; i++) {
+        domain.data = name;
+        domain.len = ngx_sprintf(name, "long%ui.com.cn", i) - name;
+        ngx_icp_gate_cache_store(cache, &domain, &v, 60000);
+    }
+
+    for (held = 0, i = 0; i < 200; i++) {
+        domain.data = name;
+        domain.len = ngx_sprintf(name, "long%ui.com.cn", i) - name;
+
+        rc = ngx_icp_gate_cache_lookup(cache, &domain, 0, &got, &flags);
+
+        if (rc != NGX_OK) {
+            continue;
+        }
+
+        if (got.icp_len == v.icp_len
+            && ngx_memcmp(got.icp, unit_icp_long, v.icp_len) == 0)
+        {
+            held++;
+
+        } else {
+            wrong++;
+        }
+    }
+
+    /* an entry that finds no slot even after 64 evictions is not held */
+
+    unit_ok(held >= 190 && wrong == 0, "cache: a zone full of smaller "
+            "entries holds %lu of 200 long filing numbers, %lu cut",
+            (unsigned long) held, (unsigned long) wrong);
 }
 
 
