@@ -59,40 +59,9 @@ static ngx_int_t ngx_http_icp_gate_init(ngx_conf_t *cf);
 
 static ngx_command_t  ngx_http_icp_gate_commands[] = {
 
-    { ngx_string("icp_gate"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_icp_gate_conf_set_mode,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_icp_gate_loc_conf_t, gate.mode),
-      &ngx_icp_gate_modes },
-
-    { ngx_string("icp_gate_region"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_icp_gate_conf_set_enum,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_icp_gate_loc_conf_t, gate.region),
-      &ngx_icp_gate_regions },
-
-    { ngx_string("icp_gate_wait"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_msec_slot,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_icp_gate_loc_conf_t, gate.wait),
-      NULL },
-
-    { ngx_string("icp_gate_on_error"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_icp_gate_conf_set_enum,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_icp_gate_loc_conf_t, gate.on_error),
-      &ngx_icp_gate_on_errors },
-
-    { ngx_string("icp_gate_log"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_icp_gate_conf_set_log,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_icp_gate_loc_conf_t, gate.log),
-      NULL },
+    NGX_ICP_GATE_COMMANDS(
+        NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF,
+        NGX_HTTP_LOC_CONF_OFFSET, ngx_http_icp_gate_loc_conf_t),
 
     { ngx_string("icp_gate_status"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,

@@ -67,40 +67,9 @@ static ngx_int_t ngx_rtmp_icp_gate_postconfiguration(ngx_conf_t *cf);
 
 static ngx_command_t  ngx_rtmp_icp_gate_commands[] = {
 
-    { ngx_string("icp_gate"),
-      NGX_RTMP_MAIN_CONF|NGX_RTMP_SRV_CONF|NGX_RTMP_APP_CONF|NGX_CONF_TAKE1,
-      ngx_icp_gate_conf_set_mode,
-      NGX_RTMP_APP_CONF_OFFSET,
-      offsetof(ngx_rtmp_icp_gate_app_conf_t, gate.mode),
-      &ngx_icp_gate_modes },
-
-    { ngx_string("icp_gate_region"),
-      NGX_RTMP_MAIN_CONF|NGX_RTMP_SRV_CONF|NGX_RTMP_APP_CONF|NGX_CONF_TAKE1,
-      ngx_icp_gate_conf_set_enum,
-      NGX_RTMP_APP_CONF_OFFSET,
-      offsetof(ngx_rtmp_icp_gate_app_conf_t, gate.region),
-      &ngx_icp_gate_regions },
-
-    { ngx_string("icp_gate_wait"),
-      NGX_RTMP_MAIN_CONF|NGX_RTMP_SRV_CONF|NGX_RTMP_APP_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_msec_slot,
-      NGX_RTMP_APP_CONF_OFFSET,
-      offsetof(ngx_rtmp_icp_gate_app_conf_t, gate.wait),
-      NULL },
-
-    { ngx_string("icp_gate_on_error"),
-      NGX_RTMP_MAIN_CONF|NGX_RTMP_SRV_CONF|NGX_RTMP_APP_CONF|NGX_CONF_TAKE1,
-      ngx_icp_gate_conf_set_enum,
-      NGX_RTMP_APP_CONF_OFFSET,
-      offsetof(ngx_rtmp_icp_gate_app_conf_t, gate.on_error),
-      &ngx_icp_gate_on_errors },
-
-    { ngx_string("icp_gate_log"),
-      NGX_RTMP_MAIN_CONF|NGX_RTMP_SRV_CONF|NGX_RTMP_APP_CONF|NGX_CONF_TAKE1,
-      ngx_icp_gate_conf_set_log,
-      NGX_RTMP_APP_CONF_OFFSET,
-      offsetof(ngx_rtmp_icp_gate_app_conf_t, gate.log),
-      NULL },
+    NGX_ICP_GATE_COMMANDS(
+        NGX_RTMP_MAIN_CONF|NGX_RTMP_SRV_CONF|NGX_RTMP_APP_CONF,
+        NGX_RTMP_APP_CONF_OFFSET, ngx_rtmp_icp_gate_app_conf_t),
 
     { ngx_string("icp_gate_recheck"),
       NGX_RTMP_MAIN_CONF|NGX_RTMP_SRV_CONF|NGX_RTMP_APP_CONF|NGX_CONF_TAKE1,

@@ -116,6 +116,49 @@ extern ngx_str_t         ngx_icp_gate_result_names[];
 extern ngx_str_t         ngx_icp_gate_reason_names[];
 
 
+/*
+ * The directives of a gate, for a protocol module whose block configuration
+ * of type "type" embeds an ngx_icp_gate_conf_t named "gate".
+ */
+
+#define NGX_ICP_GATE_COMMANDS(contexts, offset, type)                         \
+                                                                              \
+    { ngx_string("icp_gate"),                                                 \
+      contexts|NGX_CONF_TAKE1,                                                \
+      ngx_icp_gate_conf_set_mode,                                             \
+      offset,                                                                 \
+      offsetof(type, gate.mode),                                              \
+      &ngx_icp_gate_modes },                                                  \
+                                                                              \
+    { ngx_string("icp_gate_region"),                                          \
+      contexts|NGX_CONF_TAKE1,                                                \
+      ngx_icp_gate_conf_set_enum,                                             \
+      offset,                                                                 \
+      offsetof(type, gate.region),                                            \
+      &ngx_icp_gate_regions },                                                \
+                                                                              \
+    { ngx_string("icp_gate_wait"),                                            \
+      contexts|NGX_CONF_TAKE1,                                                \
+      ngx_conf_set_msec_slot,                                                 \
+      offset,                                                                 \
+      offsetof(type, gate.wait),                                              \
+      NULL },                                                                 \
+                                                                              \
+    { ngx_string("icp_gate_on_error"),                                        \
+      contexts|NGX_CONF_TAKE1,                                                \
+      ngx_icp_gate_conf_set_enum,                                             \
+      offset,                                                                 \
+      offsetof(type, gate.on_error),                                          \
+      &ngx_icp_gate_on_errors },                                              \
+                                                                              \
+    { ngx_string("icp_gate_log"),                                             \
+      contexts|NGX_CONF_TAKE1,                                                \
+      ngx_icp_gate_conf_set_log,                                              \
+      offset,                                                                 \
+      offsetof(type, gate.log),                                               \
+      NULL }
+
+
 char *ngx_icp_gate_conf_set_enum(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_icp_gate_conf_set_mode(ngx_conf_t *cf, ngx_command_t *cmd,
