@@ -24,12 +24,8 @@ $t->write_conf(gate_conf($t,
           . ' icp_gate_api_header X-Api-Key "sekrit";'));
 $t->start_nginx;
 
-sub get($host, %args) {
-    return $t->http(host => $host, path => '/index.html', %args);
-}
-
 # filed, and the variables that say why
-my $r = get('live.filed.cn');
+my $r = $t->get('live.filed.cn');
 is $r->{status}, 200, 'a subdomain of a filed domain plays';
 is $r->{headers}{'x-result'}, 'allow', '$icp_gate_result is allow';
 is $r->{headers}{'x-domain'}, 'filed.cn',
@@ -40,34 +36,34 @@ is $r->{headers}{'x-icp'}, '京ICP备12345678号-1',
     '$icp_gate_icp carries the filing number';
 like $r->{body}, qr/content of index.html/, 'the content is served';
 
-is get('LIVE.Filed.CN:8080')->{status}, 200, 'case and port do not matter';
-is get('play.filed.cn.')->{status}, 200, 'a trailing dot does not matter';
+is $t->get('LIVE.Filed.CN:8080')->{status}, 200, 'case and port do not matter';
+is $t->get('play.filed.cn.')->{status}, 200, 'a trailing dot does not matter';
 
 # refusals by verdict
 for my $case (['pending.cn', 'pending'], ['revoked.cn', 'revoked'],
               ['unfiled.cn', 'unfiled'], ['nobody.cn', 'unfiled'])
 {
     my ($domain, $reason) = @$case;
-    my $r = get("push.$domain");
+    my $r = $t->get("push.$domain");
     is $r->{status}, 403, "$domain is refused";
     is $r->{headers}{'x-reason'}, $reason, "$domain: reason $reason";
     is $r->{headers}{'x-result'}, 'deny', "$domain: result deny";
 }
 
 # the public suffix list decides the registrable domain
-$r = get('a.b.example.com.cn');
+$r = $t->get('a.b.example.com.cn');
 is $r->{status}, 200, 'a.b.example.com.cn plays on the filing of example.com.cn';
 is $r->{headers}{'x-domain'}, 'example.com.cn',
     'registrable domain of a.b.example.com.cn';
 is $t->api_count('com.cn'), 0, 'the public suffix com.cn was never asked about';
 
-$r = get('com.cn');
+$r = $t->get('com.cn');
 is $r->{status}, 403, 'a bare public suffix is refused';
 is $r->{headers}{'x-reason'}, 'invalid_host',
     'a bare public suffix is an invalid host';
 
 # internationalised names are looked up in their punycode form
-$r = get('直播.例子.中国');
+$r = $t->get('直播.例子.中国');
 is $r->{status}, 200, 'a UTF-8 host on a filed IDN domain plays';
 is $r->{headers}{'x-domain'}, 'xn--fsqu00a.xn--fiqs8s', 'IDN domain in punycode';
 
@@ -78,7 +74,7 @@ for my $case (['127.0.0.1', 'ip_literal'], ['[::1]:80', 'ip_literal'],
               ['localhost', 'invalid_host'])
 {
     my ($host, $reason) = @$case;
-    my $r = get($host);
+    my $r = $t->get($host);
     is $r->{status}, 403, "host $host is refused";
     is $r->{headers}{'x-reason'}, $reason, "host $host: $reason";
 }

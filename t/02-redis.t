@@ -27,42 +27,38 @@ $t->redis(qw(HSET gate:domain:typo.cn status fild source manual));
 
 $t->start_nginx;
 
-sub get($host) {
-    return $t->http(host => $host, path => '/index.html');
-}
-
 # new domains until one's verdict lands in Redis (the module reconnects with
 # backoff, up to 5s)
 sub written_to_redis($prefix) {
     return $t->wait_for(sub {
-        get($prefix . int(rand 1e6) . '.cn');
+        $t->get($prefix . int(rand 1e6) . '.cn');
         scalar grep { /^gate:domain:$prefix\d+\.cn$/ } $t->redis('KEYS', 'gate:*');
     }, 10);
 }
 
-is get('live.manual.cn')->{status}, 200, 'an operator-filed domain plays';
-is get('live.blocked.cn')->{headers}{'x-reason'}, 'revoked',
+is $t->get('live.manual.cn')->{status}, 200, 'an operator-filed domain plays';
+is $t->get('live.blocked.cn')->{headers}{'x-reason'}, 'revoked',
     'an operator-revoked domain is refused as revoked';
-my $r = get('live.abroad.cn');
+my $r = $t->get('live.abroad.cn');
 is $r->{status}, 200, 'an operator-marked overseas domain plays';
 is $r->{headers}{'x-result'}, 'exempt', 'and is exempt';
 is $r->{headers}{'x-reason'}, 'overseas', 'because it is overseas';
 is $t->api_total, 0, 'operators\' entries are obeyed without any API request';
 
 # an entry whose status is not one of the four counts as absent
-is get('live.typo.cn')->{status}, 200, 'an unreadable entry is asked about';
+is $t->get('live.typo.cn')->{status}, 200, 'an unreadable entry is asked about';
 is $t->api_count('typo.cn'), 1, 'the API answered for the unreadable entry';
 
 # an operator's change arrives within icp_gate_local_ttl (1s)
 $t->redis(qw(HSET gate:domain:manual.cn status revoked));
 my $start = time;
-my $status = $t->wait_for(sub { get('live.manual.cn')->{status} == 403 }, 5);
+my $status = $t->wait_for(sub { $t->get('live.manual.cn')->{status} == 403 }, 5);
 my $took = time - $start;
 ok $status, 'a revocation written to Redis reaches the gate';
 ok $took < 3, sprintf 'within icp_gate_local_ttl and a refresh (%.2fs)', $took;
 
 $t->redis(qw(HSET gate:domain:blocked.cn status filed));
-ok $t->wait_for(sub { get('live.blocked.cn')->{status} == 200 }, 5),
+ok $t->wait_for(sub { $t->get('live.blocked.cn')->{status} == 200 }, 5),
     'a filing written to Redis reaches the gate';
 is $t->api_count('manual.cn') + $t->api_count('blocked.cn'), 0,
     'refreshing operators\' entries asked the API nothing';
@@ -71,12 +67,12 @@ is $t->api_count('manual.cn') + $t->api_count('blocked.cn'), 0,
 $t->stop_redis;
 my @workers = $t->worker_pids;
 sleep 1.2;    # past icp_gate_local_ttl: refreshes now find no Redis
-is get('live.manual.cn')->{status}, 403,
+is $t->get('live.manual.cn')->{status}, 403,
     'with Redis gone, a known domain keeps its verdict';
-is get('new1.cn')->{status}, 200,
+is $t->get('new1.cn')->{status}, 200,
     'with Redis gone, a new domain is judged by the filing API';
 is $t->api_count('new1.cn'), 1, 'the API was asked about it';
-is_deeply [sort $t->worker_pids], [sort @workers], 'no worker died';
+is_deeply [$t->worker_pids], \@workers, 'no worker died';
 
 # Redis back on the same port: the module reconnects and writes again
 $t->start_redis;
@@ -86,7 +82,7 @@ ok written_to_redis('new'), 'after Redis restarts, verdicts are written to it ag
 $t->stop_nginx;
 $t->stop_redis;
 $t->start_nginx;
-is get('live.cold.cn')->{status}, 200,
+is $t->get('live.cold.cn')->{status}, 200,
     'Redis absent at start: the filing API still judges';
 $t->start_redis;
 ok written_to_redis('late'), 'Redis started later is found and used';

@@ -45,27 +45,23 @@ EOF
 EOF
 $t->start_nginx;
 
-sub get($host, $path = '/index.html', %args) {
-    return $t->http(host => $host, path => $path, %args);
-}
-
 # the overseas-only server exempts every host
-my $r = get('live.unfiled.cn', '/index.html', port => $t->port('overseas'));
+my $r = $t->get('live.unfiled.cn', '/index.html', port => $t->port('overseas'));
 is $r->{status}, 200, 'an overseas block serves an unfiled domain';
 is $r->{headers}{'x-result'}, 'exempt', 'as exempt';
 is $r->{headers}{'x-reason'}, 'overseas', 'for the reason overseas';
-is get('203.0.113.7', '/index.html', port => $t->port('overseas'))->{status},
+is $t->get('203.0.113.7', '/index.html', port => $t->port('overseas'))->{status},
     200, 'an overseas block serves an IP literal too';
 is $t->api_count('unfiled.cn'), 0, 'an overseas block asks the API nothing';
 
 # a domain whose filing record says overseas
-$r = get('live.abroad.com');
+$r = $t->get('live.abroad.com');
 is $r->{status}, 200, 'a domain distributed only overseas plays';
 is $r->{headers}{'x-result'}, 'exempt', 'as exempt';
-is get('live.both.com')->{status}, 200, 'a filed global domain plays';
+is $t->get('live.both.com')->{status}, 200, 'a filed global domain plays';
 
 # dry_run decides and logs, but lets through
-$r = get('live.unfiled.cn', '/dry/index.html');
+$r = $t->get('live.unfiled.cn', '/dry/index.html');
 is $r->{status}, 404, 'dry_run lets an unfiled domain through (to a 404 here)';
 is $r->{headers}{'x-result'}, 'dry_run', '$icp_gate_result is dry_run';
 is $r->{headers}{'x-reason'}, 'unfiled', 'with the reason it would have had';
@@ -74,30 +70,30 @@ my ($dry) = grep { ($_->{uri} // '') eq '/dry/index.html' }
 ok $dry && $dry->{dry_run}, 'the would-be refusal is logged with dry_run true';
 
 # no verdict to be had: icp_gate_on_error
-$r = get('live.broken.cn');
+$r = $t->get('live.broken.cn');
 is $r->{status}, 403, 'on_error deny: a failed lookup refuses';
 is $r->{headers}{'x-reason'}, 'lookup_failed', 'reason lookup_failed';
-$r = get('live.broken.cn', '/lenient/index.html');
+$r = $t->get('live.broken.cn', '/lenient/index.html');
 is $r->{status}, 404, 'on_error allow: a failed lookup lets through';
 is $r->{headers}{'x-result'}, 'allow', 'as allow';
 is $r->{headers}{'x-reason'}, 'lookup_failed', 'with the reason lookup_failed';
 
 # how a refusal looks
-is get('live.unfiled.cn', '/451/x')->{status}, 451, 'icp_gate_status 451';
-$r = get('live.unfiled.cn', '/pretty/x');
+is $t->get('live.unfiled.cn', '/451/x')->{status}, 451, 'icp_gate_status 451';
+$r = $t->get('live.unfiled.cn', '/pretty/x');
 is $r->{status}, 403, 'error_page keeps the refusal status';
 like $r->{body}, qr/custom refusal page/, 'error_page serves its page';
-is get('live.filed.cn', '/pretty/index.html')->{status}, 404,
+is $t->get('live.filed.cn', '/pretty/index.html')->{status}, 404,
     'a filed domain passes a location with error_page';
 
 # satisfy any cannot skip the gate
-is get('live.unfiled.cn', '/satisfy/index.html')->{status}, 403,
+is $t->get('live.unfiled.cn', '/satisfy/index.html')->{status}, 403,
     'satisfy any with allow 127.0.0.1 still refuses an unfiled domain';
-is get('live.filed.cn', '/satisfy/index.html')->{status}, 404,
+is $t->get('live.filed.cn', '/satisfy/index.html')->{status}, 404,
     'satisfy any lets a filed domain reach the (missing) content';
 
 # off
-$r = get('live.unfiled.cn', '/open/index.html');
+$r = $t->get('live.unfiled.cn', '/open/index.html');
 is $r->{status}, 404, 'icp_gate off lets everything through';
 is $r->{headers}{'x-result'}, undef, '$icp_gate_result is empty when off';
 

@@ -19,21 +19,17 @@ $t->write_conf(gate_conf($t,
     http => 'icp_gate_wait 800ms;',
     server => 'location /patient/ { icp_gate_wait 3s; }'));
 $t->start_nginx;
-my @workers = sort $t->worker_pids;
-
-sub get($host, $path = '/index.html') {
-    return $t->http(host => $host, path => $path);
-}
+my @workers = $t->worker_pids;
 
 for my $mode (qw(garbage 500 badstatus notobject)) {
     my $domain = "$mode-api.cn";
     $t->api_set($domain, $mode);
 
-    my $r = get("live.$domain");
+    my $r = $t->get("live.$domain");
     is $r->{status}, 403, "API answering $mode: refused";
     is $r->{headers}{'x-reason'}, 'lookup_failed', "$mode: reason lookup_failed";
 
-    get("live.$domain");
+    $t->get("live.$domain");
     is $t->api_count($domain), 2, "$mode: nothing cached, the next request asks again";
     is $t->redis('EXISTS', "icp:domain:$domain"), 0, "$mode: nothing written to Redis";
 }
@@ -45,26 +41,26 @@ like $t->error_log, qr/filing API answered "garbage-api\.cn" with an invalid bod
 
 # slower than icp_gate_wait: refused in time, then cached once it answers
 $t->api_set('slow.cn', 'filed', delay_ms => 1200);
-my $r = get('live.slow.cn');
+my $r = $t->get('live.slow.cn');
 is $r->{status}, 403, 'an API slower than icp_gate_wait: refused';
 is $r->{headers}{'x-reason'}, 'lookup_failed', 'as lookup_failed';
 ok $r->{elapsed} >= 0.7 && $r->{elapsed} < 1.2,
     sprintf 'after icp_gate_wait (%.2fs)', $r->{elapsed};
 sleep 0.8;
-$r = get('live.slow.cn');
+$r = $t->get('live.slow.cn');
 is $r->{status}, 200, 'the late answer was kept for the next request';
 ok $r->{elapsed} < 0.3, sprintf 'which did not wait (%.2fs)', $r->{elapsed};
 is $t->api_count('slow.cn'), 1, 'one API request in all';
 
 # slower than the API but within icp_gate_wait: the request waits
 $t->api_set('sluggish.cn', 'filed', delay_ms => 400);
-$r = get('live.sluggish.cn', '/patient/x');
+$r = $t->get('live.sluggish.cn', '/patient/x');
 is $r->{status}, 404, 'within icp_gate_wait the request waits for the verdict';
 ok $r->{elapsed} >= 0.35, sprintf 'and waited (%.2fs)', $r->{elapsed};
 
 # an API that hangs: icp_gate_api_timeout ends the request
 $t->api_set('hang.cn', 'hang');
-$r = get('live.hang.cn', '/patient/x');
+$r = $t->get('live.hang.cn', '/patient/x');
 is $r->{status}, 403, 'a hanging API: refused';
 ok $r->{elapsed} >= 1.4 && $r->{elapsed} < 2.5,
     sprintf 'after icp_gate_api_timeout (%.2fs)', $r->{elapsed};
@@ -73,12 +69,12 @@ like $t->error_log, qr/filing API request for "hang\.cn" failed: .*timed out/,
 
 # the API gone altogether
 $t->stop_api;
-$r = get('live.gone.cn');
+$r = $t->get('live.gone.cn');
 is $r->{status}, 403, 'an unreachable API: refused';
 is $r->{headers}{'x-reason'}, 'lookup_failed', 'as lookup_failed';
-is get('live.slow.cn')->{status}, 200, 'known domains keep playing';
+is $t->get('live.slow.cn')->{status}, 200, 'known domains keep playing';
 
-is_deeply [sort $t->worker_pids], \@workers, 'no worker died';
+is_deeply [$t->worker_pids], \@workers, 'no worker died';
 unlike $t->error_log, qr/\[alert\]/,
     'no alert: curl\'s closed sockets left epoll cleanly';
 $t->stop_nginx;

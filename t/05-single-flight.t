@@ -63,7 +63,7 @@ get_until_403();
 
 sub get_until_403 {
     ok $t->wait_for(sub {
-        $t->http(host => 'live.cold.cn', path => '/index.html')->{status} == 403
+        $t->get('live.cold.cn')->{status} == 403
     }, 5), 'a revocation found by a refresh takes effect';
 }
 

@@ -76,9 +76,9 @@ is $code, 0, 'nginx -t accepts the loaded module' or diag $out;
 SKIP: {
     skip 'no dynamic build', 4 unless $ok && $code == 0;
     $t->start_nginx;
-    is $t->http(host => 'live.filed.cn', path => '/index.html')->{status}, 200,
+    is $t->get('live.filed.cn')->{status}, 200,
         'the dynamic module lets a filed domain through';
-    my $r = $t->http(host => 'live.unfiled.cn', path => '/index.html');
+    my $r = $t->get('live.unfiled.cn');
     is $r->{status}, 403, 'and refuses an unfiled one';
     is $r->{headers}{'x-reason'}, 'unfiled', 'for the reason unfiled';
 

@@ -516,6 +516,11 @@ sub _dechunk($data) {
 
 # $n children each do http(%args) at the same moment; arrayref of statuses,
 # in child order.
+# the usual request of the tests: GET $path with a Host header
+sub get($self, $host, $path = '/index.html', %args) {
+    return $self->http(host => $host, path => $path, %args);
+}
+
 sub http_parallel($self, $n, %args) {
     pipe(my $gate_r, my $gate_w) or die "pipe: $!";
     pipe(my $result_r, my $result_w) or die "pipe: $!";
