@@ -181,6 +181,8 @@ void ngx_icp_gate_judge_cancel(ngx_icp_gate_judgement_t *j);
 
 ngx_uint_t ngx_icp_gate_name_lookup(ngx_str_t *names, u_char *data,
     size_t len);
+void ngx_icp_gate_verdict_set_icp(ngx_icp_gate_verdict_t *v, u_char *data,
+    size_t len);
 
 
 #endif /* _NGX_ICP_GATE_H_INCLUDED_ */

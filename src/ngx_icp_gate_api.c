@@ -19,6 +19,11 @@
 #include "ngx_icp_gate_api.h"
 
 
+#if (LIBCURL_VERSION_NUM < 0x075700)
+#error "icp_gate needs libcurl 7.87 or newer: CURLOPT_QUICK_EXIT"
+#endif
+
+
 #define NGX_ICP_GATE_API_BODY_MAX  16384
 
 /*
@@ -238,10 +243,8 @@ ngx_icp_gate_api_fetch(ngx_str_t *domain, ngx_icp_gate_api_pt handler,
     curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS,
                      (long) ngx_icp_gate_api_conf->timeout);
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-#if (LIBCURL_VERSION_NUM >= 0x075700)
     /* never join a resolver thread: that would block the worker */
     curl_easy_setopt(easy, CURLOPT_QUICK_EXIT, 1L);
-#endif
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, ngx_icp_gate_api_write);
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->error);
@@ -299,9 +302,9 @@ ngx_icp_gate_api_parse(u_char *body, size_t len, ngx_icp_gate_verdict_t *v)
 
     f = json_object_get(root, "icp");
 
-    if (json_is_string(f) && json_string_length(f) < NGX_ICP_GATE_ICP_LEN) {
-        v->icp_len = json_string_length(f);
-        ngx_memcpy(v->icp, json_string_value(f), v->icp_len);
+    if (json_is_string(f)) {
+        ngx_icp_gate_verdict_set_icp(v, (u_char *) json_string_value(f),
+                                     json_string_length(f));
     }
 
     /* an unknown region counts as none: it never exempts a domain */
@@ -513,9 +516,18 @@ ngx_icp_gate_api_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
     ngx_icp_gate_api_request_t  *req = userdata;
 
+    long    status;
     size_t  n;
 
     n = size * nmemb;
+
+    /* only a 200 has a body to read: a long 404 page still means unfiled */
+
+    if (curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status)
+        == CURLE_OK && status != 200)
+    {
+        return n;
+    }
 
     if (n > NGX_ICP_GATE_API_BODY_MAX - req->len) {
         /* no honest answer is this long: fail the transfer */

@@ -363,6 +363,34 @@ ngx_icp_gate_name_lookup(ngx_str_t *names, u_char *data, size_t len)
 }
 
 
+/*
+ * A filing number from the API or Redis goes into headers and logs through
+ * $icp_gate_icp: one with control characters, or too long, is not kept
+ */
+
+void
+ngx_icp_gate_verdict_set_icp(ngx_icp_gate_verdict_t *v, u_char *data,
+    size_t len)
+{
+    size_t  i;
+
+    v->icp_len = 0;
+
+    if (len >= NGX_ICP_GATE_ICP_LEN) {
+        return;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (data[i] < 0x20 || data[i] == 0x7f) {
+            return;
+        }
+    }
+
+    ngx_memcpy(v->icp, data, len);
+    v->icp_len = len;
+}
+
+
 /* ngx_conf_set_enum_slot() that names the directive and its values */
 
 char *

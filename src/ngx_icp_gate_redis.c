@@ -594,10 +594,7 @@ ngx_icp_gate_redis_parse_hash(redisReply *reply, ngx_icp_gate_verdict_t *v)
                                                  val->len);
 
         } else if (f->len == 3 && ngx_strncmp(f->str, "icp", 3) == 0) {
-            if (val->len < NGX_ICP_GATE_ICP_LEN) {
-                v->icp_len = val->len;
-                ngx_memcpy(v->icp, val->str, val->len);
-            }
+            ngx_icp_gate_verdict_set_icp(v, (u_char *) val->str, val->len);
 
         } else if (f->len == 10
                    && ngx_strncmp(f->str, "checked_at", 10) == 0)

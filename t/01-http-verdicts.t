@@ -86,6 +86,11 @@ is $r->{headers}{'x-reason'}, 'no_host', 'no Host: reason no_host';
 # the filing API: one request per domain, with our headers
 is $t->api_count('filed.cn'), 1, 'filed.cn was asked about once for four requests';
 is $t->api_count('nobody.cn'), 1, 'nobody.cn (404) was asked about once';
+
+$t->api_set('bigpage.cn', '404page');
+$r = $t->get('live.bigpage.cn');
+is $r->{status}, 403, 'a 404 with a long page: refused';
+is $r->{headers}{'x-reason'}, 'unfiled', 'as unfiled, not as a failed lookup';
 my $h = $t->api_headers('filed.cn');
 is $h->{accept}, 'application/json', 'the API request accepts JSON';
 is $h->{'x-api-key'}, 'sekrit', 'icp_gate_api_header is sent';
@@ -121,7 +126,7 @@ is $line->{$_->[0]}, $_->[1], "log field $_->[0]" for
 ok defined $line->{dry_run} && !$line->{dry_run}, 'log field dry_run is false';
 like $line->{time}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d$/,
     'log field time is ISO 8601 with milliseconds';
-is scalar(@lines), 13, 'one line for each of the 13 refusals';
+is scalar(@lines), 14, 'one line for each of the 14 refusals';
 
 $t->stop_nginx;
 $t->done_cleanly;

@@ -24,8 +24,11 @@ $t->redis(qw(HSET gate:domain:blocked.cn status revoked source manual));
 $t->redis(qw(HSET gate:domain:abroad.cn status unfiled region overseas),
           qw(source manual));
 $t->redis(qw(HSET gate:domain:typo.cn status fild source manual));
+$t->redis('HSET', 'gate:domain:crlf.cn', 'status', 'filed',
+          'icp', "X\r\nX-Injected: 1", 'source', 'manual');
 
 $t->start_nginx;
+my $r;
 
 # new domains until one's verdict lands in Redis (the module reconnects with
 # backoff, up to 5s)
@@ -37,9 +40,13 @@ sub written_to_redis($prefix) {
 }
 
 is $t->get('live.manual.cn')->{status}, 200, 'an operator-filed domain plays';
+$r = $t->get('live.crlf.cn');
+is $r->{status}, 200, 'a filing number with CR LF: the domain plays';
+ok !exists $r->{headers}{'x-injected'}, 'and the number injects no header';
+ok !$r->{headers}{'x-icp'}, 'it is not kept';
 is $t->get('live.blocked.cn')->{headers}{'x-reason'}, 'revoked',
     'an operator-revoked domain is refused as revoked';
-my $r = $t->get('live.abroad.cn');
+$r = $t->get('live.abroad.cn');
 is $r->{status}, 200, 'an operator-marked overseas domain plays';
 is $r->{headers}{'x-result'}, 'exempt', 'and is exempt';
 is $r->{headers}{'x-reason'}, 'overseas', 'because it is overseas';

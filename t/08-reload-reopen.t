@@ -36,10 +36,10 @@ if ($child == 0) {
 }
 close $wr;
 
-sleep 0.4;
+ok $t->wait_for(sub { $t->api_count('inflight.cn') == 1 }, 5),
+    'the lookup is in flight';
 my @old = $t->worker_pids;
-$t->reload;
-my @new = $t->worker_pids;
+ok $t->reload, 'reloaded: new workers replaced the old';
 
 my $line = <$rd>;
 waitpid $child, 0;
@@ -49,7 +49,6 @@ is scalar(grep { $_ == 200 } @statuses), 10,
     or diag "statuses: @statuses";
 is $t->api_count('inflight.cn'), 1, 'with one API request';
 
-ok !(grep { my $p = $_; grep { $_ == $p } @new } @old), 'new workers replaced the old';
 ok $t->wait_for(sub { !(grep { kill 0, $_ } @old) }, 10),
     'the old workers exited';
 unlike $t->error_log, qr/open socket .* left in connection/,

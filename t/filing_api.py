@@ -13,6 +13,7 @@ Modes:
             200 {"domain": D, "status": MODE[, "icp": ICP][, "region": R]}
             (icp defaults to DEFAULT_ICP for "filed")
   404       404, empty body
+  404page   404, an HTML page of 20000 bytes (longer than any answer read)
   500       500, body "oops"
   garbage   200, truncated JSON
   badstatus 200, {"status":"maybe"}
@@ -48,6 +49,7 @@ STATUS_MODES = ("filed", "pending", "revoked", "unfiled")
 FIXED_ANSWERS = {
     # mode: (HTTP status, body)
     "404": (404, b""),
+    "404page": (404, b"<html>" + b"x" * 19987 + b"</html>"),
     "500": (500, b"oops"),
     "garbage": (200, b'{"status": "filed"'),
     "badstatus": (200, b'{"status":"maybe"}'),

@@ -110,6 +110,8 @@ static unit_answer_t  unit_answer_cases[] = {
       NGX_ICP_GATE_STATUS_UNFILED, NGX_ICP_GATE_REGION_OVERSEAS, "" },
     { "{\"status\":\"filed\",\"region\":\"mars\",\"icp\":7}", NGX_OK,
       NGX_ICP_GATE_STATUS_FILED, NGX_ICP_GATE_REGION_NONE, "" },
+    { "{\"status\":\"filed\",\"icp\":\"X\\r\\nSet-Cookie: a=1\"}", NGX_OK,
+      NGX_ICP_GATE_STATUS_FILED, NGX_ICP_GATE_REGION_NONE, "" },
     { "{\"status\":\"FILED\"}", NGX_ERROR, 0, 0, NULL },
     { "{\"status\":\"maybe\"}", NGX_ERROR, 0, 0, NULL },
     { "{\"status\":1}", NGX_ERROR, 0, 0, NULL },
