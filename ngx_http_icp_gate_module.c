@@ -25,7 +25,6 @@ typedef struct {
 typedef struct {
     ngx_icp_gate_judgement_t    judgement;
     ngx_http_request_t         *request;
-    unsigned                    waiting:1;
     unsigned                    judged:1;
 } ngx_http_icp_gate_ctx_t;
 
@@ -126,7 +125,6 @@ static ngx_http_variable_t  ngx_http_icp_gate_vars[] = {
 static ngx_int_t
 ngx_http_icp_gate_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                      rc;
     ngx_pool_cleanup_t            *cln;
     ngx_http_icp_gate_ctx_t       *ctx;
     ngx_http_icp_gate_loc_conf_t  *lcf;
@@ -140,7 +138,7 @@ ngx_http_icp_gate_handler(ngx_http_request_t *r)
     ctx = ngx_http_icp_gate_get_ctx(r);
 
     if (ctx) {
-        if (ctx->waiting) {
+        if (ctx->judgement.waiter.waiting) {
             return NGX_AGAIN;
         }
 
@@ -180,30 +178,18 @@ ngx_http_icp_gate_handler(ngx_http_request_t *r)
     ngx_http_set_ctx(r, ctx, ngx_http_icp_gate_module);
 
     ctx->request = r;
-    ctx->judgement.host = r->headers_in.server;
+    ngx_icp_gate_judgement_init(&ctx->judgement, &r->headers_in.server,
+                                ngx_http_icp_gate_wake, ctx,
+                                r->connection->log);
 
-    if (ctx->judgement.host.data == NULL) {
-        ngx_str_set(&ctx->judgement.host, "");
-    }
-    ctx->judgement.waiter.handler = ngx_http_icp_gate_wake;
-    ctx->judgement.waiter.data = ctx;
-    ctx->judgement.waiter.timer.log = r->connection->log;
-
-    rc = ngx_icp_gate_judge(&lcf->gate, &ctx->judgement, r->pool,
-                            r->connection->log);
-
-    if (rc == NGX_AGAIN) {
-        ctx->waiting = 1;
-
+    if (ngx_icp_gate_judge(&lcf->gate, &ctx->judgement, r->pool)
+        == NGX_AGAIN)
+    {
         /* notice a client that leaves while its domain is looked up */
         r->read_event_handler = ngx_http_test_reading;
         r->write_event_handler = ngx_http_request_empty_handler;
 
         return NGX_AGAIN;
-    }
-
-    if (rc != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     return ngx_http_icp_gate_act(r, ctx, lcf);
@@ -288,7 +274,6 @@ ngx_http_icp_gate_wake(ngx_icp_gate_waiter_t *w)
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_icp_gate_module);
 
-    ctx->waiting = 0;
     ngx_icp_gate_judge_resume(&lcf->gate, &ctx->judgement);
 
     r->read_event_handler = ngx_http_block_reading;
@@ -304,10 +289,7 @@ ngx_http_icp_gate_cleanup(void *data)
 {
     ngx_http_icp_gate_ctx_t  *ctx = data;
 
-    if (ctx->waiting) {
-        ngx_icp_gate_judge_cancel(&ctx->judgement);
-        ctx->waiting = 0;
-    }
+    ngx_icp_gate_judge_cancel(&ctx->judgement);
 }
 
 

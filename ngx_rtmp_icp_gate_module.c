@@ -37,9 +37,7 @@ typedef struct {
         ngx_rtmp_publish_t      publish;
         ngx_rtmp_play_t         play;
     } cmd;
-    unsigned                    waiting:1;
     unsigned                    judged:1;
-    unsigned                    logged:1;
 } ngx_rtmp_icp_gate_ctx_t;
 
 
@@ -163,7 +161,7 @@ static ngx_int_t
 ngx_rtmp_icp_gate_start(ngx_rtmp_session_t *s, ngx_uint_t action, void *cmd,
     size_t size)
 {
-    ngx_int_t                      rc;
+    ngx_str_t                      host;
     ngx_pool_cleanup_t            *cln;
     ngx_rtmp_icp_gate_ctx_t       *ctx;
     ngx_rtmp_icp_gate_app_conf_t  *gacf;
@@ -202,17 +200,14 @@ ngx_rtmp_icp_gate_start(ngx_rtmp_session_t *s, ngx_uint_t action, void *cmd,
         ngx_rtmp_set_ctx(s, ctx, ngx_rtmp_icp_gate_module);
 
         ctx->session = s;
-        ctx->judgement.waiter.handler = ngx_rtmp_icp_gate_wake;
-        ctx->judgement.waiter.data = ctx;
-        ctx->judgement.waiter.timer.log = s->connection->log;
 
-        (void) ngx_icp_gate_domain_from_url(&s->tc_url, &ctx->judgement.host);
+        (void) ngx_icp_gate_domain_from_url(&s->tc_url, &host);
 
-        if (ctx->judgement.host.data == NULL) {
-            ngx_str_set(&ctx->judgement.host, "");
-        }
+        ngx_icp_gate_judgement_init(&ctx->judgement, &host,
+                                    ngx_rtmp_icp_gate_wake, ctx,
+                                    s->connection->log);
 
-    } else if (ctx->waiting) {
+    } else if (ctx->judgement.waiter.waiting) {
         ngx_log_error(NGX_LOG_ERR, s->connection->log, 0,
                       "icp_gate: %V while the domain is looked up",
                       &ngx_rtmp_icp_gate_actions[action]);
@@ -227,16 +222,10 @@ ngx_rtmp_icp_gate_start(ngx_rtmp_session_t *s, ngx_uint_t action, void *cmd,
         return ngx_rtmp_icp_gate_act(s, ctx);
     }
 
-    rc = ngx_icp_gate_judge(&gacf->gate, &ctx->judgement, s->connection->pool,
-                            s->connection->log);
-
-    if (rc == NGX_AGAIN) {
-        ctx->waiting = 1;
+    if (ngx_icp_gate_judge(&gacf->gate, &ctx->judgement, s->connection->pool)
+        == NGX_AGAIN)
+    {
         return NGX_OK;
-    }
-
-    if (rc != NGX_OK) {
-        return NGX_ERROR;
     }
 
     return ngx_rtmp_icp_gate_act(s, ctx);
@@ -378,8 +367,6 @@ ngx_rtmp_icp_gate_wake(ngx_icp_gate_waiter_t *w)
     ctx = w->data;
     s = ctx->session;
 
-    ctx->waiting = 0;
-
     if (s->connection->destroyed) {
         return;
     }
@@ -448,10 +435,7 @@ ngx_rtmp_icp_gate_cleanup(void *data)
 
     /* the session's pool goes now: no verdict or timer may find it */
 
-    if (ctx->waiting) {
-        ngx_icp_gate_judge_cancel(&ctx->judgement);
-        ctx->waiting = 0;
-    }
+    ngx_icp_gate_judge_cancel(&ctx->judgement);
 
     if (ctx->recheck.timer_set) {
         ngx_del_timer(&ctx->recheck);

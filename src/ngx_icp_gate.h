@@ -171,8 +171,11 @@ void ngx_icp_gate_conf_merge(ngx_icp_gate_conf_t *conf,
 
 ngx_int_t ngx_icp_gate_init_worker(ngx_cycle_t *cycle);
 
+void ngx_icp_gate_judgement_init(ngx_icp_gate_judgement_t *j,
+    ngx_str_t *host, ngx_icp_gate_waiter_pt handler, void *data,
+    ngx_log_t *log);
 ngx_int_t ngx_icp_gate_judge(ngx_icp_gate_conf_t *gcf,
-    ngx_icp_gate_judgement_t *j, ngx_pool_t *pool, ngx_log_t *log);
+    ngx_icp_gate_judgement_t *j, ngx_pool_t *pool);
 ngx_int_t ngx_icp_gate_judge_again(ngx_icp_gate_conf_t *gcf,
     ngx_icp_gate_judgement_t *j);
 void ngx_icp_gate_judge_resume(ngx_icp_gate_conf_t *gcf,

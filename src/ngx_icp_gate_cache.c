@@ -138,8 +138,12 @@ ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
         return NGX_DECLINED;
     }
 
-    ngx_queue_remove(&cn->queue);
-    ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
+    /* a hot domain is at the head already: no shared line to write */
+
+    if (ngx_queue_head(&cache->sh->queue) != &cn->queue) {
+        ngx_queue_remove(&cn->queue);
+        ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
+    }
 
     if (cn->status == NGX_ICP_GATE_STATUS_NONE) {
         *flags = ngx_icp_gate_cache_lock(cn, lock_for);

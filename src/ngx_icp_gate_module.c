@@ -259,9 +259,32 @@ static ngx_rbtree_node_t          ngx_icp_gate_flights_sentinel;
 static ngx_uint_t                 ngx_icp_gate_exiting;
 
 
+/* host: as the client sent it, NULL data when it sent none */
+
+void
+ngx_icp_gate_judgement_init(ngx_icp_gate_judgement_t *j, ngx_str_t *host,
+    ngx_icp_gate_waiter_pt handler, void *data, ngx_log_t *log)
+{
+    j->host = *host;
+
+    if (j->host.data == NULL) {
+        ngx_str_set(&j->host, "");
+    }
+
+    j->waiter.handler = handler;
+    j->waiter.data = data;
+    j->waiter.timer.log = log;
+}
+
+
+/*
+ * NGX_OK: j->result holds the verdict; NGX_AGAIN: the waiter's handler runs
+ * once it is in (or icp_gate_wait ran out), until ngx_icp_gate_judge_cancel()
+ */
+
 ngx_int_t
 ngx_icp_gate_judge(ngx_icp_gate_conf_t *gcf, ngx_icp_gate_judgement_t *j,
-    ngx_pool_t *pool, ngx_log_t *log)
+    ngx_pool_t *pool)
 {
     ngx_int_t   rc;
     ngx_uint_t  reason;
@@ -279,10 +302,6 @@ ngx_icp_gate_judge(ngx_icp_gate_conf_t *gcf, ngx_icp_gate_judgement_t *j,
     if (reason != NGX_ICP_GATE_REASON_NONE) {
         ngx_icp_gate_refuse(gcf, j, reason);
         return NGX_OK;
-    }
-
-    if (j->waiter.timer.log == NULL) {
-        j->waiter.timer.log = log;
     }
 
     rc = ngx_icp_gate_lookup(&j->domain, &j->verdict, &j->waiter, gcf->wait);
@@ -307,6 +326,10 @@ ngx_icp_gate_judge_again(ngx_icp_gate_conf_t *gcf,
     ngx_icp_gate_judgement_t *j)
 {
     ngx_icp_gate_verdict_t  v;
+
+    if (gcf->region == NGX_ICP_GATE_REGION_OVERSEAS) {
+        return NGX_DECLINED;
+    }
 
     if (j->domain.len == 0
         || ngx_icp_gate_lookup(&j->domain, &v, NULL, 0) != NGX_OK)
@@ -651,7 +674,7 @@ ngx_icp_gate_flight_find(ngx_str_t *domain)
         return NULL;
     }
 
-    hash = ngx_crc32_short(domain->data, domain->len);
+    hash = ngx_crc32_long(domain->data, domain->len);
 
     return (ngx_icp_gate_flight_t *)
                ngx_str_rbtree_lookup(&ngx_icp_gate_flights, domain, hash);
@@ -671,7 +694,7 @@ ngx_icp_gate_flight_create(ngx_str_t *domain, ngx_uint_t owner)
     ngx_memcpy(f->data, domain->data, domain->len);
     f->sn.str.data = f->data;
     f->sn.str.len = domain->len;
-    f->sn.node.key = ngx_crc32_short(domain->data, domain->len);
+    f->sn.node.key = ngx_crc32_long(domain->data, domain->len);
 
     ngx_rbtree_insert(&ngx_icp_gate_flights, &f->sn.node);
     ngx_queue_init(&f->waiters);
