@@ -125,8 +125,8 @@ async def _storm(port, host, path, clients):
 
 def storm(port, host, clients, path="/seg.ts"):
     """clients connections send one GET each at the same moment; returns
-    [(status, seconds)], one per client, timed from its own send."""
-    raise_fd_limit()
+    [(status, seconds)], one per client, timed from its own send.  Needs
+    raise_fd_limit() for more clients than the default 1024 descriptors."""
     return asyncio.run(_storm(port, host, path, clients))
 
 

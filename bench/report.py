@@ -13,11 +13,16 @@ def fmt(value, digits=2):
     return "%.*f" % (digits, value)
 
 
+def count(n):
+    return format(n, ",").replace(",", " ")
+
+
 def verdict(ok):
     return "met" if ok else "**missed**"
 
 
 def targets(r):
+    p = r["params"]
     hot = {row["key"]: row for row in r["hot"]}
     mix = {row["key"]: row for row in r["mix"]}
     cold, redis, cap = r["cold"], r["redis"], r["capacity"]
@@ -29,7 +34,8 @@ def targets(r):
         ("HTTP hot path: icp_gate CPU/request vs no gate", "≤ 1.05×",
          fmt(hot["icp_gate"]["ratio"], 3) + "×",
          hot["icp_gate"]["ratio"] <= 1.05),
-        ("Host mix (10 000 hosts, 1 000 domains): icp_gate vs no gate",
+        ("Host mix (%s hosts, %s domains): icp_gate vs no gate"
+         % (count(p["mix_hosts"]), count(p["mix_domains"])),
          "≤ 1.10×", fmt(mix["icp_gate"]["ratio"], 3) + "×",
          mix["icp_gate"]["ratio"] <= 1.10),
         ("Cold miss: added latency over the API's own, p50", "≤ 1 ms",
@@ -86,6 +92,7 @@ def ratio_range(row):
 
 
 def markdown(r):
+    p = r["params"]
     m = r["machine"]
     commit = m["commit"].split()[0] if m["commit"] else "uncommitted"
     cold, redis, cap = r["cold"], r["redis"], r["capacity"]
@@ -113,21 +120,23 @@ def markdown(r):
                                               verdict(ok)))
     out += ["", "## HTTP hot path",
             "",
-            "One cached, filed host; a 1 KiB static segment; wrk, 1 thread, "
-            "32 kept-alive connections; one nginx worker. The auth service "
+            "One cached, filed host; a %d-byte static segment; wrk, 1 "
+            "thread, 32 kept-alive connections; one nginx worker. The auth "
+            "service "
             "behind `auth_request` is another nginx answering 204, whose CPU "
             "is not counted. The Lua check runs on Debian's nginx 1.22.1 "
             "with libnginx-mod-http-lua and is compared with that binary "
-            "without the check.",
+            "without the check." % p["segment_bytes"],
             ""]
     out += http_table(r["hot"])
     out += ["", "## Host mix", "",
-            "10 000 distinct filed hosts over 1 000 registrable domains "
+            "%s distinct filed hosts over %s registrable domains "
             "(`.cn`, `.com.cn`, `.com`), a different Host header on every "
             "request. The Lua variant looks the host up as is (no public "
             "suffix reduction); icp_gate reduces each host to its "
             "registrable domain. Warm-up made %d filing API requests."
-            % r["mix_api_requests"], ""]
+            % (count(p["mix_hosts"]), count(p["mix_domains"]),
+               r["mix_api_requests"]), ""]
     out += http_table(r["mix"])
     ins = r.get("instructions")
     if ins:
@@ -141,14 +150,14 @@ def markdown(r):
                 "| load | no gate | icp_gate on | ratio | gate's own |",
                 "| --- | ---: | ---: | ---: | ---: |"]
         for load, name in (("hot", "one cached host"),
-                           ("mix", "10 000 hosts")):
+                           ("mix", count(p["mix_hosts"]) + " hosts")):
             base, gate = ins["nginx_" + load], ins["icp_gate_" + load]
             out.append("| %s | %d | %d | %s× | %d |" % (
                 name, base, gate, fmt(gate / base, 3), gate - base))
     out += ["", "## Misses", "",
             "| figure | value |", "| --- | ---: |",
-            "| filing API stand-in's own latency, p50 (20 ms configured) "
-            "| %s ms |" % fmt(cold["api_p50_ms"], 3),
+            "| filing API stand-in's own latency, p50 (%d ms configured) "
+            "| %s ms |" % (p["api_delay_ms"], fmt(cold["api_p50_ms"], 3)),
             "| first request for a new domain through nginx, p50 | %s ms |"
             % fmt(cold["first_p50_ms"], 3),
             "| … p99 | %s ms |" % fmt(cold["first_p99_ms"], 3),
@@ -166,11 +175,12 @@ def markdown(r):
             % redis["api_requests"],
             "", "Storms: %d clients connected first, then one request each "
             "at the same moment, for one cold domain, on 2 workers, the API "
-            "answering in 20 ms. \"In nginx\" is `$request_time` from the "
+            "answering in %d ms. \"In nginx\" is `$request_time` from the "
             "access log (millisecond resolution); \"at the client\" "
-            "includes the Python client's own time for 1000 answers, shown "
+            "includes the Python client's own time for %d answers, shown "
             "by the last row: the same storm on a domain already cached."
-            % r["storm"][0]["clients"], "",
+            % (p["storm_clients"], p["api_delay_ms"], p["storm_clients"]),
+            "",
             "| storm | filing API requests | workers that answered | non-200 "
             "| in nginx p50 / p99 | at the client p50 / p99 |",
             "| --- | ---: | ---: | ---: | ---: | ---: |"]
@@ -181,19 +191,19 @@ def markdown(r):
             fmt(s["server_p50_ms"], 0), fmt(s["server_p99_ms"], 0),
             fmt(s["p50_ms"], 1), fmt(s["p99_ms"], 1)))
     out += ["", "## RTMP publish", "",
-            "4 publishers in a loop, each: TCP connect, handshake, connect, "
+            "%d publishers in a loop, each: TCP connect, handshake, connect, "
             "createStream, publish, wait for `NetStream.Publish.Start`, "
             "close (bench/rtmp_client.py). \"Publish accepted\" is from "
             "sending `publish` to its onStatus. The notify service is an "
-            "nginx answering 200.", ""]
+            "nginx answering 200." % p["rtmp_publishers"], ""]
     out += rtmp_table(r["rtmp"])
     out += ["", "## Capacity", "",
             "A %d MB zone, no Redis, %d domains requested once each "
-            "(one kept hot by a request every 50), then newest first until "
+            "(one kept hot by a request every %d), then newest first until "
             "the first one the zone had evicted: %d held, %d per MB. "
             "%d answers were not 200; error log lines at error or worse: %d."
-            % (cap["zone_mb"], cap["filled"], cap["held"], cap["per_mb"],
-               cap["not_200"], len(cap["log_errors"])), ""]
+            % (cap["zone_mb"], cap["filled"], p["hot_every"], cap["held"],
+               cap["per_mb"], cap["not_200"], len(cap["log_errors"])), ""]
     errors = [line for lines in r["log_errors"].values() for line in lines]
     if errors:
         out += ["Error log lines during the run:", "", "```"] + errors[:20] + \

@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -51,8 +52,22 @@ MIX_HOSTS = 10000
 MIX_SUFFIXES = ("cn", "com.cn", "com")
 SEGMENT_BYTES = 1024
 COLD_API_DELAY_MS = 20
+COLD_DOMAINS = 100
+REDIS_DOMAINS = 200
 STORM_CLIENTS = 1000
+RTMP_PUBLISHERS = 4
 CAPACITY_ZONE_MB = 1
+CAPACITY_FILL = 12000
+CAPACITY_HOT_EVERY = 50
+
+# what report.py says the figures were measured with
+PARAMS = {
+    "segment_bytes": SEGMENT_BYTES, "mix_hosts": MIX_HOSTS,
+    "mix_domains": MIX_DOMAINS, "api_delay_ms": COLD_API_DELAY_MS,
+    "storm_clients": STORM_CLIENTS, "rtmp_publishers": RTMP_PUBLISHERS,
+    "zone_mb": CAPACITY_ZONE_MB, "fill": CAPACITY_FILL,
+    "hot_every": CAPACITY_HOT_EVERY,
+}
 
 # key, label, nginx instance, baseline key
 HTTP_VARIANTS = (
@@ -243,7 +258,8 @@ class Bench:
         self.work = tempfile.mkdtemp(prefix="icp-gate-bench-")
         os.chmod(self.work, 0o755)
         self.started = []
-        self.results = {"rounds": self.rounds, "seconds": self.seconds}
+        self.results = {"rounds": self.rounds, "seconds": self.seconds,
+                         "params": PARAMS}
 
     # -- setup ------------------------------------------------------------
 
@@ -277,6 +293,14 @@ class Bench:
         line = "icp_gate_redis 127.0.0.1:%d;" % PORT["redis"] if redis else ""
         return ENGINE % {"zone": zone, "redis": line, "api": PORT["api"]}
 
+    def gated_nginx(self, name, conf, ports, zone="64m", redis=True,
+                    **values):
+        """Our nginx with the engine's directives before conf."""
+        v = self.values(**values)
+        return self.nginx(name, self.args.nginx,
+                          v["prelude"] + self.engine(zone, redis) + conf % v,
+                          ports)
+
     def nginx(self, name, binary, conf, ports):
         instance = Nginx(binary, self.work, name, conf)
         self.started.append(instance)
@@ -291,9 +315,8 @@ class Bench:
         v = self.values()
         self.auth = self.nginx("auth", self.args.nginx, AUTH_CONF % v,
                                [PORT["auth"]])
-        self.ours = self.nginx(
-            "ours", self.args.nginx,
-            v["prelude"] + self.engine() + OURS_CONF % v,
+        self.ours = self.gated_nginx(
+            "ours", OURS_CONF,
             [PORT[k] for k in ("nginx", "icp_gate", "auth_request", "rtmp")])
         self.debian = self.nginx("debian", self.args.debian_nginx,
                                  DEBIAN_CONF % v, [PORT["debian"]])
@@ -384,7 +407,7 @@ class Bench:
 
     # -- latency of misses ------------------------------------------------
 
-    def redis_tier(self, count=200):
+    def redis_tier(self, count=REDIS_DOMAINS):
         say("Redis tier: %d domains in Redis, not in shared memory" % count)
         resp = clients.Resp(PORT["redis"])
         rtt = [resp.round_trip("HGETALL", "icp:domain:absent.cn")
@@ -416,12 +439,9 @@ class Bench:
         }
         say("  %s" % self.results["redis"])
 
-    def cold(self, count=100):
+    def cold(self, count=COLD_DOMAINS):
         say("Cold misses: filing API answering in %d ms" % COLD_API_DELAY_MS)
-        v = self.values(workers=2)
-        cold = self.nginx("cold", self.args.nginx,
-                          v["prelude"] + self.engine() + COLD_CONF % v,
-                          [PORT["cold"]])
+        cold = self.gated_nginx("cold", COLD_CONF, [PORT["cold"]], workers=2)
         self.api.delay(COLD_API_DELAY_MS)
         nginx = clients.HttpClient(PORT["cold"])
         direct = clients.HttpClient(PORT["api"], keepalive=False)
@@ -538,7 +558,7 @@ class Bench:
 
     # -- RTMP -------------------------------------------------------------
 
-    def rtmp_round(self, app, seconds, threads=4):
+    def rtmp_round(self, app, seconds, threads=RTMP_PUBLISHERS):
         tcurl = "rtmp://%s:%d/%s" % (HOT_HOST, PORT["rtmp"], app)
         deadline = time.monotonic() + seconds
         results = []
@@ -588,14 +608,11 @@ class Bench:
 
     # -- capacity ---------------------------------------------------------
 
-    def capacity(self, fill=12000, hot_every=50):
+    def capacity(self, fill=CAPACITY_FILL, hot_every=CAPACITY_HOT_EVERY):
         say("Capacity: icp_gate_zone of %d MB, %d domains through it"
             % (CAPACITY_ZONE_MB, fill))
-        v = self.values()
-        cap = self.nginx(
-            "capacity", self.args.nginx,
-            v["prelude"] + self.engine("%dm" % CAPACITY_ZONE_MB, redis=False)
-            + CAPACITY_CONF % v, [PORT["capacity"]])
+        cap = self.gated_nginx("capacity", CAPACITY_CONF, [PORT["capacity"]],
+                               zone="%dm" % CAPACITY_ZONE_MB, redis=False)
         client = clients.HttpClient(PORT["capacity"])
         domains = ["cap%d.com.cn" % i for i in range(fill)]
         hot = "lru-hot.com.cn"
@@ -656,11 +673,11 @@ class Bench:
                 i.name: i.log_lines() for i in (self.ours, self.debian)}
         finally:
             self.stop()
+            shutil.rmtree(self.work, ignore_errors=True)
         if self.args.only:
             print(json.dumps(self.results, indent=1))
         else:
             report.write(self.results, self.args.out)
-        subprocess.run(["rm", "-rf", self.work])
 
 
 SCENARIOS = ("hot_path", "host_mix", "instructions", "redis_tier", "cold",
