@@ -34,6 +34,8 @@ typedef struct {
 
 
 static void ngx_icp_gate_redis_connect(void);
+static ngx_int_t ngx_icp_gate_redis_setup(redisAsyncContext *ac,
+    char *command, ngx_str_t *arg);
 static void ngx_icp_gate_redis_drop(void);
 static void ngx_icp_gate_redis_schedule(void);
 static ngx_int_t ngx_icp_gate_redis_send(redisAsyncContext *ac,
@@ -73,6 +75,9 @@ static ngx_event_t                 ngx_icp_gate_redis_timer;
 static ngx_event_t                 ngx_icp_gate_redis_retry_ev;
 static ngx_msec_t                  ngx_icp_gate_redis_backoff;
 static ngx_uint_t                  ngx_icp_gate_redis_pending;
+
+/* commands a lost connection took with it: hiredis fails them first */
+static ngx_uint_t                  ngx_icp_gate_redis_lost;
 static ngx_uint_t                  ngx_icp_gate_redis_connected;
 static ngx_uint_t                  ngx_icp_gate_redis_exiting;
 
@@ -373,8 +378,7 @@ ngx_icp_gate_redis_put(ngx_str_t *domain, ngx_icp_gate_verdict_t *v,
 static void
 ngx_icp_gate_redis_connect(void)
 {
-    size_t                      argvlen[2];
-    const char                 *argv[2];
+    ngx_str_t                   number;
     ngx_connection_t           *c;
     redisAsyncContext          *ac;
     ngx_icp_gate_redis_conf_t  *rcf;
@@ -429,33 +433,51 @@ ngx_icp_gate_redis_connect(void)
 
     ngx_icp_gate_redis_ctx = ac;
     ngx_icp_gate_redis_connected = 0;
+    ngx_icp_gate_redis_lost = 0;
 
     redisAsyncSetConnectCallback(ac, ngx_icp_gate_redis_on_connect);
     redisAsyncSetDisconnectCallback(ac, ngx_icp_gate_redis_on_disconnect);
 
     ngx_add_timer(&ngx_icp_gate_redis_timer, rcf->timeout);
 
-    /* hiredis sends these once connected, ahead of every other command */
+    /*
+     * hiredis sends these once connected, ahead of every other command;
+     * a PING when there is nothing to set up, so that a live Redis answers
+     * and resets the backoff even on a connection no lookup has used yet
+     */
 
-    if (rcf->password.len) {
-        argv[0] = "AUTH";
-        argvlen[0] = sizeof("AUTH") - 1;
-        argv[1] = (char *) rcf->password.data;
-        argvlen[1] = rcf->password.len;
+    number.data = db;
+    number.len = ngx_sprintf(db, "%ui", rcf->db) - db;
 
-        (void) ngx_icp_gate_redis_send(ac, ngx_icp_gate_redis_setup_reply,
-                                       NULL, 2, argv, argvlen);
+    if ((rcf->password.len
+         && ngx_icp_gate_redis_setup(ac, "AUTH", &rcf->password) != NGX_OK)
+        || (rcf->db
+            && ngx_icp_gate_redis_setup(ac, "SELECT", &number) != NGX_OK)
+        || (rcf->password.len == 0 && rcf->db == 0
+            && ngx_icp_gate_redis_setup(ac, "PING", NULL) != NGX_OK))
+    {
+        /* a connection that skipped AUTH or SELECT must not be used */
+        ngx_icp_gate_redis_drop();
+    }
+}
+
+
+static ngx_int_t
+ngx_icp_gate_redis_setup(redisAsyncContext *ac, char *command, ngx_str_t *arg)
+{
+    size_t       argvlen[2];
+    const char  *argv[2];
+
+    argv[0] = command;
+    argvlen[0] = ngx_strlen(command);
+
+    if (arg) {
+        argv[1] = (char *) arg->data;
+        argvlen[1] = arg->len;
     }
 
-    if (rcf->db) {
-        argv[0] = "SELECT";
-        argvlen[0] = sizeof("SELECT") - 1;
-        argv[1] = (char *) db;
-        argvlen[1] = ngx_sprintf(db, "%ui", rcf->db) - db;
-
-        (void) ngx_icp_gate_redis_send(ac, ngx_icp_gate_redis_setup_reply,
-                                       NULL, 2, argv, argvlen);
-    }
+    return ngx_icp_gate_redis_send(ac, ngx_icp_gate_redis_setup_reply, NULL,
+                                   arg ? 2 : 1, argv, argvlen);
 }
 
 
@@ -526,6 +548,10 @@ ngx_icp_gate_redis_answered(redisReply *reply)
 {
     if (ngx_icp_gate_redis_pending) {
         ngx_icp_gate_redis_pending--;
+    }
+
+    if (reply == NULL) {
+        ngx_icp_gate_redis_lost++;
     }
 
     /* a Redis that answers, not one that only accepts, resets the backoff */
@@ -655,17 +681,24 @@ ngx_icp_gate_redis_on_connect(const redisAsyncContext *ac, int status)
 static void
 ngx_icp_gate_redis_on_disconnect(const redisAsyncContext *ac, int status)
 {
+    ngx_uint_t  level;
+
     if (ac != ngx_icp_gate_redis_ctx) {
         return;
     }
 
-    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+    /* a Redis "timeout" closes idle connections: no error then */
+
+    level = ngx_icp_gate_redis_lost ? NGX_LOG_ERR : NGX_LOG_INFO;
+
+    ngx_log_error(level, ngx_cycle->log, 0,
                   "icp_gate: redis %V connection lost: %s",
                   &ngx_icp_gate_redis_conf->name,
                   ac->errstr[0] ? ac->errstr : "closed");
 
     ngx_icp_gate_redis_ctx = NULL;
     ngx_icp_gate_redis_connected = 0;
+    ngx_icp_gate_redis_lost = 0;
 
     if (ngx_icp_gate_redis_timer.timer_set) {
         ngx_del_timer(&ngx_icp_gate_redis_timer);
@@ -727,7 +760,7 @@ ngx_icp_gate_redis_get_reply(redisAsyncContext *ac, void *r, void *privdata)
         rc = NGX_ERROR;
     }
 
-    handler(data, rc, &v);
+    handler(data, rc, (rc == NGX_OK) ? &v : NULL);
 }
 
 

@@ -96,6 +96,20 @@ ok written_to_redis('late'), 'Redis started later is found and used';
 like $t->error_log, qr/icp_gate: redis 127\.0\.0\.1:\d+ connect failed/,
     'the failed connects are logged';
 
+# a Redis that closes idle connections ("timeout"): reconnected at once,
+# without an error and without the backoff growing, so Redis keeps serving
+$t->redis(qw(CONFIG SET timeout 1));
+ok $t->wait_for(sub {
+    $t->error_log =~ /\[info\][^\n]*icp_gate: redis [^\n]* connection lost/
+}, 5), 'an idle connection closed by Redis is logged as info';
+unlike $t->error_log, qr/\[error\][^\n]*connection lost/,
+    'not as an error';
+sleep 2.5;    # two more idle closes: a growing backoff would show now
+$t->redis(qw(HSET gate:domain:idle.cn status revoked source manual));
+is $t->get('live.idle.cn')->{headers}{'x-reason'}, 'revoked',
+    'after idle closes, Redis still answers lookups';
+is $t->api_count('idle.cn'), 0, 'without the filing API';
+
 $t->stop_nginx;
 $t->done_cleanly;
 done_testing;
