@@ -12,7 +12,9 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include "ngx_icp_gate.h"
+#include "ngx_icp_gate_module.h"
+#include "ngx_icp_gate_conf.h"
+#include "ngx_icp_gate_judge.h"
 #include "ngx_icp_gate_log.h"
 
 

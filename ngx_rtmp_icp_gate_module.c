@@ -14,7 +14,9 @@
 #include <ngx_rtmp.h>
 #include <ngx_rtmp_cmd_module.h>
 
-#include "ngx_icp_gate.h"
+#include "ngx_icp_gate_module.h"
+#include "ngx_icp_gate_conf.h"
+#include "ngx_icp_gate_judge.h"
 #include "ngx_icp_gate_domain.h"
 #include "ngx_icp_gate_log.h"
 
@@ -25,6 +27,7 @@
 
 typedef struct {
     ngx_icp_gate_conf_t         gate;
+    ngx_msec_t                  recheck;
 } ngx_rtmp_icp_gate_app_conf_t;
 
 
@@ -73,7 +76,7 @@ static ngx_command_t  ngx_rtmp_icp_gate_commands[] = {
       NGX_RTMP_MAIN_CONF|NGX_RTMP_SRV_CONF|NGX_RTMP_APP_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
       NGX_RTMP_APP_CONF_OFFSET,
-      offsetof(ngx_rtmp_icp_gate_app_conf_t, gate.recheck),
+      offsetof(ngx_rtmp_icp_gate_app_conf_t, recheck),
       NULL },
 
       ngx_null_command
@@ -263,13 +266,13 @@ ngx_rtmp_icp_gate_act(ngx_rtmp_session_t *s, ngx_rtmp_icp_gate_ctx_t *ctx)
         break;
     }
 
-    if (gacf->gate.recheck && !ctx->recheck.timer_set) {
+    if (gacf->recheck && !ctx->recheck.timer_set) {
         ctx->recheck.handler = ngx_rtmp_icp_gate_recheck;
         ctx->recheck.data = ctx;
         ctx->recheck.log = s->connection->log;
         ctx->recheck.cancelable = 1;
 
-        ngx_add_timer(&ctx->recheck, gacf->gate.recheck);
+        ngx_add_timer(&ctx->recheck, gacf->recheck);
     }
 
     return NGX_DECLINED;
@@ -424,7 +427,7 @@ ngx_rtmp_icp_gate_recheck(ngx_event_t *ev)
         }
     }
 
-    ngx_add_timer(&ctx->recheck, gacf->gate.recheck);
+    ngx_add_timer(&ctx->recheck, gacf->recheck);
 }
 
 
@@ -454,6 +457,7 @@ ngx_rtmp_icp_gate_create_app_conf(ngx_conf_t *cf)
     }
 
     ngx_icp_gate_conf_init(&conf->gate);
+    conf->recheck = NGX_CONF_UNSET_MSEC;
 
     return conf;
 }
@@ -466,6 +470,7 @@ ngx_rtmp_icp_gate_merge_app_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_rtmp_icp_gate_app_conf_t  *conf = child;
 
     ngx_icp_gate_conf_merge(&conf->gate, &prev->gate);
+    ngx_conf_merge_msec_value(conf->recheck, prev->recheck, 60000);
 
     return NGX_CONF_OK;
 }

@@ -15,13 +15,8 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
-#include "ngx_icp_gate.h"
 #include "ngx_icp_gate_api.h"
-
-
-#if (LIBCURL_VERSION_NUM < 0x075700)
-#error "icp_gate needs libcurl 7.87 or newer: CURLOPT_QUICK_EXIT"
-#endif
+#include "ngx_icp_gate_socket.h"
 
 
 #define NGX_ICP_GATE_API_BODY_MAX  16384
@@ -51,7 +46,7 @@ static ngx_int_t ngx_icp_gate_api_verdict(ngx_icp_gate_api_request_t *req,
     CURLcode result, ngx_icp_gate_verdict_t *v);
 static void ngx_icp_gate_api_collect(void);
 static void ngx_icp_gate_api_action(curl_socket_t s, int mask);
-static void ngx_icp_gate_api_forget(ngx_connection_t *c);
+static ngx_uint_t ngx_icp_gate_api_closed(ngx_connection_t *c);
 static uintptr_t ngx_icp_gate_api_identity(ngx_socket_t s);
 
 static size_t ngx_icp_gate_api_write(char *ptr, size_t size, size_t nmemb,
@@ -178,11 +173,8 @@ ngx_icp_gate_api_done(void)
         q = ngx_queue_head(&ngx_icp_gate_api_conns);
         c = ngx_queue_data(q, ngx_connection_t, queue);
 
-        ngx_icp_gate_api_forget(c);
-
         ngx_queue_remove(q);
-        ngx_free_connection(c);
-        c->fd = (ngx_socket_t) -1;
+        ngx_icp_gate_socket_release(c, ngx_icp_gate_api_closed(c));
     }
 
     curl_slist_free_all(ngx_icp_gate_api_headers);
@@ -292,9 +284,9 @@ ngx_icp_gate_api_parse(u_char *body, size_t len, ngx_icp_gate_verdict_t *v)
         goto done;
     }
 
-    v->status = ngx_icp_gate_name_lookup(ngx_icp_gate_status_names,
-                                         (u_char *) json_string_value(f),
-                                         json_string_length(f));
+    v->status = ngx_icp_gate_verdict_name(ngx_icp_gate_status_names,
+                                          (u_char *) json_string_value(f),
+                                          json_string_length(f));
 
     if (v->status == NGX_ICP_GATE_STATUS_NONE) {
         goto done;
@@ -312,9 +304,9 @@ ngx_icp_gate_api_parse(u_char *body, size_t len, ngx_icp_gate_verdict_t *v)
     f = json_object_get(root, "region");
 
     if (json_is_string(f)) {
-        v->region = ngx_icp_gate_name_lookup(ngx_icp_gate_region_names,
-                                             (u_char *) json_string_value(f),
-                                             json_string_length(f));
+        v->region = ngx_icp_gate_verdict_name(ngx_icp_gate_region_names,
+                                              (u_char *) json_string_value(f),
+                                              json_string_length(f));
     }
 
     rc = NGX_OK;
@@ -463,36 +455,16 @@ ngx_icp_gate_api_action(curl_socket_t s, int mask)
 }
 
 
-static void
-ngx_icp_gate_api_forget(ngx_connection_t *c)
+/*
+ * curl closes a socket that never connected without the close callback:
+ * then its number may name another socket already
+ */
+
+static ngx_uint_t
+ngx_icp_gate_api_closed(ngx_connection_t *c)
 {
-    ngx_uint_t  flags;
-
-    /*
-     * curl closes a socket that never connected without the close
-     * callback: then the kernel took it out of epoll already, and its
-     * number may name another socket now, which must be left alone
-     */
-
-    flags = (c->close
-             || ngx_icp_gate_api_identity(c->fd) != (uintptr_t) c->data)
-            ? NGX_CLOSE_EVENT : 0;
-
-    if (c->read->active) {
-        (void) ngx_del_event(c->read, NGX_READ_EVENT, flags);
-    }
-
-    if (c->write->active) {
-        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, flags);
-    }
-
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
-    }
-
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
+    return c->close
+           || ngx_icp_gate_api_identity(c->fd) != (uintptr_t) c->data;
 }
 
 
@@ -549,18 +521,17 @@ ngx_icp_gate_api_socket(CURL *easy, curl_socket_t s, int what, void *userp,
 
     if (what == CURL_POLL_REMOVE) {
         if (c) {
-            ngx_icp_gate_api_forget(c);
-
             ngx_queue_remove(&c->queue);
-            ngx_free_connection(c);
-            c->fd = (ngx_socket_t) -1;
+            ngx_icp_gate_socket_release(c, ngx_icp_gate_api_closed(c));
         }
 
         return 0;
     }
 
     if (c == NULL) {
-        c = ngx_get_connection(s, ngx_cycle->log);
+        c = ngx_icp_gate_socket_wrap(s, ngx_icp_gate_api_read,
+                                     ngx_icp_gate_api_write_ready,
+                                     (void *) ngx_icp_gate_api_identity(s));
         if (c == NULL) {
             /*
              * -1 would mark the multi handle dead for good; without events
@@ -568,12 +539,6 @@ ngx_icp_gate_api_socket(CURL *easy, curl_socket_t s, int what, void *userp,
              */
             return 0;
         }
-
-        c->data = (void *) ngx_icp_gate_api_identity(s);
-        c->read->handler = ngx_icp_gate_api_read;
-        c->write->handler = ngx_icp_gate_api_write_ready;
-        c->read->log = c->log;
-        c->write->log = c->log;
 
         ngx_queue_insert_tail(&ngx_icp_gate_api_conns, &c->queue);
         curl_multi_assign(ngx_icp_gate_api_multi, s, c);
@@ -585,19 +550,8 @@ ngx_icp_gate_api_socket(CURL *easy, curl_socket_t s, int what, void *userp,
         c->data = (void *) ngx_icp_gate_api_identity(s);
     }
 
-    if ((what & CURL_POLL_IN) && !c->read->active) {
-        (void) ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT);
-
-    } else if (!(what & CURL_POLL_IN) && c->read->active) {
-        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
-    }
-
-    if ((what & CURL_POLL_OUT) && !c->write->active) {
-        (void) ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
-
-    } else if (!(what & CURL_POLL_OUT) && c->write->active) {
-        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
-    }
+    ngx_icp_gate_socket_want(c->read, what & CURL_POLL_IN);
+    ngx_icp_gate_socket_want(c->write, what & CURL_POLL_OUT);
 
     return 0;
 }
@@ -621,7 +575,7 @@ ngx_icp_gate_api_close(void *clientp, curl_socket_t s)
         c = ngx_queue_data(q, ngx_connection_t, queue);
 
         if (c->fd == s && !c->close) {
-            ngx_icp_gate_api_forget(c);
+            ngx_icp_gate_socket_forget(c, ngx_icp_gate_api_closed(c));
             c->close = 1;
             break;
         }

@@ -12,7 +12,6 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
-#include "ngx_icp_gate.h"
 #include "ngx_icp_gate_cache.h"
 
 

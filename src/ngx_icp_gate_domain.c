@@ -12,7 +12,7 @@
 #include <libpsl.h>
 #include <idn2.h>
 
-#include "ngx_icp_gate.h"
+#include "ngx_icp_gate_verdict.h"
 #include "ngx_icp_gate_domain.h"
 
 
@@ -38,7 +38,7 @@ typedef struct {
     u_char                      host_len;       /* 0: an empty entry */
     u_char                      domain_len;
     u_char                      domain_at;      /* offset in data */
-    u_char                      reason;
+    u_char                      kind;
     u_char                      data[NGX_ICP_GATE_MEMO_DATA];
 } ngx_icp_gate_domain_memo_t;
 
@@ -46,7 +46,7 @@ typedef struct {
 static ngx_icp_gate_domain_memo_t *ngx_icp_gate_domain_memo_find(
     ngx_str_t *host, uint32_t hash);
 static void ngx_icp_gate_domain_memo_add(ngx_str_t *host, uint32_t hash,
-    u_char *domain, size_t len, ngx_uint_t reason);
+    u_char *domain, size_t len, ngx_uint_t kind);
 static ngx_uint_t ngx_icp_gate_domain_reduce(ngx_str_t *host,
     u_char *domain, size_t *len);
 static ngx_uint_t ngx_icp_gate_domain_bracketed(u_char *p, u_char *last);
@@ -90,7 +90,7 @@ ngx_icp_gate_domain_registrable(ngx_pool_t *pool, ngx_str_t *host,
     u_char                      *from;
     size_t                       len;
     uint32_t                     hash;
-    ngx_uint_t                   reason;
+    ngx_uint_t                   kind;
     ngx_icp_gate_domain_memo_t  *m;
     u_char                       buf[NGX_ICP_GATE_DOMAIN_LEN];
 
@@ -108,30 +108,30 @@ ngx_icp_gate_domain_registrable(ngx_pool_t *pool, ngx_str_t *host,
     }
 
     if (m) {
-        reason = m->reason;
+        kind = m->kind;
         len = m->domain_len;
         from = m->data + m->domain_at;
 
     } else {
         len = 0;
-        reason = ngx_icp_gate_domain_reduce(host, buf, &len);
+        kind = ngx_icp_gate_domain_reduce(host, buf, &len);
         from = buf;
 
-        ngx_icp_gate_domain_memo_add(host, hash, buf, len, reason);
+        ngx_icp_gate_domain_memo_add(host, hash, buf, len, kind);
     }
 
     if (len) {
         domain->data = ngx_pnalloc(pool, len);
         if (domain->data == NULL) {
             ngx_str_set(domain, "");
-            return NGX_ICP_GATE_REASON_INVALID_HOST;
+            return NGX_ICP_GATE_HOST_INVALID;
         }
 
         ngx_memcpy(domain->data, from, len);
         domain->len = len;
     }
 
-    return reason;
+    return kind;
 }
 
 
@@ -174,7 +174,7 @@ ngx_icp_gate_domain_memo_find(ngx_str_t *host, uint32_t hash)
 
 static void
 ngx_icp_gate_domain_memo_add(ngx_str_t *host, uint32_t hash, u_char *domain,
-    size_t len, ngx_uint_t reason)
+    size_t len, ngx_uint_t kind)
 {
     void                        *p;
     size_t                       at;
@@ -234,7 +234,7 @@ ngx_icp_gate_domain_memo_add(ngx_str_t *host, uint32_t hash, u_char *domain,
     m->host_len = (u_char) host->len;
     m->domain_len = (u_char) len;
     m->domain_at = (u_char) at;
-    m->reason = (u_char) reason;
+    m->kind = (u_char) kind;
 
     ngx_memcpy(m->data, host->data, host->len);
     ngx_memcpy(m->data + at, domain, len);
@@ -246,15 +246,15 @@ ngx_icp_gate_domain_reduce(ngx_str_t *host, u_char *domain, size_t *domain_len)
 {
     u_char      *p, *last, *colon, *label, *prev, *dot;
     size_t       len;
-    ngx_uint_t   reason;
+    ngx_uint_t   kind;
     u_char       buf[NGX_ICP_GATE_HOST_MAX + 1];
 
     if (host->len == 0) {
-        return NGX_ICP_GATE_REASON_NO_HOST;
+        return NGX_ICP_GATE_HOST_MISSING;
     }
 
     if (host->len > NGX_ICP_GATE_HOST_MAX) {
-        return NGX_ICP_GATE_REASON_INVALID_HOST;
+        return NGX_ICP_GATE_HOST_INVALID;
     }
 
     p = host->data;
@@ -273,7 +273,7 @@ ngx_icp_gate_domain_reduce(ngx_str_t *host, u_char *domain, size_t *domain_len)
 
         for (dot = colon + 1; dot < last; dot++) {
             if (*dot < '0' || *dot > '9') {
-                return NGX_ICP_GATE_REASON_INVALID_HOST;
+                return NGX_ICP_GATE_HOST_INVALID;
             }
         }
 
@@ -287,20 +287,20 @@ ngx_icp_gate_domain_reduce(ngx_str_t *host, u_char *domain, size_t *domain_len)
     }
 
     if (len == 0) {
-        return NGX_ICP_GATE_REASON_INVALID_HOST;
+        return NGX_ICP_GATE_HOST_INVALID;
     }
 
     ngx_strlow(buf, p, len);
     buf[len] = '\0';
 
-    reason = ngx_icp_gate_domain_to_ascii(buf, &len);
-    if (reason != NGX_ICP_GATE_REASON_NONE) {
-        return reason;
+    kind = ngx_icp_gate_domain_to_ascii(buf, &len);
+    if (kind != NGX_ICP_GATE_HOST_VALID) {
+        return kind;
     }
 
-    reason = ngx_icp_gate_domain_check_ldh(buf, len);
-    if (reason != NGX_ICP_GATE_REASON_NONE) {
-        return reason;
+    kind = ngx_icp_gate_domain_check_ldh(buf, len);
+    if (kind != NGX_ICP_GATE_HOST_VALID) {
+        return kind;
     }
 
     /*
@@ -316,7 +316,7 @@ ngx_icp_gate_domain_reduce(ngx_str_t *host, u_char *domain, size_t *domain_len)
     {
         dot = (u_char *) ngx_strchr(label, '.');
         if (dot == NULL) {
-            return NGX_ICP_GATE_REASON_INVALID_HOST;
+            return NGX_ICP_GATE_HOST_INVALID;
         }
 
         prev = label;
@@ -325,13 +325,13 @@ ngx_icp_gate_domain_reduce(ngx_str_t *host, u_char *domain, size_t *domain_len)
 
     if (prev == NULL) {
         /* a bare public suffix: nobody can file for "com.cn" */
-        return NGX_ICP_GATE_REASON_INVALID_HOST;
+        return NGX_ICP_GATE_HOST_INVALID;
     }
 
     *domain_len = len - (prev - buf);
     ngx_memcpy(domain, prev, *domain_len);
 
-    return NGX_ICP_GATE_REASON_NONE;
+    return NGX_ICP_GATE_HOST_VALID;
 }
 
 
@@ -397,7 +397,7 @@ ngx_icp_gate_domain_bracketed(u_char *p, u_char *last)
 
     close = ngx_strlchr(p, last, ']');
     if (close == NULL) {
-        return NGX_ICP_GATE_REASON_INVALID_HOST;
+        return NGX_ICP_GATE_HOST_INVALID;
     }
 
     return ngx_icp_gate_domain_ipv6(p + 1, close - p - 1);
@@ -410,10 +410,10 @@ ngx_icp_gate_domain_ipv6(u_char *p, size_t len)
     u_char  addr[16];
 
     if (ngx_inet6_addr(p, len, addr) == NGX_OK) {
-        return NGX_ICP_GATE_REASON_IP_LITERAL;
+        return NGX_ICP_GATE_HOST_IP_LITERAL;
     }
 
-    return NGX_ICP_GATE_REASON_INVALID_HOST;
+    return NGX_ICP_GATE_HOST_INVALID;
 }
 
 
@@ -432,13 +432,13 @@ ngx_icp_gate_domain_to_ascii(u_char *buf, size_t *len)
     }
 
     if (p == buf + *len) {
-        return NGX_ICP_GATE_REASON_NONE;
+        return NGX_ICP_GATE_HOST_VALID;
     }
 
     rc = idn2_to_ascii_8z((char *) buf, &ascii,
                           IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL);
     if (rc != IDN2_OK) {
-        return NGX_ICP_GATE_REASON_INVALID_HOST;
+        return NGX_ICP_GATE_HOST_INVALID;
     }
 
     n = ngx_strlen(ascii);
@@ -451,7 +451,7 @@ ngx_icp_gate_domain_to_ascii(u_char *buf, size_t *len)
 
     if (n == 0 || n > NGX_ICP_GATE_DOMAIN_LEN) {
         idn2_free(ascii);
-        return NGX_ICP_GATE_REASON_INVALID_HOST;
+        return NGX_ICP_GATE_HOST_INVALID;
     }
 
     ngx_memcpy(buf, ascii, n);
@@ -460,7 +460,7 @@ ngx_icp_gate_domain_to_ascii(u_char *buf, size_t *len)
 
     idn2_free(ascii);
 
-    return NGX_ICP_GATE_REASON_NONE;
+    return NGX_ICP_GATE_HOST_VALID;
 }
 
 
@@ -471,7 +471,7 @@ ngx_icp_gate_domain_check_ldh(u_char *name, size_t len)
     ngx_uint_t   numeric;
 
     if (len > NGX_ICP_GATE_DOMAIN_LEN) {
-        return NGX_ICP_GATE_REASON_INVALID_HOST;
+        return NGX_ICP_GATE_HOST_INVALID;
     }
 
     last = name + len;
@@ -485,7 +485,7 @@ ngx_icp_gate_domain_check_ldh(u_char *name, size_t len)
             if (p == label || p - label > 63
                 || *label == '-' || p[-1] == '-')
             {
-                return NGX_ICP_GATE_REASON_INVALID_HOST;
+                return NGX_ICP_GATE_HOST_INVALID;
             }
 
             if (p == last) {
@@ -493,8 +493,8 @@ ngx_icp_gate_domain_check_ldh(u_char *name, size_t len)
                  * no top-level domain is numeric: "10.0.0.1", "1.2.3"
                  * and "0x7f.0.0.1" all are addresses to a resolver
                  */
-                return numeric ? NGX_ICP_GATE_REASON_IP_LITERAL
-                               : NGX_ICP_GATE_REASON_NONE;
+                return numeric ? NGX_ICP_GATE_HOST_IP_LITERAL
+                               : NGX_ICP_GATE_HOST_VALID;
             }
 
             label = p + 1;
@@ -512,6 +512,6 @@ ngx_icp_gate_domain_check_ldh(u_char *name, size_t len)
             continue;
         }
 
-        return NGX_ICP_GATE_REASON_INVALID_HOST;
+        return NGX_ICP_GATE_HOST_INVALID;
     }
 }

@@ -12,6 +12,13 @@
 #include <ngx_core.h>
 
 
+/* what ngx_icp_gate_domain_registrable() makes of a host */
+#define NGX_ICP_GATE_HOST_VALID        0
+#define NGX_ICP_GATE_HOST_MISSING      1
+#define NGX_ICP_GATE_HOST_IP_LITERAL   2
+#define NGX_ICP_GATE_HOST_INVALID      3
+
+
 ngx_int_t ngx_icp_gate_domain_init(ngx_log_t *log);
 ngx_uint_t ngx_icp_gate_domain_registrable(ngx_pool_t *pool, ngx_str_t *host,
     ngx_str_t *domain);

@@ -15,8 +15,8 @@
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
 
-#include "ngx_icp_gate.h"
 #include "ngx_icp_gate_redis.h"
+#include "ngx_icp_gate_socket.h"
 
 
 #define NGX_ICP_GATE_REDIS_BACKOFF_MIN   100
@@ -409,18 +409,13 @@ ngx_icp_gate_redis_connect(void)
         return;
     }
 
-    c = ngx_get_connection(ac->c.fd, ngx_cycle->log);
+    c = ngx_icp_gate_socket_wrap(ac->c.fd, ngx_icp_gate_redis_read,
+                                 ngx_icp_gate_redis_write, ac);
     if (c == NULL) {
         redisAsyncFree(ac);
         ngx_icp_gate_redis_schedule();
         return;
     }
-
-    c->data = ac;
-    c->read->handler = ngx_icp_gate_redis_read;
-    c->write->handler = ngx_icp_gate_redis_write;
-    c->read->log = c->log;
-    c->write->log = c->log;
 
     /* before the connect callback: hiredis 0.14 adds a write event there */
 
@@ -610,14 +605,14 @@ ngx_icp_gate_redis_parse_hash(redisReply *reply, ngx_icp_gate_verdict_t *v)
         }
 
         if (f->len == 6 && ngx_strncmp(f->str, "status", 6) == 0) {
-            v->status = ngx_icp_gate_name_lookup(ngx_icp_gate_status_names,
-                                                 (u_char *) val->str,
-                                                 val->len);
+            v->status = ngx_icp_gate_verdict_name(ngx_icp_gate_status_names,
+                                                  (u_char *) val->str,
+                                                  val->len);
 
         } else if (f->len == 6 && ngx_strncmp(f->str, "region", 6) == 0) {
-            v->region = ngx_icp_gate_name_lookup(ngx_icp_gate_region_names,
-                                                 (u_char *) val->str,
-                                                 val->len);
+            v->region = ngx_icp_gate_verdict_name(ngx_icp_gate_region_names,
+                                                  (u_char *) val->str,
+                                                  val->len);
 
         } else if (f->len == 3 && ngx_strncmp(f->str, "icp", 3) == 0) {
             ngx_icp_gate_verdict_set_icp(v, (u_char *) val->str, val->len);
@@ -817,19 +812,12 @@ ngx_icp_gate_redis_write(ngx_event_t *wev)
 }
 
 
-/*
- * level-triggered: hiredis reads at most 16K a call and would stall on a
- * larger reply under edge-triggered events
- */
-
 static void
 ngx_icp_gate_redis_add_read(void *privdata)
 {
     ngx_connection_t  *c = privdata;
 
-    if (!c->read->active) {
-        (void) ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT);
-    }
+    ngx_icp_gate_socket_want(c->read, 1);
 }
 
 
@@ -838,9 +826,7 @@ ngx_icp_gate_redis_del_read(void *privdata)
 {
     ngx_connection_t  *c = privdata;
 
-    if (c->read->active) {
-        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
-    }
+    ngx_icp_gate_socket_want(c->read, 0);
 }
 
 
@@ -849,9 +835,7 @@ ngx_icp_gate_redis_add_write(void *privdata)
 {
     ngx_connection_t  *c = privdata;
 
-    if (!c->write->active) {
-        (void) ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
-    }
+    ngx_icp_gate_socket_want(c->write, 1);
 }
 
 
@@ -860,31 +844,14 @@ ngx_icp_gate_redis_del_write(void *privdata)
 {
     ngx_connection_t  *c = privdata;
 
-    if (c->write->active) {
-        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
-    }
+    ngx_icp_gate_socket_want(c->write, 0);
 }
 
+
+/* hiredis closes the socket after this, while it is still open */
 
 static void
 ngx_icp_gate_redis_cleanup(void *privdata)
 {
-    ngx_connection_t  *c = privdata;
-
-    /* hiredis closes the socket after this: release it, never close it */
-
-    ngx_icp_gate_redis_del_read(c);
-    ngx_icp_gate_redis_del_write(c);
-
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
-    }
-
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-
-    ngx_free_connection(c);
-
-    c->fd = (ngx_socket_t) -1;
+    ngx_icp_gate_socket_release(privdata, 0);
 }

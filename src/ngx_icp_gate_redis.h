@@ -11,7 +11,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
-#include "ngx_icp_gate.h"
+#include "ngx_icp_gate_verdict.h"
 
 
 typedef struct {

@@ -13,7 +13,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
-#include "ngx_icp_gate.h"
+#include "ngx_icp_gate_verdict.h"
 #include "ngx_icp_gate_api.h"
 #include "ngx_icp_gate_cache.h"
 #include "ngx_icp_gate_domain.h"
@@ -22,7 +22,7 @@
 
 typedef struct {
     char        *host;
-    ngx_uint_t   reason;
+    ngx_uint_t   kind;
     char        *domain;
 } unit_host_t;
 
@@ -56,43 +56,48 @@ static char  unit_icp_long[] = "\xe7\xb2\xa4" "ICP\xe5\xa4\x87"
                                "(as an API might spell it, with a note)";
 
 
+static char  *unit_host_kinds[] = {
+    "valid", "missing", "ip_literal", "invalid"
+};
+
+
 static ngx_uint_t  unit_n;
 static ngx_uint_t  unit_failed;
 
 
 static unit_host_t  unit_host_cases[] = {
-    { "live.example.com", NGX_ICP_GATE_REASON_NONE, "example.com" },
-    { "a.b.example.com.cn", NGX_ICP_GATE_REASON_NONE, "example.com.cn" },
-    { "LIVE.Example.COM:8080", NGX_ICP_GATE_REASON_NONE, "example.com" },
-    { "example.com.", NGX_ICP_GATE_REASON_NONE, "example.com" },
-    { "x.y.gov.cn", NGX_ICP_GATE_REASON_NONE, "y.gov.cn" },
-    { "push.example.co.uk", NGX_ICP_GATE_REASON_NONE, "example.co.uk" },
+    { "live.example.com", NGX_ICP_GATE_HOST_VALID, "example.com" },
+    { "a.b.example.com.cn", NGX_ICP_GATE_HOST_VALID, "example.com.cn" },
+    { "LIVE.Example.COM:8080", NGX_ICP_GATE_HOST_VALID, "example.com" },
+    { "example.com.", NGX_ICP_GATE_HOST_VALID, "example.com" },
+    { "x.y.gov.cn", NGX_ICP_GATE_HOST_VALID, "y.gov.cn" },
+    { "push.example.co.uk", NGX_ICP_GATE_HOST_VALID, "example.co.uk" },
     /* a private-section suffix (github.io) is no public suffix here */
-    { "user.github.io", NGX_ICP_GATE_REASON_NONE, "github.io" },
+    { "user.github.io", NGX_ICP_GATE_HOST_VALID, "github.io" },
     { "\xe7\x9b\xb4\xe6\x92\xad.\xe4\xbe\x8b\xe5\xad\x90.\xe4\xb8\xad"
-      "\xe5\x9b\xbd", NGX_ICP_GATE_REASON_NONE, "xn--fsqu00a.xn--fiqs8s" },
-    { "B\xc3\xbc" "cher.de", NGX_ICP_GATE_REASON_NONE, "xn--bcher-kva.de" },
-    { "", NGX_ICP_GATE_REASON_NO_HOST, "" },
-    { "com.cn", NGX_ICP_GATE_REASON_INVALID_HOST, "" },
-    { "cn", NGX_ICP_GATE_REASON_INVALID_HOST, "" },
-    { "localhost", NGX_ICP_GATE_REASON_INVALID_HOST, "" },
-    { ".", NGX_ICP_GATE_REASON_INVALID_HOST, "" },
-    { ":80", NGX_ICP_GATE_REASON_INVALID_HOST, "" },
-    { "a..b.cn", NGX_ICP_GATE_REASON_INVALID_HOST, "" },
-    { "-a.cn", NGX_ICP_GATE_REASON_INVALID_HOST, "" },
-    { "a-.cn", NGX_ICP_GATE_REASON_INVALID_HOST, "" },
-    { "under_score.cn", NGX_ICP_GATE_REASON_INVALID_HOST, "" },
-    { "x.cn:80a", NGX_ICP_GATE_REASON_INVALID_HOST, "" },
-    { "\xff.cn", NGX_ICP_GATE_REASON_INVALID_HOST, "" },
-    { "127.0.0.1", NGX_ICP_GATE_REASON_IP_LITERAL, "" },
-    { "127.0.0.1:1935", NGX_ICP_GATE_REASON_IP_LITERAL, "" },
-    { "1.2.3", NGX_ICP_GATE_REASON_IP_LITERAL, "" },
-    { "0x7f.0.0.1", NGX_ICP_GATE_REASON_IP_LITERAL, "" },
-    { "[::1]", NGX_ICP_GATE_REASON_IP_LITERAL, "" },
-    { "[2001:db8::1]:443", NGX_ICP_GATE_REASON_IP_LITERAL, "" },
-    { "::1", NGX_ICP_GATE_REASON_IP_LITERAL, "" },
-    { "[::1", NGX_ICP_GATE_REASON_INVALID_HOST, "" },
-    { "[zz::1]", NGX_ICP_GATE_REASON_INVALID_HOST, "" },
+      "\xe5\x9b\xbd", NGX_ICP_GATE_HOST_VALID, "xn--fsqu00a.xn--fiqs8s" },
+    { "B\xc3\xbc" "cher.de", NGX_ICP_GATE_HOST_VALID, "xn--bcher-kva.de" },
+    { "", NGX_ICP_GATE_HOST_MISSING, "" },
+    { "com.cn", NGX_ICP_GATE_HOST_INVALID, "" },
+    { "cn", NGX_ICP_GATE_HOST_INVALID, "" },
+    { "localhost", NGX_ICP_GATE_HOST_INVALID, "" },
+    { ".", NGX_ICP_GATE_HOST_INVALID, "" },
+    { ":80", NGX_ICP_GATE_HOST_INVALID, "" },
+    { "a..b.cn", NGX_ICP_GATE_HOST_INVALID, "" },
+    { "-a.cn", NGX_ICP_GATE_HOST_INVALID, "" },
+    { "a-.cn", NGX_ICP_GATE_HOST_INVALID, "" },
+    { "under_score.cn", NGX_ICP_GATE_HOST_INVALID, "" },
+    { "x.cn:80a", NGX_ICP_GATE_HOST_INVALID, "" },
+    { "\xff.cn", NGX_ICP_GATE_HOST_INVALID, "" },
+    { "127.0.0.1", NGX_ICP_GATE_HOST_IP_LITERAL, "" },
+    { "127.0.0.1:1935", NGX_ICP_GATE_HOST_IP_LITERAL, "" },
+    { "1.2.3", NGX_ICP_GATE_HOST_IP_LITERAL, "" },
+    { "0x7f.0.0.1", NGX_ICP_GATE_HOST_IP_LITERAL, "" },
+    { "[::1]", NGX_ICP_GATE_HOST_IP_LITERAL, "" },
+    { "[2001:db8::1]:443", NGX_ICP_GATE_HOST_IP_LITERAL, "" },
+    { "::1", NGX_ICP_GATE_HOST_IP_LITERAL, "" },
+    { "[::1", NGX_ICP_GATE_HOST_INVALID, "" },
+    { "[zz::1]", NGX_ICP_GATE_HOST_INVALID, "" },
     { NULL, 0, NULL }
 };
 
@@ -204,7 +209,7 @@ static void
 unit_hosts(ngx_pool_t *pool)
 {
     ngx_str_t     host, domain;
-    ngx_uint_t    reason, round;
+    ngx_uint_t    kind, round;
     unit_host_t  *c;
 
     /* twice: the second round answers from the per-worker memo */
@@ -214,15 +219,14 @@ unit_hosts(ngx_pool_t *pool)
             host.data = (u_char *) c->host;
             host.len = ngx_strlen(c->host);
 
-            reason = ngx_icp_gate_domain_registrable(pool, &host, &domain);
+            kind = ngx_icp_gate_domain_registrable(pool, &host, &domain);
 
-            unit_ok(reason == c->reason
+            unit_ok(kind == c->kind
                     && domain.len == ngx_strlen(c->domain)
                     && ngx_strncmp(domain.data, c->domain, domain.len) == 0,
                     "host \"%s\" -> \"%.*s\" (%s)%s", c->host,
                     (int) domain.len, domain.data,
-                    ngx_icp_gate_reason_names[reason].len
-                    ? (char *) ngx_icp_gate_reason_names[reason].data : "ok",
+                    unit_host_kinds[kind],
                     round ? ", from the memo" : "");
         }
     }

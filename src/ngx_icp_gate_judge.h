@@ -1,0 +1,86 @@
+
+/*
+ * Copyright (C) icp_gate authors
+ *
+ * The judgement of a host under a gate's configuration: what a protocol
+ * module asks of the engine, and the outcome it acts on.
+ */
+
+
+#ifndef _NGX_ICP_GATE_JUDGE_H_INCLUDED_
+#define _NGX_ICP_GATE_JUDGE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_icp_gate_verdict.h"
+#include "ngx_icp_gate_lookup.h"
+
+
+/* icp_gate off | on | dry_run */
+#define NGX_ICP_GATE_MODE_OFF          0
+#define NGX_ICP_GATE_MODE_ON           1
+#define NGX_ICP_GATE_MODE_DRY_RUN      2
+
+#define NGX_ICP_GATE_ON_ERROR_DENY     0
+#define NGX_ICP_GATE_ON_ERROR_ALLOW    1
+
+
+/* what a gate block asks of a judgement: its gate directives */
+
+typedef struct {
+    ngx_uint_t                  mode;
+    ngx_uint_t                  region;
+    ngx_msec_t                  wait;
+    ngx_uint_t                  on_error;
+    ngx_open_file_t            *log;
+} ngx_icp_gate_conf_t;
+
+
+/* the outcome, as $icp_gate_result spells it */
+#define NGX_ICP_GATE_RESULT_NONE       0
+#define NGX_ICP_GATE_RESULT_ALLOW      1
+#define NGX_ICP_GATE_RESULT_DENY       2
+#define NGX_ICP_GATE_RESULT_EXEMPT     3
+#define NGX_ICP_GATE_RESULT_DRY_RUN    4
+
+/* why, as $icp_gate_reason and the rejection log spell it */
+#define NGX_ICP_GATE_REASON_NONE           0
+#define NGX_ICP_GATE_REASON_NO_HOST        1
+#define NGX_ICP_GATE_REASON_IP_LITERAL     2
+#define NGX_ICP_GATE_REASON_INVALID_HOST   3
+#define NGX_ICP_GATE_REASON_OVERSEAS       4
+#define NGX_ICP_GATE_REASON_UNFILED        5
+#define NGX_ICP_GATE_REASON_PENDING        6
+#define NGX_ICP_GATE_REASON_REVOKED        7
+#define NGX_ICP_GATE_REASON_LOOKUP_FAILED  8
+
+
+typedef struct {
+    ngx_str_t                   host;
+    ngx_str_t                   domain;
+    ngx_uint_t                  result;
+    ngx_uint_t                  reason;
+    ngx_icp_gate_verdict_t      verdict;
+    ngx_icp_gate_waiter_t       waiter;
+} ngx_icp_gate_judgement_t;
+
+
+extern ngx_str_t  ngx_icp_gate_result_names[];
+extern ngx_str_t  ngx_icp_gate_reason_names[];
+
+
+void ngx_icp_gate_judgement_init(ngx_icp_gate_judgement_t *j,
+    ngx_str_t *host, ngx_icp_gate_waiter_pt handler, void *data,
+    ngx_log_t *log);
+ngx_int_t ngx_icp_gate_judge(ngx_icp_gate_conf_t *gcf,
+    ngx_icp_gate_judgement_t *j, ngx_pool_t *pool);
+ngx_int_t ngx_icp_gate_judge_again(ngx_icp_gate_conf_t *gcf,
+    ngx_icp_gate_judgement_t *j);
+void ngx_icp_gate_judge_resume(ngx_icp_gate_conf_t *gcf,
+    ngx_icp_gate_judgement_t *j);
+void ngx_icp_gate_judge_cancel(ngx_icp_gate_judgement_t *j);
+
+
+#endif /* _NGX_ICP_GATE_JUDGE_H_INCLUDED_ */

@@ -1,0 +1,508 @@
+
+/*
+ * Copyright (C) icp_gate authors
+ *
+ * The lookup of a domain's verdict in the shared cache, then Redis, then
+ * the filing API.  Concurrent first lookups of one domain share one
+ * "flight": within a worker by the flight tree, across workers by the
+ * cache entry's update lock; the workers that do not hold it look at the
+ * cache again until the verdict is there.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+
+#include "ngx_icp_gate_lookup.h"
+#include "ngx_icp_gate_cache.h"
+
+
+/*
+ * A worker waiting for another one's lookup looks again after a quarter of
+ * the time it has waited, within these bounds: at most a quarter late, and
+ * a slow filing API is not polled hundreds of times a second.
+ */
+#define NGX_ICP_GATE_POLL_MIN        2
+#define NGX_ICP_GATE_POLL_MAX        20
+
+/* how long a verdict that failed to refresh answers before a new try */
+#define NGX_ICP_GATE_RETRY           5000
+
+
+typedef struct {
+    ngx_str_node_t              sn;
+    ngx_queue_t                 waiters;
+    ngx_event_t                 event;
+    ngx_msec_t                  started;
+    unsigned                    owner:1;
+    u_char                      data[NGX_ICP_GATE_DOMAIN_LEN];
+} ngx_icp_gate_flight_t;
+
+
+static void ngx_icp_gate_waiter_timeout(ngx_event_t *ev);
+static ngx_icp_gate_flight_t *ngx_icp_gate_flight_find(ngx_str_t *domain);
+static ngx_icp_gate_flight_t *ngx_icp_gate_flight_create(ngx_str_t *domain,
+    ngx_uint_t owner);
+static void ngx_icp_gate_flight_run(ngx_event_t *ev);
+static void ngx_icp_gate_flight_fetch(ngx_icp_gate_flight_t *f);
+static void ngx_icp_gate_flight_ask_api(ngx_icp_gate_flight_t *f,
+    ngx_uint_t absent);
+static void ngx_icp_gate_flight_redis_done(void *data, ngx_int_t rc,
+    ngx_icp_gate_verdict_t *v);
+static void ngx_icp_gate_flight_api_done(void *data, ngx_int_t rc,
+    ngx_icp_gate_verdict_t *v);
+static void ngx_icp_gate_flight_fail(ngx_icp_gate_flight_t *f);
+static void ngx_icp_gate_flight_finish(ngx_icp_gate_flight_t *f,
+    ngx_int_t rc, ngx_icp_gate_verdict_t *v);
+static ngx_msec_t ngx_icp_gate_fresh_for(ngx_icp_gate_verdict_t *v);
+static ngx_msec_t ngx_icp_gate_lock_for(void);
+
+
+static ngx_icp_gate_lookup_conf_t  *ngx_icp_gate_lookup_conf;
+static ngx_icp_gate_cache_t        *ngx_icp_gate_cache;
+static ngx_rbtree_t                 ngx_icp_gate_flights;
+static ngx_rbtree_node_t            ngx_icp_gate_flights_sentinel;
+static ngx_uint_t                   ngx_icp_gate_exiting;
+
+
+ngx_int_t
+ngx_icp_gate_lookup_init(ngx_cycle_t *cycle, ngx_icp_gate_lookup_conf_t *lcf)
+{
+    ngx_icp_gate_lookup_conf = lcf;
+    ngx_icp_gate_cache = lcf->zone->data;
+    ngx_icp_gate_exiting = 0;
+
+    ngx_rbtree_init(&ngx_icp_gate_flights, &ngx_icp_gate_flights_sentinel,
+                    ngx_str_rbtree_insert_value);
+
+    if (lcf->redis.name.len
+        && ngx_icp_gate_redis_init(cycle, &lcf->redis) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (lcf->api.url.len && ngx_icp_gate_api_init(cycle, &lcf->api) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_icp_gate_lookup_done(void)
+{
+    if (ngx_icp_gate_lookup_conf == NULL) {
+        return;
+    }
+
+    /* callbacks that run while connections close must start nothing */
+
+    ngx_icp_gate_exiting = 1;
+
+    if (ngx_icp_gate_lookup_conf->redis.name.len) {
+        ngx_icp_gate_redis_done();
+    }
+
+    if (ngx_icp_gate_lookup_conf->api.url.len) {
+        ngx_icp_gate_api_done();
+    }
+}
+
+
+/*
+ * NGX_OK: *v holds the verdict; NGX_AGAIN: w is queued and its handler
+ * runs once the verdict is in or "wait" ran out; NGX_DECLINED: none yet,
+ * and nobody waits (w is NULL or wait 0); NGX_ERROR: none can be had.
+ */
+
+ngx_int_t
+ngx_icp_gate_lookup(ngx_str_t *domain, ngx_icp_gate_verdict_t *v,
+    ngx_icp_gate_waiter_t *w, ngx_msec_t wait)
+{
+    ngx_int_t               rc;
+    ngx_uint_t              flags;
+    ngx_icp_gate_flight_t  *f;
+
+    f = ngx_icp_gate_flight_find(domain);
+
+    rc = ngx_icp_gate_cache_lookup(ngx_icp_gate_cache, domain,
+                                   f ? 0 : ngx_icp_gate_lock_for(), v, &flags);
+
+    if (rc == NGX_OK) {
+
+        if (flags & NGX_ICP_GATE_CACHE_LOCKED) {
+            /* expired: the old verdict answers while it is refreshed */
+
+            if (ngx_icp_gate_flight_create(domain, 1) == NULL) {
+                ngx_icp_gate_cache_release(ngx_icp_gate_cache, domain,
+                                           NGX_ICP_GATE_RETRY);
+            }
+        }
+
+        return NGX_OK;
+    }
+
+    if (f == NULL) {
+
+        /*
+         * without the lock another worker is asking already; when the
+         * zone cannot hold even a placeholder, this worker asks alone
+         */
+
+        f = ngx_icp_gate_flight_create(domain,
+                                       rc == NGX_ERROR
+                                       || (flags & NGX_ICP_GATE_CACHE_LOCKED));
+        if (f == NULL) {
+            if (flags & NGX_ICP_GATE_CACHE_LOCKED) {
+                ngx_icp_gate_cache_release(ngx_icp_gate_cache, domain, 0);
+            }
+
+            return NGX_ERROR;
+        }
+    }
+
+    if (w == NULL || wait == 0) {
+        return NGX_DECLINED;
+    }
+
+    w->rc = NGX_ERROR;
+    w->verdict = v;
+    w->waiting = 1;
+    ngx_queue_insert_tail(&f->waiters, &w->queue);
+
+    w->timer.handler = ngx_icp_gate_waiter_timeout;
+    w->timer.data = w;
+    ngx_add_timer(&w->timer, wait);
+
+    return NGX_AGAIN;
+}
+
+void
+ngx_icp_gate_lookup_cancel(ngx_icp_gate_waiter_t *w)
+{
+    if (w->waiting) {
+        ngx_queue_remove(&w->queue);
+        w->waiting = 0;
+    }
+
+    if (w->timer.timer_set) {
+        ngx_del_timer(&w->timer);
+    }
+}
+
+
+static void
+ngx_icp_gate_waiter_timeout(ngx_event_t *ev)
+{
+    ngx_icp_gate_waiter_t  *w = ev->data;
+
+    ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                  "icp_gate: no verdict within icp_gate_wait");
+
+    ngx_queue_remove(&w->queue);
+    w->waiting = 0;
+    w->rc = NGX_ERROR;
+
+    w->handler(w);
+}
+
+
+static ngx_icp_gate_flight_t *
+ngx_icp_gate_flight_find(ngx_str_t *domain)
+{
+    uint32_t  hash;
+
+    if (ngx_icp_gate_flights.root == ngx_icp_gate_flights.sentinel) {
+        return NULL;
+    }
+
+    hash = ngx_crc32_long(domain->data, domain->len);
+
+    return (ngx_icp_gate_flight_t *)
+               ngx_str_rbtree_lookup(&ngx_icp_gate_flights, domain, hash);
+}
+
+
+static ngx_icp_gate_flight_t *
+ngx_icp_gate_flight_create(ngx_str_t *domain, ngx_uint_t owner)
+{
+    ngx_icp_gate_flight_t  *f;
+
+    f = ngx_calloc(sizeof(ngx_icp_gate_flight_t), ngx_cycle->log);
+    if (f == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(f->data, domain->data, domain->len);
+    f->sn.str.data = f->data;
+    f->sn.str.len = domain->len;
+    f->sn.node.key = ngx_crc32_long(domain->data, domain->len);
+
+    ngx_rbtree_insert(&ngx_icp_gate_flights, &f->sn.node);
+    ngx_queue_init(&f->waiters);
+
+    f->owner = owner;
+    f->started = ngx_current_msec;
+
+    /* the first step runs from the event loop, never inside a lookup */
+
+    f->event.handler = ngx_icp_gate_flight_run;
+    f->event.data = f;
+    f->event.log = ngx_cycle->log;
+    f->event.cancelable = 1;
+
+    ngx_add_timer(&f->event, 0);
+
+    return f;
+}
+
+
+static void
+ngx_icp_gate_flight_run(ngx_event_t *ev)
+{
+    ngx_icp_gate_flight_t  *f = ev->data;
+
+    ngx_int_t               rc;
+    ngx_msec_t              delay;
+    ngx_uint_t              flags;
+    ngx_icp_gate_verdict_t  v;
+
+    if (f->owner) {
+        ngx_icp_gate_flight_fetch(f);
+        return;
+    }
+
+    rc = ngx_icp_gate_cache_lookup(ngx_icp_gate_cache, &f->sn.str,
+                                   ngx_icp_gate_lock_for(), &v, &flags);
+
+    if (rc == NGX_OK) {
+        if (flags & NGX_ICP_GATE_CACHE_LOCKED) {
+            /* expired already: the next lookup refreshes it */
+            ngx_icp_gate_cache_release(ngx_icp_gate_cache, &f->sn.str, 0);
+        }
+
+        ngx_icp_gate_flight_finish(f, NGX_OK, &v);
+        return;
+    }
+
+    if (rc == NGX_ERROR || (flags & NGX_ICP_GATE_CACHE_LOCKED)) {
+        /* the worker that was asking gave up or died: take over */
+        f->owner = 1;
+        ngx_icp_gate_flight_fetch(f);
+        return;
+    }
+
+    if (ngx_queue_empty(&f->waiters)) {
+        ngx_icp_gate_flight_finish(f, NGX_ERROR, NULL);
+        return;
+    }
+
+    delay = (ngx_current_msec - f->started) / 4;
+    delay = ngx_max(delay, NGX_ICP_GATE_POLL_MIN);
+    delay = ngx_min(delay, NGX_ICP_GATE_POLL_MAX);
+
+    ngx_add_timer(&f->event, delay);
+}
+
+
+static void
+ngx_icp_gate_flight_fetch(ngx_icp_gate_flight_t *f)
+{
+    if (ngx_icp_gate_lookup_conf->redis.name.len == 0) {
+        ngx_icp_gate_flight_ask_api(f, 1);
+        return;
+    }
+
+    if (ngx_icp_gate_redis_get(&f->sn.str, ngx_icp_gate_flight_redis_done, f)
+        != NGX_OK)
+    {
+        ngx_icp_gate_flight_ask_api(f, 0);
+    }
+}
+
+
+static void
+ngx_icp_gate_flight_ask_api(ngx_icp_gate_flight_t *f, ngx_uint_t absent)
+{
+    ngx_icp_gate_verdict_t  v;
+
+    if (ngx_icp_gate_lookup_conf->api.url.len) {
+        if (ngx_icp_gate_api_fetch(&f->sn.str, ngx_icp_gate_flight_api_done, f)
+            != NGX_OK)
+        {
+            ngx_icp_gate_flight_fail(f);
+        }
+
+        return;
+    }
+
+    if (!absent) {
+        ngx_icp_gate_flight_fail(f);
+        return;
+    }
+
+    /* with no filing API, a domain nobody wrote down is not filed */
+
+    ngx_memzero(&v, sizeof(ngx_icp_gate_verdict_t));
+    v.status = NGX_ICP_GATE_STATUS_UNFILED;
+    v.checked_at = ngx_time();
+
+    ngx_icp_gate_cache_store(ngx_icp_gate_cache, &f->sn.str, &v,
+                             ngx_icp_gate_fresh_for(&v));
+
+    ngx_icp_gate_flight_finish(f, NGX_OK, &v);
+}
+
+
+static void
+ngx_icp_gate_flight_redis_done(void *data, ngx_int_t rc,
+    ngx_icp_gate_verdict_t *v)
+{
+    ngx_icp_gate_flight_t  *f = data;
+
+    if (ngx_icp_gate_exiting) {
+        return;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_icp_gate_flight_ask_api(f, rc == NGX_DECLINED);
+        return;
+    }
+
+    ngx_icp_gate_cache_store(ngx_icp_gate_cache, &f->sn.str, v,
+                             ngx_icp_gate_fresh_for(v));
+
+    ngx_icp_gate_flight_finish(f, NGX_OK, v);
+}
+
+
+static void
+ngx_icp_gate_flight_api_done(void *data, ngx_int_t rc,
+    ngx_icp_gate_verdict_t *v)
+{
+    ngx_icp_gate_flight_t  *f = data;
+
+    time_t  ttl;
+
+    if (ngx_icp_gate_exiting) {
+        return;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_icp_gate_flight_fail(f);
+        return;
+    }
+
+    if (ngx_icp_gate_lookup_conf->redis.name.len) {
+        ttl = (v->status == NGX_ICP_GATE_STATUS_FILED)
+              ? ngx_icp_gate_lookup_conf->ttl : ngx_icp_gate_lookup_conf->negative_ttl;
+
+        ngx_icp_gate_redis_put(&f->sn.str, v, ttl);
+    }
+
+    ngx_icp_gate_cache_store(ngx_icp_gate_cache, &f->sn.str, v,
+                             ngx_icp_gate_fresh_for(v));
+
+    ngx_icp_gate_flight_finish(f, NGX_OK, v);
+}
+
+
+static void
+ngx_icp_gate_flight_fail(ngx_icp_gate_flight_t *f)
+{
+    if (f->owner) {
+        ngx_icp_gate_cache_release(ngx_icp_gate_cache, &f->sn.str,
+                                   NGX_ICP_GATE_RETRY);
+    }
+
+    ngx_icp_gate_flight_finish(f, NGX_ERROR, NULL);
+}
+
+
+static void
+ngx_icp_gate_flight_finish(ngx_icp_gate_flight_t *f, ngx_int_t rc,
+    ngx_icp_gate_verdict_t *v)
+{
+    ngx_queue_t             waiters, *q;
+    ngx_icp_gate_waiter_t  *w;
+
+    /*
+     * the flight goes before anyone wakes: a woken request may finish,
+     * or look the same domain up again
+     */
+
+    ngx_rbtree_delete(&ngx_icp_gate_flights, &f->sn.node);
+
+    ngx_queue_init(&waiters);
+
+    if (!ngx_queue_empty(&f->waiters)) {
+        ngx_queue_add(&waiters, &f->waiters);
+    }
+
+    if (f->event.timer_set) {
+        ngx_del_timer(&f->event);
+    }
+
+    ngx_free(f);
+
+    while (!ngx_queue_empty(&waiters)) {
+        q = ngx_queue_head(&waiters);
+        ngx_queue_remove(q);
+
+        w = ngx_queue_data(q, ngx_icp_gate_waiter_t, queue);
+        w->waiting = 0;
+
+        if (w->timer.timer_set) {
+            ngx_del_timer(&w->timer);
+        }
+
+        w->rc = rc;
+
+        if (v) {
+            *w->verdict = *v;
+        }
+
+        w->handler(w);
+    }
+}
+
+
+static ngx_msec_t
+ngx_icp_gate_fresh_for(ngx_icp_gate_verdict_t *v)
+{
+    ngx_msec_t  fresh;
+
+    fresh = (v->status == NGX_ICP_GATE_STATUS_FILED)
+            ? (ngx_msec_t) ngx_icp_gate_lookup_conf->ttl * 1000
+            : (ngx_msec_t) ngx_icp_gate_lookup_conf->negative_ttl * 1000;
+
+    /* with Redis, the local copy only stands in for the Redis entry */
+
+    if (ngx_icp_gate_lookup_conf->redis.name.len) {
+        fresh = ngx_min(fresh, ngx_icp_gate_lookup_conf->local_ttl);
+    }
+
+    return fresh;
+}
+
+
+static ngx_msec_t
+ngx_icp_gate_lock_for(void)
+{
+    ngx_msec_t  t;
+
+    t = 1000;
+
+    if (ngx_icp_gate_lookup_conf->redis.name.len) {
+        t += ngx_icp_gate_lookup_conf->redis.timeout;
+    }
+
+    if (ngx_icp_gate_lookup_conf->api.url.len) {
+        t += ngx_icp_gate_lookup_conf->api.timeout;
+    }
+
+    return t;
+}

@@ -1,0 +1,56 @@
+
+/*
+ * Copyright (C) icp_gate authors
+ *
+ * A domain's verdict from the tiers: the shared zone, Redis, the filing
+ * API, with one flight per domain however many ask at once.
+ */
+
+
+#ifndef _NGX_ICP_GATE_LOOKUP_H_INCLUDED_
+#define _NGX_ICP_GATE_LOOKUP_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+
+#include "ngx_icp_gate_verdict.h"
+#include "ngx_icp_gate_redis.h"
+#include "ngx_icp_gate_api.h"
+
+
+typedef struct ngx_icp_gate_waiter_s  ngx_icp_gate_waiter_t;
+
+typedef void (*ngx_icp_gate_waiter_pt)(ngx_icp_gate_waiter_t *w);
+
+struct ngx_icp_gate_waiter_s {
+    ngx_queue_t                 queue;
+    ngx_event_t                 timer;
+    ngx_icp_gate_waiter_pt      handler;
+    void                       *data;
+    ngx_int_t                   rc;
+    ngx_icp_gate_verdict_t     *verdict;    /* filled in when rc is NGX_OK */
+    unsigned                    waiting:1;
+};
+
+
+typedef struct {
+    ngx_shm_zone_t             *zone;
+    ngx_icp_gate_redis_conf_t   redis;
+    ngx_icp_gate_api_conf_t     api;
+    time_t                      ttl;
+    time_t                      negative_ttl;
+    ngx_msec_t                  local_ttl;
+} ngx_icp_gate_lookup_conf_t;
+
+
+ngx_int_t ngx_icp_gate_lookup_init(ngx_cycle_t *cycle,
+    ngx_icp_gate_lookup_conf_t *lcf);
+void ngx_icp_gate_lookup_done(void);
+ngx_int_t ngx_icp_gate_lookup(ngx_str_t *domain, ngx_icp_gate_verdict_t *v,
+    ngx_icp_gate_waiter_t *w, ngx_msec_t wait);
+void ngx_icp_gate_lookup_cancel(ngx_icp_gate_waiter_t *w);
+
+
+#endif /* _NGX_ICP_GATE_LOOKUP_H_INCLUDED_ */
