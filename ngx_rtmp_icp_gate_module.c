@@ -207,10 +207,9 @@ ngx_rtmp_icp_gate_start(ngx_rtmp_session_t *s, ngx_uint_t action, void *cmd,
         (void) ngx_icp_gate_domain_from_url(&s->tc_url, &host);
 
         ngx_icp_gate_judgement_init(&ctx->judgement, &host,
-                                    ngx_rtmp_icp_gate_wake, ctx,
-                                    s->connection->log);
+                                    ngx_rtmp_icp_gate_wake, ctx);
 
-    } else if (ctx->judgement.waiter.waiting) {
+    } else if (ngx_icp_gate_judge_held(&ctx->judgement)) {
         ngx_log_error(NGX_LOG_ERR, s->connection->log, 0,
                       "icp_gate: %V while the domain is looked up",
                       &ngx_rtmp_icp_gate_actions[action]);
@@ -228,6 +227,10 @@ ngx_rtmp_icp_gate_start(ngx_rtmp_session_t *s, ngx_uint_t action, void *cmd,
     if (ngx_icp_gate_judge(&gacf->gate, &ctx->judgement, s->connection->pool)
         == NGX_AGAIN)
     {
+        ngx_log_debug2(NGX_LOG_DEBUG_RTMP, s->connection->log, 0,
+                       "icp_gate: %V held for \"%V\"",
+                       &ngx_rtmp_icp_gate_actions[action],
+                       &ctx->judgement.domain);
         return NGX_OK;
     }
 
@@ -378,6 +381,12 @@ ngx_rtmp_icp_gate_wake(ngx_icp_gate_waiter_t *w)
 
     ngx_icp_gate_judge_resume(&gacf->gate, &ctx->judgement);
 
+    ngx_log_debug3(NGX_LOG_DEBUG_RTMP, s->connection->log, 0,
+                   "icp_gate: %V woken for \"%V\": %V",
+                   &ngx_rtmp_icp_gate_actions[ctx->action],
+                   &ctx->judgement.domain,
+                   &ngx_icp_gate_result_names[ctx->judgement.result]);
+
     rc = ngx_rtmp_icp_gate_act(s, ctx);
 
     if (rc == NGX_DECLINED) {
@@ -412,6 +421,12 @@ ngx_rtmp_icp_gate_recheck(ngx_event_t *ev)
     was = ctx->judgement.result;
 
     if (ngx_icp_gate_judge_again(&gacf->gate, &ctx->judgement) == NGX_OK) {
+
+        ngx_log_debug3(NGX_LOG_DEBUG_RTMP, s->connection->log, 0,
+                       "icp_gate: live %V rechecked, \"%V\": %V",
+                       &ngx_rtmp_icp_gate_actions[ctx->action],
+                       &ctx->judgement.domain,
+                       &ngx_icp_gate_result_names[ctx->judgement.result]);
 
         if (ctx->judgement.result == NGX_ICP_GATE_RESULT_DENY) {
             ngx_rtmp_icp_gate_log(s, ctx);

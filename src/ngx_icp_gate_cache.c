@@ -2,10 +2,19 @@
 /*
  * Copyright (C) icp_gate authors
  *
- * The verdict cache all workers share: an rbtree keyed by the crc32 of the
- * registrable domain, with an LRU queue for eviction when the zone is full.
- * Entries expire lazily: an expired verdict keeps answering while one
- * worker, holding the entry's update lock, refreshes it.
+ * The verdict cache all workers share: a hash table of the registrable
+ * domains, chained through the entries, with an LRU queue for eviction
+ * when the zone is full.  Entries expire lazily: an expired verdict keeps
+ * answering while one worker, holding the entry's update lock, refreshes
+ * it.
+ *
+ * A fresh verdict is read without the mutex and without a write
+ * (ngx_icp_gate_cache_peek()): writers, under the mutex, make the zone's
+ * sequence number odd while they change what a reader looks at, and the
+ * reader keeps its copy only if the number was even and the same before
+ * and after.  A reader may meet a chain in the middle of a change, so it
+ * follows no pointer out of the zone and walks a bounded number of
+ * entries.  An entry moves up the LRU queue at most once a second.
  */
 
 
@@ -19,6 +28,27 @@
 #define NGX_ICP_GATE_CACHE_EVICT      8
 #define NGX_ICP_GATE_CACHE_EVICT_MAX  64
 
+/* zone bytes a bucket: about one entry a bucket in a full zone */
+#define NGX_ICP_GATE_CACHE_BUCKET     128
+
+/* a reader gives a chain up after this many entries to the mutex's path */
+#define NGX_ICP_GATE_CACHE_CHAIN_MAX  32
+
+/* a filing number of up to 32 bytes is read in one fixed-size copy */
+#define NGX_ICP_GATE_CACHE_ICP_COPY   32
+
+
+#if defined(__ATOMIC_ACQUIRE)
+/* no instruction on x86, where loads and stores keep their order anyway */
+#define ngx_icp_gate_load_fence()     __atomic_thread_fence(__ATOMIC_ACQUIRE)
+#define ngx_icp_gate_store_fence()    __atomic_thread_fence(__ATOMIC_RELEASE)
+#else
+#define ngx_icp_gate_load_fence()     ngx_memory_barrier()
+#define ngx_icp_gate_store_fence()    ngx_memory_barrier()
+#endif
+
+
+typedef struct ngx_icp_gate_cache_node_s  ngx_icp_gate_cache_node_t;
 
 /*
  * The filing number follows the domain, in room sized by the first verdict
@@ -26,25 +56,28 @@
  * entry in the next slab size up and halve the domains a zone holds.
  */
 
-typedef struct {
-    u_char                      color;
+struct ngx_icp_gate_cache_node_s {
+    ngx_icp_gate_cache_node_t  *next;           /* in its bucket */
+    ngx_queue_t                 queue;          /* LRU */
+    ngx_msec_t                  expires;
+    ngx_msec_t                  locked;
+    uint32_t                    hash;
+    uint32_t                    checked_at;     /* Unix time */
+    uint32_t                    used;           /* when it last moved up */
     u_char                      status;
     u_char                      region;
     u_char                      len;
     u_char                      icp_len;
     u_char                      icp_room;
-    ngx_queue_t                 queue;
-    ngx_msec_t                  expires;
-    ngx_msec_t                  locked;
-    time_t                      checked_at;
     u_char                      data[1];
-} ngx_icp_gate_cache_node_t;
+};
 
 
 typedef struct {
-    ngx_rbtree_t                rbtree;
-    ngx_rbtree_node_t           sentinel;
     ngx_queue_t                 queue;
+    ngx_atomic_t                seq;            /* odd while written */
+    ngx_uint_t                  mask;
+    ngx_icp_gate_cache_node_t  *buckets[1];
 } ngx_icp_gate_cache_sh_t;
 
 
@@ -56,8 +89,6 @@ struct ngx_icp_gate_cache_s {
 
 static ngx_int_t ngx_icp_gate_cache_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
-static void ngx_icp_gate_cache_insert_value(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_icp_gate_cache_node_t *ngx_icp_gate_cache_find(
     ngx_icp_gate_cache_t *cache, ngx_str_t *domain, uint32_t hash);
 static ngx_icp_gate_cache_node_t *ngx_icp_gate_cache_create(
@@ -65,12 +96,16 @@ static ngx_icp_gate_cache_node_t *ngx_icp_gate_cache_create(
     size_t room);
 static ngx_icp_gate_cache_node_t *ngx_icp_gate_cache_grow(
     ngx_icp_gate_cache_t *cache, ngx_icp_gate_cache_node_t *cn, size_t room);
-static ngx_rbtree_node_t *ngx_icp_gate_cache_alloc(
+static ngx_icp_gate_cache_node_t *ngx_icp_gate_cache_alloc(
     ngx_icp_gate_cache_t *cache, size_t len, size_t *room);
+static void ngx_icp_gate_cache_link(ngx_icp_gate_cache_t *cache,
+    ngx_icp_gate_cache_node_t *cn);
 static void ngx_icp_gate_cache_delete(ngx_icp_gate_cache_t *cache,
     ngx_icp_gate_cache_node_t *cn);
 static ngx_uint_t ngx_icp_gate_cache_lock(ngx_icp_gate_cache_node_t *cn,
     ngx_msec_t lock_for);
+static void ngx_icp_gate_cache_write_begin(ngx_icp_gate_cache_t *cache);
+static void ngx_icp_gate_cache_write_end(ngx_icp_gate_cache_t *cache);
 
 
 ngx_shm_zone_t *
@@ -101,16 +136,105 @@ ngx_icp_gate_cache_add(ngx_conf_t *cf, ngx_str_t *name, size_t size,
 }
 
 
+/*
+ * NGX_OK: *v is a fresh verdict, read without the mutex; NGX_DECLINED:
+ * ngx_icp_gate_cache_lookup() must decide (no entry, an expired one, a
+ * writer at work, or the entry is due to move up the LRU queue)
+ */
+
+ngx_int_t
+ngx_icp_gate_cache_peek(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
+    uint32_t hash, ngx_icp_gate_verdict_t *v)
+{
+    u_char                     *start;
+    size_t                      len, icp_len, span;
+    ngx_uint_t                  n;
+    ngx_atomic_uint_t           seq;
+    ngx_icp_gate_cache_sh_t    *sh;
+    ngx_icp_gate_cache_node_t  *cn;
+
+    sh = cache->sh;
+
+    seq = sh->seq;
+    ngx_icp_gate_load_fence();
+
+    if (seq & 1) {
+        return NGX_DECLINED;
+    }
+
+    /* an entry with its longest domain and number lies in the zone */
+
+    start = cache->shpool->start;
+    span = cache->shpool->end - start - sizeof(ngx_icp_gate_cache_node_t)
+           - 2 * 255;
+
+    cn = *(ngx_icp_gate_cache_node_t * volatile *)
+              &sh->buckets[hash & sh->mask];
+
+    for (n = 0; /* void */ ; n++) {
+
+        if (cn == NULL
+            || (size_t) ((u_char *) cn - start) > span
+            || n == NGX_ICP_GATE_CACHE_CHAIN_MAX)
+        {
+            return NGX_DECLINED;
+        }
+
+        len = *(volatile u_char *) &cn->len;
+
+        if (cn->hash == hash && len == domain->len
+            && ngx_icp_gate_equal(domain->data, cn->data, len))
+        {
+            break;
+        }
+
+        cn = *(ngx_icp_gate_cache_node_t * volatile *) &cn->next;
+    }
+
+    icp_len = *(volatile u_char *) &cn->icp_len;
+
+    if (cn->status == NGX_ICP_GATE_STATUS_NONE
+        || (ngx_msec_int_t) (cn->expires - ngx_current_msec) <= 0
+        || cn->used != (uint32_t) ngx_time()
+        || icp_len >= NGX_ICP_GATE_ICP_LEN)
+    {
+        return NGX_DECLINED;
+    }
+
+    v->status = cn->status;
+    v->region = cn->region;
+    v->checked_at = cn->checked_at;
+    v->icp_len = icp_len;
+
+    /*
+     * the usual number in one copy of a fixed size, which needs no loop:
+     * the bytes past it are in the zone, and never read again
+     */
+
+    if (icp_len <= NGX_ICP_GATE_CACHE_ICP_COPY) {
+        ngx_memcpy(v->icp, cn->data + len, NGX_ICP_GATE_CACHE_ICP_COPY);
+
+    } else {
+        ngx_memcpy(v->icp, cn->data + len, icp_len);
+    }
+
+    ngx_icp_gate_load_fence();
+
+    return (sh->seq == seq) ? NGX_OK : NGX_DECLINED;
+}
+
+
 ngx_int_t
 ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
-    ngx_msec_t lock_for, ngx_icp_gate_verdict_t *v, ngx_uint_t *flags)
+    uint32_t hash, ngx_msec_t lock_for, ngx_icp_gate_verdict_t *v,
+    ngx_uint_t *flags)
 {
-    uint32_t                    hash;
+    uint32_t                    now;
     ngx_int_t                   rc;
     ngx_icp_gate_cache_node_t  *cn;
 
     *flags = 0;
-    hash = ngx_crc32_long(domain->data, domain->len);
+    now = (uint32_t) ngx_time();
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
@@ -125,7 +249,10 @@ ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 
         /* a placeholder whose lock tells the other workers to wait */
 
+        ngx_icp_gate_cache_write_begin(cache);
         cn = ngx_icp_gate_cache_create(cache, domain, hash, 0);
+        ngx_icp_gate_cache_write_end(cache);
+
         if (cn == NULL) {
             ngx_shmtx_unlock(&cache->shpool->mutex);
             return NGX_ERROR;
@@ -137,9 +264,10 @@ ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
         return NGX_DECLINED;
     }
 
-    /* a hot domain is at the head already: no shared line to write */
+    /* once a second is enough for the LRU, and leaves hits without writes */
 
-    if (ngx_queue_head(&cache->sh->queue) != &cn->queue) {
+    if (cn->used != now) {
+        cn->used = now;
         ngx_queue_remove(&cn->queue);
         ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
     }
@@ -173,22 +301,19 @@ ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 
 void
 ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
-    ngx_icp_gate_verdict_t *v, ngx_msec_t fresh_for)
+    uint32_t hash, ngx_icp_gate_verdict_t *v, ngx_msec_t fresh_for)
 {
-    uint32_t                    hash;
     ngx_icp_gate_cache_node_t  *cn, *grown;
 
-    hash = ngx_crc32_long(domain->data, domain->len);
-
     ngx_shmtx_lock(&cache->shpool->mutex);
+    ngx_icp_gate_cache_write_begin(cache);
 
     cn = ngx_icp_gate_cache_find(cache, domain, hash);
 
     if (cn == NULL) {
         cn = ngx_icp_gate_cache_create(cache, domain, hash, v->icp_len);
         if (cn == NULL) {
-            ngx_shmtx_unlock(&cache->shpool->mutex);
-            return;
+            goto done;
         }
 
     } else {
@@ -202,8 +327,7 @@ ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
         if (grown == NULL) {
             /* better no verdict than one without its filing number */
             ngx_icp_gate_cache_delete(cache, cn);
-            ngx_shmtx_unlock(&cache->shpool->mutex);
-            return;
+            goto done;
         }
 
         cn = grown;
@@ -211,27 +335,29 @@ ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 
     cn->status = (u_char) v->status;
     cn->region = (u_char) v->region;
-    cn->checked_at = v->checked_at;
+    cn->checked_at = (uint32_t) v->checked_at;
+    cn->used = (uint32_t) ngx_time();
     cn->icp_len = (u_char) v->icp_len;
     ngx_memcpy(cn->data + cn->len, v->icp, v->icp_len);
 
     cn->expires = ngx_current_msec + fresh_for;
     cn->locked = 0;
 
+done:
+
+    ngx_icp_gate_cache_write_end(cache);
     ngx_shmtx_unlock(&cache->shpool->mutex);
 }
 
 
 void
 ngx_icp_gate_cache_release(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
-    ngx_msec_t retry_after)
+    uint32_t hash, ngx_msec_t retry_after)
 {
-    uint32_t                    hash;
     ngx_icp_gate_cache_node_t  *cn;
 
-    hash = ngx_crc32_long(domain->data, domain->len);
-
     ngx_shmtx_lock(&cache->shpool->mutex);
+    ngx_icp_gate_cache_write_begin(cache);
 
     cn = ngx_icp_gate_cache_find(cache, domain, hash);
 
@@ -247,6 +373,7 @@ ngx_icp_gate_cache_release(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
         }
     }
 
+    ngx_icp_gate_cache_write_end(cache);
     ngx_shmtx_unlock(&cache->shpool->mutex);
 }
 
@@ -274,39 +401,36 @@ ngx_icp_gate_cache_lock(ngx_icp_gate_cache_node_t *cn, ngx_msec_t lock_for)
 }
 
 
+/* under the mutex: a reader that saw either end of the change drops it */
+
+static void
+ngx_icp_gate_cache_write_begin(ngx_icp_gate_cache_t *cache)
+{
+    cache->sh->seq++;
+    ngx_icp_gate_store_fence();
+}
+
+
+static void
+ngx_icp_gate_cache_write_end(ngx_icp_gate_cache_t *cache)
+{
+    ngx_icp_gate_store_fence();
+    cache->sh->seq++;
+}
+
+
 static ngx_icp_gate_cache_node_t *
 ngx_icp_gate_cache_find(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     uint32_t hash)
 {
-    ngx_int_t                   rc;
-    ngx_rbtree_node_t          *node, *sentinel;
     ngx_icp_gate_cache_node_t  *cn;
 
-    node = cache->sh->rbtree.root;
-    sentinel = cache->sh->rbtree.sentinel;
-
-    while (node != sentinel) {
-
-        if (hash < node->key) {
-            node = node->left;
-            continue;
-        }
-
-        if (hash > node->key) {
-            node = node->right;
-            continue;
-        }
-
-        cn = (ngx_icp_gate_cache_node_t *) &node->color;
-
-        rc = ngx_memn2cmp(domain->data, cn->data, domain->len,
-                          (size_t) cn->len);
-
-        if (rc == 0) {
+    for (cn = cache->sh->buckets[hash & cache->sh->mask]; cn; cn = cn->next) {
+        if (cn->hash == hash && cn->len == domain->len
+            && ngx_memcmp(cn->data, domain->data, domain->len) == 0)
+        {
             return cn;
         }
-
-        node = (rc < 0) ? node->left : node->right;
     }
 
     return NULL;
@@ -317,18 +441,14 @@ static ngx_icp_gate_cache_node_t *
 ngx_icp_gate_cache_create(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     uint32_t hash, size_t room)
 {
-    ngx_rbtree_node_t          *node;
     ngx_icp_gate_cache_node_t  *cn;
 
-    node = ngx_icp_gate_cache_alloc(cache, domain->len, &room);
-    if (node == NULL) {
+    cn = ngx_icp_gate_cache_alloc(cache, domain->len, &room);
+    if (cn == NULL) {
         return NULL;
     }
 
-    node->key = hash;
-
-    cn = (ngx_icp_gate_cache_node_t *) &node->color;
-
+    cn->hash = hash;
     cn->status = NGX_ICP_GATE_STATUS_NONE;
     cn->region = NGX_ICP_GATE_REGION_NONE;
     cn->len = (u_char) domain->len;
@@ -337,10 +457,10 @@ ngx_icp_gate_cache_create(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     cn->expires = 0;
     cn->locked = 0;
     cn->checked_at = 0;
+    cn->used = (uint32_t) ngx_time();
     ngx_memcpy(cn->data, domain->data, domain->len);
 
-    ngx_rbtree_insert(&cache->sh->rbtree, node);
-    ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
+    ngx_icp_gate_cache_link(cache, cn);
 
     return cn;
 }
@@ -352,33 +472,26 @@ static ngx_icp_gate_cache_node_t *
 ngx_icp_gate_cache_grow(ngx_icp_gate_cache_t *cache,
     ngx_icp_gate_cache_node_t *cn, size_t room)
 {
-    ngx_rbtree_node_t          *node, *old;
     ngx_icp_gate_cache_node_t  *grown;
-
-    old = (ngx_rbtree_node_t *)
-              ((u_char *) cn - offsetof(ngx_rbtree_node_t, color));
 
     /* out of the LRU queue, so that making room cannot evict the entry */
     ngx_queue_remove(&cn->queue);
 
-    node = ngx_icp_gate_cache_alloc(cache, cn->len, &room);
+    grown = ngx_icp_gate_cache_alloc(cache, cn->len, &room);
 
-    if (node == NULL) {
+    if (grown == NULL) {
         ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
         return NULL;
     }
 
-    node->key = old->key;
-
-    grown = (ngx_icp_gate_cache_node_t *) &node->color;
     ngx_memcpy(grown, cn, offsetof(ngx_icp_gate_cache_node_t, data) + cn->len);
     grown->icp_room = (u_char) room;
 
-    ngx_rbtree_delete(&cache->sh->rbtree, old);
-    ngx_slab_free_locked(cache->shpool, old);
+    /* back in, so that ngx_icp_gate_cache_delete() finds it queued */
+    ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
+    ngx_icp_gate_cache_delete(cache, cn);
 
-    ngx_rbtree_insert(&cache->sh->rbtree, node);
-    ngx_queue_insert_head(&cache->sh->queue, &grown->queue);
+    ngx_icp_gate_cache_link(cache, grown);
 
     return grown;
 }
@@ -390,18 +503,16 @@ ngx_icp_gate_cache_grow(ngx_icp_gate_cache_t *cache,
  * room for the number, so a verdict seldom has to move its placeholder.
  */
 
-static ngx_rbtree_node_t *
+static ngx_icp_gate_cache_node_t *
 ngx_icp_gate_cache_alloc(ngx_icp_gate_cache_t *cache, size_t len,
     size_t *room)
 {
     size_t                      size, slot;
     ngx_uint_t                  n, evicted;
     ngx_queue_t                *q;
-    ngx_rbtree_node_t          *node;
     ngx_icp_gate_cache_node_t  *cn;
 
-    size = offsetof(ngx_rbtree_node_t, color)
-           + offsetof(ngx_icp_gate_cache_node_t, data) + len;
+    size = offsetof(ngx_icp_gate_cache_node_t, data) + len;
 
     for (slot = 8; slot < size + *room; slot <<= 1) { /* void */ }
 
@@ -409,7 +520,7 @@ ngx_icp_gate_cache_alloc(ngx_icp_gate_cache_t *cache, size_t len,
         *room = ngx_min(slot - size, NGX_ICP_GATE_ICP_LEN);
     }
 
-    node = ngx_slab_alloc_locked(cache->shpool, size + *room);
+    cn = ngx_slab_alloc_locked(cache->shpool, size + *room);
 
     /*
      * the zone is full: the least recently used entries go until one of
@@ -417,7 +528,7 @@ ngx_icp_gate_cache_alloc(ngx_icp_gate_cache_t *cache, size_t len,
      */
 
     for (evicted = 0;
-         node == NULL && evicted < NGX_ICP_GATE_CACHE_EVICT_MAX;
+         cn == NULL && evicted < NGX_ICP_GATE_CACHE_EVICT_MAX;
          evicted += NGX_ICP_GATE_CACHE_EVICT)
     {
         for (n = 0; n < NGX_ICP_GATE_CACHE_EVICT; n++) {
@@ -426,15 +537,32 @@ ngx_icp_gate_cache_alloc(ngx_icp_gate_cache_t *cache, size_t len,
             }
 
             q = ngx_queue_last(&cache->sh->queue);
-            cn = ngx_queue_data(q, ngx_icp_gate_cache_node_t, queue);
 
-            ngx_icp_gate_cache_delete(cache, cn);
+            ngx_icp_gate_cache_delete(cache,
+                ngx_queue_data(q, ngx_icp_gate_cache_node_t, queue));
         }
 
-        node = ngx_slab_alloc_locked(cache->shpool, size + *room);
+        cn = ngx_slab_alloc_locked(cache->shpool, size + *room);
     }
 
-    return node;
+    return cn;
+}
+
+
+/* at the head of its bucket and of the LRU queue */
+
+static void
+ngx_icp_gate_cache_link(ngx_icp_gate_cache_t *cache,
+    ngx_icp_gate_cache_node_t *cn)
+{
+    ngx_icp_gate_cache_node_t  **bucket;
+
+    bucket = &cache->sh->buckets[cn->hash & cache->sh->mask];
+
+    cn->next = *bucket;
+    *bucket = cn;
+
+    ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
 }
 
 
@@ -442,52 +570,19 @@ static void
 ngx_icp_gate_cache_delete(ngx_icp_gate_cache_t *cache,
     ngx_icp_gate_cache_node_t *cn)
 {
-    ngx_rbtree_node_t  *node;
+    ngx_icp_gate_cache_node_t  **p;
 
-    node = (ngx_rbtree_node_t *)
-               ((u_char *) cn - offsetof(ngx_rbtree_node_t, color));
-
-    ngx_queue_remove(&cn->queue);
-    ngx_rbtree_delete(&cache->sh->rbtree, node);
-    ngx_slab_free_locked(cache->shpool, node);
-}
-
-
-static void
-ngx_icp_gate_cache_insert_value(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
-{
-    ngx_rbtree_node_t          **p;
-    ngx_icp_gate_cache_node_t   *cn, *cnt;
-
-    for ( ;; ) {
-
-        if (node->key < temp->key) {
-            p = &temp->left;
-
-        } else if (node->key > temp->key) {
-            p = &temp->right;
-
-        } else {
-            cn = (ngx_icp_gate_cache_node_t *) &node->color;
-            cnt = (ngx_icp_gate_cache_node_t *) &temp->color;
-
-            p = (ngx_memn2cmp(cn->data, cnt->data, cn->len, cnt->len) < 0)
-                ? &temp->left : &temp->right;
-        }
-
-        if (*p == sentinel) {
-            break;
-        }
-
-        temp = *p;
+    for (p = &cache->sh->buckets[cn->hash & cache->sh->mask];
+         *p != cn;
+         p = &(*p)->next)
+    {
+        /* void */
     }
 
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
+    *p = cn->next;
+
+    ngx_queue_remove(&cn->queue);
+    ngx_slab_free_locked(cache->shpool, cn);
 }
 
 
@@ -497,6 +592,7 @@ ngx_icp_gate_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_icp_gate_cache_t  *ocache = data;
 
     size_t                 len;
+    ngx_uint_t             n;
     ngx_icp_gate_cache_t  *cache;
 
     cache = shm_zone->data;
@@ -515,16 +611,24 @@ ngx_icp_gate_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_OK;
     }
 
-    cache->sh = ngx_slab_alloc(cache->shpool, sizeof(ngx_icp_gate_cache_sh_t));
+    /* a power of two of buckets, about one a full zone's entry */
+
+    for (n = 64; n * 2 * NGX_ICP_GATE_CACHE_BUCKET <= shm_zone->shm.size;
+         n <<= 1)
+    {
+        /* void */
+    }
+
+    cache->sh = ngx_slab_calloc(cache->shpool,
+                                offsetof(ngx_icp_gate_cache_sh_t, buckets)
+                                + n * sizeof(ngx_icp_gate_cache_node_t *));
     if (cache->sh == NULL) {
         return NGX_ERROR;
     }
 
     cache->shpool->data = cache->sh;
 
-    ngx_rbtree_init(&cache->sh->rbtree, &cache->sh->sentinel,
-                    ngx_icp_gate_cache_insert_value);
-
+    cache->sh->mask = n - 1;
     ngx_queue_init(&cache->sh->queue);
 
     len = sizeof(" in icp_gate zone \"\"") + shm_zone->shm.name.len;

@@ -24,13 +24,17 @@ typedef struct ngx_icp_gate_cache_s  ngx_icp_gate_cache_t;
 
 ngx_shm_zone_t *ngx_icp_gate_cache_add(ngx_conf_t *cf, ngx_str_t *name,
     size_t size, void *tag);
+/* hash: ngx_icp_gate_hash() of the domain */
+
+ngx_int_t ngx_icp_gate_cache_peek(ngx_icp_gate_cache_t *cache,
+    ngx_str_t *domain, uint32_t hash, ngx_icp_gate_verdict_t *v);
 ngx_int_t ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache,
-    ngx_str_t *domain, ngx_msec_t lock_for, ngx_icp_gate_verdict_t *v,
-    ngx_uint_t *flags);
+    ngx_str_t *domain, uint32_t hash, ngx_msec_t lock_for,
+    ngx_icp_gate_verdict_t *v, ngx_uint_t *flags);
 void ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
-    ngx_icp_gate_verdict_t *v, ngx_msec_t fresh_for);
+    uint32_t hash, ngx_icp_gate_verdict_t *v, ngx_msec_t fresh_for);
 void ngx_icp_gate_cache_release(ngx_icp_gate_cache_t *cache,
-    ngx_str_t *domain, ngx_msec_t retry_after);
+    ngx_str_t *domain, uint32_t hash, ngx_msec_t retry_after);
 
 
 #endif /* _NGX_ICP_GATE_CACHE_H_INCLUDED_ */

@@ -22,19 +22,20 @@
 /*
  * The public suffix lookups cost about 4,000 instructions a label, more than
  * the rest of a small request: each worker remembers the hosts it has
- * reduced.  Sets of four 64-byte entries, 32768 hosts in 2 MB, keyed by the
- * byte-table crc32 (nginx's murmur hash shifts signed ints, undefined for
- * bytes over 127).  A hit moves an entry one place up its set and a new host
- * enters at the bottom, so hosts seen often stay when more hosts than ways
- * share a set.
+ * reduced, with its domain's hash.  Sets of eight 64-byte entries, 32768
+ * hosts in 2 MB: 10,000 hosts leave hardly a set with more hosts than
+ * ways.  A hit moves an entry one place up its set and a new host enters
+ * at the bottom, so hosts seen often stay when more hosts than ways share
+ * a set.
  */
 
-#define NGX_ICP_GATE_MEMO_SETS     8192
-#define NGX_ICP_GATE_MEMO_WAYS     4
-#define NGX_ICP_GATE_MEMO_DATA     56
+#define NGX_ICP_GATE_MEMO_SETS     4096
+#define NGX_ICP_GATE_MEMO_WAYS     8
+#define NGX_ICP_GATE_MEMO_DATA     52
 
 typedef struct {
     uint32_t                    hash;
+    uint32_t                    domain_hash;
     u_char                      host_len;       /* 0: an empty entry */
     u_char                      domain_len;
     u_char                      domain_at;      /* offset in data */
@@ -43,10 +44,16 @@ typedef struct {
 } ngx_icp_gate_domain_memo_t;
 
 
+static ngx_uint_t ngx_icp_gate_domain_reduce_host(ngx_pool_t *pool,
+    ngx_str_t *host, uint32_t hash, ngx_str_t *domain, uint32_t *domain_hash);
+static ngx_uint_t ngx_icp_gate_domain_copy(ngx_pool_t *pool, u_char *name,
+    size_t len, ngx_str_t *domain, ngx_uint_t kind);
+static ngx_uint_t ngx_icp_gate_domain_tail(ngx_str_t *host, u_char *name,
+    size_t len);
 static ngx_icp_gate_domain_memo_t *ngx_icp_gate_domain_memo_find(
     ngx_str_t *host, uint32_t hash);
 static void ngx_icp_gate_domain_memo_add(ngx_str_t *host, uint32_t hash,
-    u_char *domain, size_t len, ngx_uint_t kind);
+    u_char *domain, size_t len, uint32_t domain_hash, ngx_uint_t kind);
 static ngx_uint_t ngx_icp_gate_domain_reduce(ngx_str_t *host,
     u_char *domain, size_t *len);
 static ngx_uint_t ngx_icp_gate_domain_bracketed(u_char *p, u_char *last);
@@ -83,55 +90,97 @@ ngx_icp_gate_domain_init(ngx_log_t *log)
 }
 
 
+/*
+ * *domain_hash: ngx_icp_gate_hash() of the domain, when there is one.  The
+ * domain is the host's own tail whenever it can be (the host was lower
+ * case ASCII already, as nginx leaves an HTTP host), else a copy in pool.
+ */
+
 ngx_uint_t
 ngx_icp_gate_domain_registrable(ngx_pool_t *pool, ngx_str_t *host,
-    ngx_str_t *domain)
+    ngx_str_t *domain, uint32_t *domain_hash)
 {
-    u_char                      *from;
-    size_t                       len;
     uint32_t                     hash;
-    ngx_uint_t                   kind;
     ngx_icp_gate_domain_memo_t  *m;
-    u_char                       buf[NGX_ICP_GATE_DOMAIN_LEN];
-
-    ngx_str_set(domain, "");
 
     /* a host too long for the memo is not even hashed */
 
-    if (host->len && host->len <= NGX_ICP_GATE_MEMO_DATA) {
-        hash = ngx_crc32_long(host->data, host->len);
-        m = ngx_icp_gate_domain_memo_find(host, hash);
-
-    } else {
-        hash = 0;
-        m = NULL;
+    if (host->len == 0 || host->len > NGX_ICP_GATE_MEMO_DATA) {
+        return ngx_icp_gate_domain_reduce_host(pool, host, 0, domain,
+                                               domain_hash);
     }
 
-    if (m) {
-        kind = m->kind;
-        len = m->domain_len;
-        from = m->data + m->domain_at;
+    hash = ngx_icp_gate_hash(host->data, host->len);
 
-    } else {
-        len = 0;
-        kind = ngx_icp_gate_domain_reduce(host, buf, &len);
-        from = buf;
+    m = ngx_icp_gate_domain_memo_find(host, hash);
 
-        ngx_icp_gate_domain_memo_add(host, hash, buf, len, kind);
+    if (m == NULL) {
+        return ngx_icp_gate_domain_reduce_host(pool, host, hash, domain,
+                                               domain_hash);
     }
 
-    if (len) {
-        domain->data = ngx_pnalloc(pool, len);
-        if (domain->data == NULL) {
-            ngx_str_set(domain, "");
-            return NGX_ICP_GATE_HOST_INVALID;
-        }
+    *domain_hash = m->domain_hash;
 
-        ngx_memcpy(domain->data, from, len);
+    if (m->domain_at + m->domain_len == m->host_len) {
+        domain->data = host->data + m->domain_at;
+        domain->len = m->domain_len;
+        return m->kind;
+    }
+
+    return ngx_icp_gate_domain_copy(pool, m->data + m->domain_at,
+                                    m->domain_len, domain, m->kind);
+}
+
+
+/* the slow path: the public suffix list, then the memo */
+
+static ngx_uint_t
+ngx_icp_gate_domain_reduce_host(ngx_pool_t *pool, ngx_str_t *host,
+    uint32_t hash, ngx_str_t *domain, uint32_t *domain_hash)
+{
+    size_t      len;
+    ngx_uint_t  kind;
+    u_char      buf[NGX_ICP_GATE_DOMAIN_LEN];
+
+    len = 0;
+    kind = ngx_icp_gate_domain_reduce(host, buf, &len);
+
+    *domain_hash = ngx_icp_gate_hash(buf, len);
+
+    ngx_icp_gate_domain_memo_add(host, hash, buf, len, *domain_hash, kind);
+
+    if (ngx_icp_gate_domain_tail(host, buf, len)) {
+        domain->data = host->data + host->len - len;
         domain->len = len;
+        return kind;
     }
+
+    return ngx_icp_gate_domain_copy(pool, buf, len, domain, kind);
+}
+
+
+static ngx_uint_t
+ngx_icp_gate_domain_copy(ngx_pool_t *pool, u_char *name, size_t len,
+    ngx_str_t *domain, ngx_uint_t kind)
+{
+    domain->data = ngx_pnalloc(pool, len);
+    if (domain->data == NULL) {
+        ngx_str_set(domain, "");
+        return NGX_ICP_GATE_HOST_INVALID;
+    }
+
+    ngx_memcpy(domain->data, name, len);
+    domain->len = len;
 
     return kind;
+}
+
+
+static ngx_uint_t
+ngx_icp_gate_domain_tail(ngx_str_t *host, u_char *name, size_t len)
+{
+    return len <= host->len
+           && ngx_memcmp(host->data + host->len - len, name, len) == 0;
 }
 
 
@@ -152,7 +201,7 @@ ngx_icp_gate_domain_memo_find(ngx_str_t *host, uint32_t hash)
         m = &set[i];
 
         if (m->hash != hash || m->host_len != host->len
-            || ngx_memcmp(m->data, host->data, host->len) != 0)
+            || !ngx_icp_gate_equal(m->data, host->data, host->len))
         {
             continue;
         }
@@ -174,7 +223,7 @@ ngx_icp_gate_domain_memo_find(ngx_str_t *host, uint32_t hash)
 
 static void
 ngx_icp_gate_domain_memo_add(ngx_str_t *host, uint32_t hash, u_char *domain,
-    size_t len, ngx_uint_t kind)
+    size_t len, uint32_t domain_hash, ngx_uint_t kind)
 {
     void                        *p;
     size_t                       at;
@@ -187,9 +236,7 @@ ngx_icp_gate_domain_memo_add(ngx_str_t *host, uint32_t hash, u_char *domain,
 
     /* the domain is usually the host's own tail and takes no room */
 
-    if (len <= host->len
-        && ngx_memcmp(host->data + host->len - len, domain, len) == 0)
-    {
+    if (ngx_icp_gate_domain_tail(host, domain, len)) {
         at = host->len - len;
 
     } else if (host->len + len <= NGX_ICP_GATE_MEMO_DATA) {
@@ -231,6 +278,7 @@ ngx_icp_gate_domain_memo_add(ngx_str_t *host, uint32_t hash, u_char *domain,
     m = &set[i];
 
     m->hash = hash;
+    m->domain_hash = domain_hash;
     m->host_len = (u_char) host->len;
     m->domain_len = (u_char) len;
     m->domain_at = (u_char) at;

@@ -14,6 +14,8 @@
 #include "ngx_icp_gate_domain.h"
 
 
+static ngx_int_t ngx_icp_gate_judge_wait(ngx_icp_gate_conf_t *gcf,
+    ngx_icp_gate_judgement_t *j, ngx_pool_t *pool);
 static void ngx_icp_gate_judge_verdict(ngx_icp_gate_conf_t *gcf,
     ngx_icp_gate_judgement_t *j, ngx_int_t rc);
 static void ngx_icp_gate_refuse(ngx_icp_gate_conf_t *gcf,
@@ -54,24 +56,6 @@ static ngx_uint_t  ngx_icp_gate_host_reasons[] = {
 };
 
 
-/* host: as the client sent it, NULL data when it sent none */
-
-void
-ngx_icp_gate_judgement_init(ngx_icp_gate_judgement_t *j, ngx_str_t *host,
-    ngx_icp_gate_waiter_pt handler, void *data, ngx_log_t *log)
-{
-    j->host = *host;
-
-    if (j->host.data == NULL) {
-        ngx_str_set(&j->host, "");
-    }
-
-    j->waiter.handler = handler;
-    j->waiter.data = data;
-    j->waiter.timer.log = log;
-}
-
-
 /*
  * NGX_OK: j->result holds the verdict; NGX_AGAIN: the waiter's handler runs
  * once it is in (or icp_gate_wait ran out), until ngx_icp_gate_judge_cancel()
@@ -84,7 +68,8 @@ ngx_icp_gate_judge(ngx_icp_gate_conf_t *gcf, ngx_icp_gate_judgement_t *j,
     ngx_int_t   rc;
     ngx_uint_t  kind;
 
-    kind = ngx_icp_gate_domain_registrable(pool, &j->host, &j->domain);
+    kind = ngx_icp_gate_domain_registrable(pool, &j->host, &j->domain,
+                                           &j->hash);
 
     /* a block that serves only overseas audiences needs no filing at all */
 
@@ -99,9 +84,11 @@ ngx_icp_gate_judge(ngx_icp_gate_conf_t *gcf, ngx_icp_gate_judgement_t *j,
         return NGX_OK;
     }
 
-    rc = ngx_icp_gate_lookup(&j->domain, &j->verdict, &j->waiter, gcf->wait);
+    rc = ngx_icp_gate_lookup(&j->domain, j->hash, &j->verdict);
 
-    if (rc == NGX_AGAIN) {
+    if (rc == NGX_DECLINED && gcf->wait
+        && ngx_icp_gate_judge_wait(gcf, j, pool) == NGX_OK)
+    {
         return NGX_AGAIN;
     }
 
@@ -127,7 +114,7 @@ ngx_icp_gate_judge_again(ngx_icp_gate_conf_t *gcf,
     }
 
     if (j->domain.len == 0
-        || ngx_icp_gate_lookup(&j->domain, &v, NULL, 0) != NGX_OK)
+        || ngx_icp_gate_lookup(&j->domain, j->hash, &v) != NGX_OK)
     {
         return NGX_DECLINED;
     }
@@ -143,14 +130,44 @@ void
 ngx_icp_gate_judge_resume(ngx_icp_gate_conf_t *gcf,
     ngx_icp_gate_judgement_t *j)
 {
-    ngx_icp_gate_judge_verdict(gcf, j, j->waiter.rc);
+    ngx_icp_gate_judge_verdict(gcf, j, j->waiter->rc);
 }
 
 
 void
 ngx_icp_gate_judge_cancel(ngx_icp_gate_judgement_t *j)
 {
-    ngx_icp_gate_lookup_cancel(&j->waiter);
+    if (j->waiter) {
+        ngx_icp_gate_lookup_cancel(j->waiter);
+    }
+}
+
+
+/* a cached host never waits: the waiter comes from the pool when needed */
+
+static ngx_int_t
+ngx_icp_gate_judge_wait(ngx_icp_gate_conf_t *gcf,
+    ngx_icp_gate_judgement_t *j, ngx_pool_t *pool)
+{
+    ngx_icp_gate_waiter_t  *w;
+
+    w = j->waiter;
+
+    if (w == NULL) {
+        w = ngx_pcalloc(pool, sizeof(ngx_icp_gate_waiter_t));
+        if (w == NULL) {
+            return NGX_ERROR;
+        }
+
+        w->handler = j->handler;
+        w->data = j->data;
+        w->verdict = &j->verdict;
+        w->timer.log = pool->log;
+
+        j->waiter = w;
+    }
+
+    return ngx_icp_gate_lookup_wait(&j->domain, j->hash, w, gcf->wait);
 }
 
 

@@ -60,20 +60,50 @@ typedef struct {
 typedef struct {
     ngx_str_t                   host;
     ngx_str_t                   domain;
+    uint32_t                    hash;       /* of the domain */
     ngx_uint_t                  result;
     ngx_uint_t                  reason;
     ngx_icp_gate_verdict_t      verdict;
-    ngx_icp_gate_waiter_t       waiter;
+
+    /* who is told once a held judgement has its verdict */
+    ngx_icp_gate_waiter_pt      handler;
+    void                       *data;
+    ngx_icp_gate_waiter_t      *waiter;     /* allocated on the first wait */
 } ngx_icp_gate_judgement_t;
+
+
+#define ngx_icp_gate_judge_held(j)  ((j)->waiter && (j)->waiter->waiting)
 
 
 extern ngx_str_t  ngx_icp_gate_result_names[];
 extern ngx_str_t  ngx_icp_gate_reason_names[];
 
 
-void ngx_icp_gate_judgement_init(ngx_icp_gate_judgement_t *j,
-    ngx_str_t *host, ngx_icp_gate_waiter_pt handler, void *data,
-    ngx_log_t *log);
+/*
+ * host: as the client sent it, NULL data when it sent none; handler(data)
+ * is told when a judgement held for a verdict has it
+ */
+
+static ngx_inline void
+ngx_icp_gate_judgement_init(ngx_icp_gate_judgement_t *j, ngx_str_t *host,
+    ngx_icp_gate_waiter_pt handler, void *data)
+{
+    j->host = *host;
+
+    if (j->host.data == NULL) {
+        ngx_str_set(&j->host, "");
+    }
+
+    ngx_str_null(&j->domain);
+    j->result = NGX_ICP_GATE_RESULT_NONE;
+    j->reason = NGX_ICP_GATE_REASON_NONE;
+    j->verdict.icp_len = 0;
+    j->handler = handler;
+    j->data = data;
+    j->waiter = NULL;
+}
+
+
 ngx_int_t ngx_icp_gate_judge(ngx_icp_gate_conf_t *gcf,
     ngx_icp_gate_judgement_t *j, ngx_pool_t *pool);
 ngx_int_t ngx_icp_gate_judge_again(ngx_icp_gate_conf_t *gcf,

@@ -35,15 +35,17 @@ typedef struct {
     ngx_queue_t                 waiters;
     ngx_event_t                 event;
     ngx_msec_t                  started;
+    uint32_t                    hash;
     unsigned                    owner:1;
     u_char                      data[NGX_ICP_GATE_DOMAIN_LEN];
 } ngx_icp_gate_flight_t;
 
 
 static void ngx_icp_gate_waiter_timeout(ngx_event_t *ev);
-static ngx_icp_gate_flight_t *ngx_icp_gate_flight_find(ngx_str_t *domain);
+static ngx_icp_gate_flight_t *ngx_icp_gate_flight_find(ngx_str_t *domain,
+    uint32_t hash);
 static ngx_icp_gate_flight_t *ngx_icp_gate_flight_create(ngx_str_t *domain,
-    ngx_uint_t owner);
+    uint32_t hash, ngx_uint_t owner);
 static void ngx_icp_gate_flight_run(ngx_event_t *ev);
 static void ngx_icp_gate_flight_fetch(ngx_icp_gate_flight_t *f);
 static void ngx_icp_gate_flight_ask_api(ngx_icp_gate_flight_t *f,
@@ -113,22 +115,33 @@ ngx_icp_gate_lookup_done(void)
 
 
 /*
- * NGX_OK: *v holds the verdict; NGX_AGAIN: w is queued and its handler
- * runs once the verdict is in or "wait" ran out; NGX_DECLINED: none yet,
- * and nobody waits (w is NULL or wait 0); NGX_ERROR: none can be had.
+ * NGX_OK: *v holds the verdict; NGX_DECLINED: none yet, a flight is
+ * asking for it (ngx_icp_gate_lookup_wait() waits for it); NGX_ERROR: none
+ * can be had.
  */
 
 ngx_int_t
-ngx_icp_gate_lookup(ngx_str_t *domain, ngx_icp_gate_verdict_t *v,
-    ngx_icp_gate_waiter_t *w, ngx_msec_t wait)
+ngx_icp_gate_lookup(ngx_str_t *domain, uint32_t hash,
+    ngx_icp_gate_verdict_t *v)
 {
     ngx_int_t               rc;
     ngx_uint_t              flags;
     ngx_icp_gate_flight_t  *f;
 
-    f = ngx_icp_gate_flight_find(domain);
+    /* the hit path: no lock, nothing written */
 
-    rc = ngx_icp_gate_cache_lookup(ngx_icp_gate_cache, domain,
+    if (ngx_icp_gate_cache_peek(ngx_icp_gate_cache, domain, hash, v)
+        == NGX_OK)
+    {
+        ngx_log_debug2(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                       "icp_gate: \"%V\" is %V in the zone", domain,
+                       &ngx_icp_gate_status_names[v->status]);
+        return NGX_OK;
+    }
+
+    f = ngx_icp_gate_flight_find(domain, hash);
+
+    rc = ngx_icp_gate_cache_lookup(ngx_icp_gate_cache, domain, hash,
                                    f ? 0 : ngx_icp_gate_lock_for(), v, &flags);
 
     if (rc == NGX_OK) {
@@ -136,8 +149,11 @@ ngx_icp_gate_lookup(ngx_str_t *domain, ngx_icp_gate_verdict_t *v,
         if (flags & NGX_ICP_GATE_CACHE_LOCKED) {
             /* expired: the old verdict answers while it is refreshed */
 
-            if (ngx_icp_gate_flight_create(domain, 1) == NULL) {
-                ngx_icp_gate_cache_release(ngx_icp_gate_cache, domain,
+            ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                           "icp_gate: \"%V\" expired, refreshing it", domain);
+
+            if (ngx_icp_gate_flight_create(domain, hash, 1) == NULL) {
+                ngx_icp_gate_cache_release(ngx_icp_gate_cache, domain, hash,
                                            NGX_ICP_GATE_RETRY);
             }
         }
@@ -145,31 +161,48 @@ ngx_icp_gate_lookup(ngx_str_t *domain, ngx_icp_gate_verdict_t *v,
         return NGX_OK;
     }
 
-    if (f == NULL) {
-
-        /*
-         * without the lock another worker is asking already; when the
-         * zone cannot hold even a placeholder, this worker asks alone
-         */
-
-        f = ngx_icp_gate_flight_create(domain,
-                                       rc == NGX_ERROR
-                                       || (flags & NGX_ICP_GATE_CACHE_LOCKED));
-        if (f == NULL) {
-            if (flags & NGX_ICP_GATE_CACHE_LOCKED) {
-                ngx_icp_gate_cache_release(ngx_icp_gate_cache, domain, 0);
-            }
-
-            return NGX_ERROR;
-        }
+    if (f) {
+        return NGX_DECLINED;
     }
 
-    if (w == NULL || wait == 0) {
+    /*
+     * without the lock another worker is asking already; when the zone
+     * cannot hold even a placeholder, this worker asks alone
+     */
+
+    f = ngx_icp_gate_flight_create(domain, hash,
+                                   rc == NGX_ERROR
+                                   || (flags & NGX_ICP_GATE_CACHE_LOCKED));
+    if (f == NULL) {
+        if (flags & NGX_ICP_GATE_CACHE_LOCKED) {
+            ngx_icp_gate_cache_release(ngx_icp_gate_cache, domain, hash, 0);
+        }
+
+        return NGX_ERROR;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * w waits for the flight of the domain: NGX_OK, and its handler runs once
+ * the verdict is in or "wait" ran out, unless ngx_icp_gate_lookup_cancel()
+ * comes first; NGX_DECLINED when no flight asks for the domain
+ */
+
+ngx_int_t
+ngx_icp_gate_lookup_wait(ngx_str_t *domain, uint32_t hash,
+    ngx_icp_gate_waiter_t *w, ngx_msec_t wait)
+{
+    ngx_icp_gate_flight_t  *f;
+
+    f = ngx_icp_gate_flight_find(domain, hash);
+    if (f == NULL) {
         return NGX_DECLINED;
     }
 
     w->rc = NGX_ERROR;
-    w->verdict = v;
     w->waiting = 1;
     ngx_queue_insert_tail(&f->waiters, &w->queue);
 
@@ -177,8 +210,12 @@ ngx_icp_gate_lookup(ngx_str_t *domain, ngx_icp_gate_verdict_t *v,
     w->timer.data = w;
     ngx_add_timer(&w->timer, wait);
 
-    return NGX_AGAIN;
+    ngx_log_debug2(NGX_LOG_DEBUG_CORE, w->timer.log, 0,
+                   "icp_gate: waiting up to %Mms for \"%V\"", wait, domain);
+
+    return NGX_OK;
 }
+
 
 void
 ngx_icp_gate_lookup_cancel(ngx_icp_gate_waiter_t *w)
@@ -186,6 +223,9 @@ ngx_icp_gate_lookup_cancel(ngx_icp_gate_waiter_t *w)
     if (w->waiting) {
         ngx_queue_remove(&w->queue);
         w->waiting = 0;
+
+        ngx_log_debug0(NGX_LOG_DEBUG_CORE, w->timer.log, 0,
+                       "icp_gate: waiter gone before the verdict");
     }
 
     if (w->timer.timer_set) {
@@ -211,15 +251,11 @@ ngx_icp_gate_waiter_timeout(ngx_event_t *ev)
 
 
 static ngx_icp_gate_flight_t *
-ngx_icp_gate_flight_find(ngx_str_t *domain)
+ngx_icp_gate_flight_find(ngx_str_t *domain, uint32_t hash)
 {
-    uint32_t  hash;
-
     if (ngx_icp_gate_flights.root == ngx_icp_gate_flights.sentinel) {
         return NULL;
     }
-
-    hash = ngx_crc32_long(domain->data, domain->len);
 
     return (ngx_icp_gate_flight_t *)
                ngx_str_rbtree_lookup(&ngx_icp_gate_flights, domain, hash);
@@ -227,7 +263,7 @@ ngx_icp_gate_flight_find(ngx_str_t *domain)
 
 
 static ngx_icp_gate_flight_t *
-ngx_icp_gate_flight_create(ngx_str_t *domain, ngx_uint_t owner)
+ngx_icp_gate_flight_create(ngx_str_t *domain, uint32_t hash, ngx_uint_t owner)
 {
     ngx_icp_gate_flight_t  *f;
 
@@ -239,7 +275,8 @@ ngx_icp_gate_flight_create(ngx_str_t *domain, ngx_uint_t owner)
     ngx_memcpy(f->data, domain->data, domain->len);
     f->sn.str.data = f->data;
     f->sn.str.len = domain->len;
-    f->sn.node.key = ngx_crc32_long(domain->data, domain->len);
+    f->sn.node.key = hash;
+    f->hash = hash;
 
     ngx_rbtree_insert(&ngx_icp_gate_flights, &f->sn.node);
     ngx_queue_init(&f->waiters);
@@ -255,6 +292,10 @@ ngx_icp_gate_flight_create(ngx_str_t *domain, ngx_uint_t owner)
     f->event.cancelable = 1;
 
     ngx_add_timer(&f->event, 0);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                   "icp_gate: flight for \"%V\" started, %s", domain,
+                   owner ? "asking" : "another worker asks");
 
     return f;
 }
@@ -275,13 +316,14 @@ ngx_icp_gate_flight_run(ngx_event_t *ev)
         return;
     }
 
-    rc = ngx_icp_gate_cache_lookup(ngx_icp_gate_cache, &f->sn.str,
+    rc = ngx_icp_gate_cache_lookup(ngx_icp_gate_cache, &f->sn.str, f->hash,
                                    ngx_icp_gate_lock_for(), &v, &flags);
 
     if (rc == NGX_OK) {
         if (flags & NGX_ICP_GATE_CACHE_LOCKED) {
             /* expired already: the next lookup refreshes it */
-            ngx_icp_gate_cache_release(ngx_icp_gate_cache, &f->sn.str, 0);
+            ngx_icp_gate_cache_release(ngx_icp_gate_cache, &f->sn.str,
+                                       f->hash, 0);
         }
 
         ngx_icp_gate_flight_finish(f, NGX_OK, &v);
@@ -290,6 +332,11 @@ ngx_icp_gate_flight_run(ngx_event_t *ev)
 
     if (rc == NGX_ERROR || (flags & NGX_ICP_GATE_CACHE_LOCKED)) {
         /* the worker that was asking gave up or died: take over */
+
+        ngx_log_debug1(NGX_LOG_DEBUG_CORE, ev->log, 0,
+                       "icp_gate: taking over the flight for \"%V\"",
+                       &f->sn.str);
+
         f->owner = 1;
         ngx_icp_gate_flight_fetch(f);
         return;
@@ -304,6 +351,10 @@ ngx_icp_gate_flight_run(ngx_event_t *ev)
     delay = ngx_max(delay, NGX_ICP_GATE_POLL_MIN);
     delay = ngx_min(delay, NGX_ICP_GATE_POLL_MAX);
 
+    ngx_log_debug2(NGX_LOG_DEBUG_CORE, ev->log, 0,
+                   "icp_gate: \"%V\" not in the zone yet, next look in %Mms",
+                   &f->sn.str, delay);
+
     ngx_add_timer(&f->event, delay);
 }
 
@@ -311,6 +362,11 @@ ngx_icp_gate_flight_run(ngx_event_t *ev)
 static void
 ngx_icp_gate_flight_fetch(ngx_icp_gate_flight_t *f)
 {
+    ngx_log_debug2(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                   "icp_gate: asking %s about \"%V\"",
+                   ngx_icp_gate_lookup_conf->redis.name.len
+                   ? "Redis" : "the filing API", &f->sn.str);
+
     if (ngx_icp_gate_lookup_conf->redis.name.len == 0) {
         ngx_icp_gate_flight_ask_api(f, 1);
         return;
@@ -350,7 +406,7 @@ ngx_icp_gate_flight_ask_api(ngx_icp_gate_flight_t *f, ngx_uint_t absent)
     v.status = NGX_ICP_GATE_STATUS_UNFILED;
     v.checked_at = ngx_time();
 
-    ngx_icp_gate_cache_store(ngx_icp_gate_cache, &f->sn.str, &v,
+    ngx_icp_gate_cache_store(ngx_icp_gate_cache, &f->sn.str, f->hash, &v,
                              ngx_icp_gate_fresh_for(&v));
 
     ngx_icp_gate_flight_finish(f, NGX_OK, &v);
@@ -372,7 +428,7 @@ ngx_icp_gate_flight_redis_done(void *data, ngx_int_t rc,
         return;
     }
 
-    ngx_icp_gate_cache_store(ngx_icp_gate_cache, &f->sn.str, v,
+    ngx_icp_gate_cache_store(ngx_icp_gate_cache, &f->sn.str, f->hash, v,
                              ngx_icp_gate_fresh_for(v));
 
     ngx_icp_gate_flight_finish(f, NGX_OK, v);
@@ -385,7 +441,8 @@ ngx_icp_gate_flight_api_done(void *data, ngx_int_t rc,
 {
     ngx_icp_gate_flight_t  *f = data;
 
-    time_t  ttl;
+    time_t                       ttl;
+    ngx_icp_gate_lookup_conf_t  *lcf;
 
     if (ngx_icp_gate_exiting) {
         return;
@@ -396,14 +453,16 @@ ngx_icp_gate_flight_api_done(void *data, ngx_int_t rc,
         return;
     }
 
-    if (ngx_icp_gate_lookup_conf->redis.name.len) {
+    lcf = ngx_icp_gate_lookup_conf;
+
+    if (lcf->redis.name.len) {
         ttl = (v->status == NGX_ICP_GATE_STATUS_FILED)
-              ? ngx_icp_gate_lookup_conf->ttl : ngx_icp_gate_lookup_conf->negative_ttl;
+              ? lcf->ttl : lcf->negative_ttl;
 
         ngx_icp_gate_redis_put(&f->sn.str, v, ttl);
     }
 
-    ngx_icp_gate_cache_store(ngx_icp_gate_cache, &f->sn.str, v,
+    ngx_icp_gate_cache_store(ngx_icp_gate_cache, &f->sn.str, f->hash, v,
                              ngx_icp_gate_fresh_for(v));
 
     ngx_icp_gate_flight_finish(f, NGX_OK, v);
@@ -414,7 +473,7 @@ static void
 ngx_icp_gate_flight_fail(ngx_icp_gate_flight_t *f)
 {
     if (f->owner) {
-        ngx_icp_gate_cache_release(ngx_icp_gate_cache, &f->sn.str,
+        ngx_icp_gate_cache_release(ngx_icp_gate_cache, &f->sn.str, f->hash,
                                    NGX_ICP_GATE_RETRY);
     }
 
@@ -428,6 +487,12 @@ ngx_icp_gate_flight_finish(ngx_icp_gate_flight_t *f, ngx_int_t rc,
 {
     ngx_queue_t             waiters, *q;
     ngx_icp_gate_waiter_t  *w;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                   "icp_gate: flight for \"%V\" finished: %s%s", &f->sn.str,
+                   rc == NGX_OK ? "" : "no verdict",
+                   v ? ngx_icp_gate_status_names[v->status].data
+                     : (u_char *) "");
 
     /*
      * the flight goes before anyone wakes: a woken request may finish,
@@ -464,6 +529,9 @@ ngx_icp_gate_flight_finish(ngx_icp_gate_flight_t *f, ngx_int_t rc,
         if (v) {
             *w->verdict = *v;
         }
+
+        ngx_log_debug0(NGX_LOG_DEBUG_CORE, w->timer.log, 0,
+                       "icp_gate: waking a waiter");
 
         w->handler(w);
     }

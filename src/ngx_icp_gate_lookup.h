@@ -48,7 +48,9 @@ typedef struct {
 ngx_int_t ngx_icp_gate_lookup_init(ngx_cycle_t *cycle,
     ngx_icp_gate_lookup_conf_t *lcf);
 void ngx_icp_gate_lookup_done(void);
-ngx_int_t ngx_icp_gate_lookup(ngx_str_t *domain, ngx_icp_gate_verdict_t *v,
+ngx_int_t ngx_icp_gate_lookup(ngx_str_t *domain, uint32_t hash,
+    ngx_icp_gate_verdict_t *v);
+ngx_int_t ngx_icp_gate_lookup_wait(ngx_str_t *domain, uint32_t hash,
     ngx_icp_gate_waiter_t *w, ngx_msec_t wait);
 void ngx_icp_gate_lookup_cancel(ngx_icp_gate_waiter_t *w);
 

@@ -44,6 +44,10 @@ static void unit_escape(void);
 static void unit_cache(ngx_pool_t *pool);
 static ngx_icp_gate_cache_t *unit_cache_zone(ngx_pool_t *pool, size_t size);
 static void unit_cache_verdict(ngx_icp_gate_verdict_t *v, char *icp);
+static ngx_int_t unit_cache_get(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
+    ngx_msec_t lock_for, ngx_icp_gate_verdict_t *v, ngx_uint_t *flags);
+static void unit_cache_put(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
+    ngx_icp_gate_verdict_t *v);
 
 
 /* a filing number of the usual length: "京ICP备12345678号-1" */
@@ -208,6 +212,7 @@ unit_ok(int pass, const char *fmt, ...)
 static void
 unit_hosts(ngx_pool_t *pool)
 {
+    uint32_t      hash;
     ngx_str_t     host, domain;
     ngx_uint_t    kind, round;
     unit_host_t  *c;
@@ -219,11 +224,15 @@ unit_hosts(ngx_pool_t *pool)
             host.data = (u_char *) c->host;
             host.len = ngx_strlen(c->host);
 
-            kind = ngx_icp_gate_domain_registrable(pool, &host, &domain);
+            kind = ngx_icp_gate_domain_registrable(pool, &host, &domain,
+                                                   &hash);
 
             unit_ok(kind == c->kind
                     && domain.len == ngx_strlen(c->domain)
-                    && ngx_strncmp(domain.data, c->domain, domain.len) == 0,
+                    && ngx_strncmp(domain.data, c->domain, domain.len) == 0
+                    && (domain.len == 0
+                        || hash == ngx_icp_gate_hash(domain.data,
+                                                     domain.len)),
                     "host \"%s\" -> \"%.*s\" (%s)%s", c->host,
                     (int) domain.len, domain.data,
                     unit_host_kinds[kind],
@@ -353,14 +362,14 @@ unit_cache(ngx_pool_t *pool)
 
     ngx_str_set(&domain, "grow.example.cn");
 
-    rc = ngx_icp_gate_cache_lookup(cache, &domain, 1000, &got, &flags);
+    rc = unit_cache_get(cache, &domain, 1000, &got, &flags);
     unit_ok(rc == NGX_DECLINED && (flags & NGX_ICP_GATE_CACHE_LOCKED),
             "cache: a missing domain gets a locked placeholder");
 
     unit_cache_verdict(&v, unit_icp);
-    ngx_icp_gate_cache_store(cache, &domain, &v, 60000);
+    unit_cache_put(cache, &domain, &v);
 
-    rc = ngx_icp_gate_cache_lookup(cache, &domain, 1000, &got, &flags);
+    rc = unit_cache_get(cache, &domain, 1000, &got, &flags);
     unit_ok(rc == NGX_OK && flags == NGX_ICP_GATE_CACHE_FRESH
             && got.status == NGX_ICP_GATE_STATUS_FILED
             && got.icp_len == v.icp_len
@@ -368,11 +377,11 @@ unit_cache(ngx_pool_t *pool)
             "cache: the placeholder's verdict keeps its filing number");
 
     unit_cache_verdict(&v, "");
-    ngx_icp_gate_cache_store(cache, &domain, &v, 60000);
+    unit_cache_put(cache, &domain, &v);
     unit_cache_verdict(&v, unit_icp_long);
-    ngx_icp_gate_cache_store(cache, &domain, &v, 60000);
+    unit_cache_put(cache, &domain, &v);
 
-    rc = ngx_icp_gate_cache_lookup(cache, &domain, 1000, &got, &flags);
+    rc = unit_cache_get(cache, &domain, 1000, &got, &flags);
     unit_ok(rc == NGX_OK && got.icp_len == v.icp_len
             && ngx_memcmp(got.icp, unit_icp_long, v.icp_len) == 0,
             "cache: a longer filing number moves the entry to more room");
@@ -386,12 +395,12 @@ unit_cache(ngx_pool_t *pool)
 
     for (i = 0; i < fill; i++) {
         if (i % 50 == 0) {
-            ngx_icp_gate_cache_store(cache, &hot, &v, 60000);
+            unit_cache_put(cache, &hot, &v);
         }
 
         domain.data = name;
         domain.len = ngx_sprintf(name, "cap%ui.com.cn", i) - name;
-        ngx_icp_gate_cache_store(cache, &domain, &v, 60000);
+        unit_cache_put(cache, &domain, &v);
     }
 
     /* newest first, until the first the zone let go */
@@ -401,7 +410,7 @@ unit_cache(ngx_pool_t *pool)
         domain.len = ngx_sprintf(name, "cap%ui.com.cn", fill - 1 - held)
                      - name;
 
-        rc = ngx_icp_gate_cache_lookup(cache, &domain, 0, &got, &flags);
+        rc = unit_cache_get(cache, &domain, 0, &got, &flags);
 
         if (rc != NGX_OK || got.icp_len != v.icp_len) {
             break;
@@ -412,7 +421,7 @@ unit_cache(ngx_pool_t *pool)
             "cache: a 1 MB zone holds %lu domains with filing numbers",
             (unsigned long) held);
 
-    rc = ngx_icp_gate_cache_lookup(cache, &hot, 0, &got, &flags);
+    rc = unit_cache_get(cache, &hot, 0, &got, &flags);
     unit_ok(rc == NGX_OK, "cache: a full zone lets the least recently "
             "used go, not a domain asked for all along");
 
@@ -426,7 +435,7 @@ unit_cache(ngx_pool_t *pool)
     for (i = 0; i < fill; i++) {
         domain.data = name;
         domain.len = ngx_sprintf(name, "fill%ui.com.cn", i) - name;
-        ngx_icp_gate_cache_store(cache, &domain, &v, 60000);
+        unit_cache_put(cache, &domain, &v);
     }
 
     unit_cache_verdict(&v, unit_icp_long);
@@ -435,14 +444,14 @@ unit_cache(ngx_pool_t *pool)
     for (i = 0; i < 200; i++) {
         domain.data = name;
         domain.len = ngx_sprintf(name, "long%ui.com.cn", i) - name;
-        ngx_icp_gate_cache_store(cache, &domain, &v, 60000);
+        unit_cache_put(cache, &domain, &v);
     }
 
     for (held = 0, i = 0; i < 200; i++) {
         domain.data = name;
         domain.len = ngx_sprintf(name, "long%ui.com.cn", i) - name;
 
-        rc = ngx_icp_gate_cache_lookup(cache, &domain, 0, &got, &flags);
+        rc = unit_cache_get(cache, &domain, 0, &got, &flags);
 
         if (rc != NGX_OK) {
             continue;
@@ -522,4 +531,25 @@ unit_cache_verdict(ngx_icp_gate_verdict_t *v, char *icp)
     v->checked_at = ngx_time();
     v->icp_len = ngx_strlen(icp);
     ngx_memcpy(v->icp, icp, v->icp_len);
+}
+
+
+static ngx_int_t
+unit_cache_get(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
+    ngx_msec_t lock_for, ngx_icp_gate_verdict_t *v, ngx_uint_t *flags)
+{
+    return ngx_icp_gate_cache_lookup(cache, domain,
+                                     ngx_icp_gate_hash(domain->data,
+                                                       domain->len),
+                                     lock_for, v, flags);
+}
+
+
+static void
+unit_cache_put(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
+    ngx_icp_gate_verdict_t *v)
+{
+    ngx_icp_gate_cache_store(cache, domain,
+                             ngx_icp_gate_hash(domain->data, domain->len),
+                             v, 60000);
 }
