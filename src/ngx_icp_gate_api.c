@@ -19,11 +19,6 @@
 #include "ngx_icp_gate_api.h"
 
 
-#if (LIBCURL_VERSION_NUM < 0x075700)
-#error "icp_gate needs libcurl 7.87 or newer: CURLOPT_QUICK_EXIT"
-#endif
-
-
 #define NGX_ICP_GATE_API_BODY_MAX  16384
 
 /*
