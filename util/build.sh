@@ -1,6 +1,8 @@
 #!/bin/sh
 # util/build.sh PREFIX [asan]: nginx 1.22.1 with nginx-rtmp-module and both
 # gates compiled in statically, installed under PREFIX (PREFIX/sbin/nginx).
+# It installs no package: make checks for them first (util/deps.sh), and
+# ./configure names any library still missing.
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -8,7 +10,6 @@ prefix=$1
 variant=${2:-}
 src=$top/build/src
 
-"$top/util/deps.sh"
 "$top/util/sources.sh" "$src"
 
 work=$prefix/nginx
