@@ -326,6 +326,49 @@ subtest 'preset and a second harness object' => sub {
     ok !-e $dir, 'cleanup removed the temp dir';
 };
 
+subtest 'gated: services, modes and config in one call' => sub {
+    my $g = IcpGate::Test->gated(
+        redis => 1,
+        api => { 'filed.example' => 'filed',
+                 'slow.example' => ['revoked', delay_ms => 200] },
+        api_default => 'pending',
+        conf => { main => 'icp_gate_ttl 1h;' },
+        nginx => 0);
+    isa_ok $g, 'IcpGate::Test';
+    is $g->redis('PING'), 'PONG', 'redis => 1 started redis';
+    ok $g->api_pid, 'api started the filing api';
+    my $get = sub ($d) {
+        return $g->http(port => $g->api_port, host => 'x', path => "/v1/filing/$d");
+    };
+    is $json->decode($get->('filed.example')->{body})->{status}, 'filed', 'api: a mode';
+    my $res = $get->('slow.example');
+    is $json->decode($res->{body})->{status}, 'revoked', 'api: a mode with extras';
+    cmp_ok $res->{elapsed}, '>=', 0.2, '... and its delay_ms';
+    is $json->decode($get->('other.example')->{body})->{status}, 'pending', 'api_default';
+
+    my $conf = $g->read_file('nginx.conf') // '';
+    like $conf, qr/^icp_gate_ttl 1h;$/m, 'conf => {...}: gate_conf with its options';
+    like $conf, qr/listen 127\.0\.0\.1:${\ $g->port('http')};/, '... placeholders substituted';
+    ok -f $g->dir . '/html/index.html', '... with the pages it serves';
+    ok !$g->nginx_pid, 'nginx => 0: nginx not started';
+
+    my $text = IcpGate::Test->gated(api_default => ['filed', delay_ms => 100],
+                                    conf => "http { %%HTTP_PORT%% }\n", nginx => 0);
+    ok $text->api_pid && !$text->redis_pid, 'api_default alone starts the api, no redis';
+    cmp_ok $text->http(port => $text->api_port, host => 'x',
+                       path => '/v1/filing/any.example')->{elapsed},
+        '>=', 0.1, 'api_default with extras';
+    is $text->read_file('nginx.conf'),
+        $text->conf_prelude . 'http { ' . $text->port('http') . " }\n",
+        'conf => TEXT: the prelude, then TEXT with placeholders substituted';
+
+    my $bare = IcpGate::Test->gated;
+    ok !$bare->redis_pid && !$bare->api_pid, 'nothing asked: nothing started';
+    is $bare->read_file('nginx.conf'), undef, '... and no config written';
+    ok !eval { IcpGate::Test->gated(reddis => 1); 1 }, 'an unknown option dies';
+    like $@, qr/unknown option reddis/, '... naming it';
+};
+
 subtest 'nothing outlives a test that dies or is killed' => sub {
     for my $how ('die "boom\n"', 'kill TERM => $$; sleep 10', 'kill INT => $$; sleep 10') {
         my $script = 'use IcpGate::Test; my $t = IcpGate::Test->new; $t->start_redis; $t->start_api; '
@@ -388,6 +431,34 @@ subtest 'nginx lifecycle (only when nginx is built)' => sub {
     like $@, qr/no_such_directive/, '... with what nginx said';
 };
 
+subtest 'gated starts nginx, finish stops it (only when nginx is built)' => sub {
+    plan skip_all => 'no nginx binary at ' . $t->nginx_bin unless -x $t->nginx_bin;
+    my $g = IcpGate::Test->gated(redis => 1, api => { 'filed.cn' => 'filed' }, conf => {});
+    ok $g->nginx_pid && $g->alive($g->nginx_pid), 'a config: nginx started';
+    is $g->get('live.filed.cn')->{status}, 200, 'it gates with the modes set';
+    is $g->get('live.other.cn')->{headers}{'x-reason'}, 'unfiled', '... and refuses';
+    ok $g->wait_for(sub { $g->redis('HGET', 'icp:domain:filed.cn', 'status') eq 'filed' }),
+        '... and writes to the redis started for it';
+    ok $g->stop_nginx, 'stops';
+
+    # finish ends the plan, so it runs in a test file of its own
+    my $script = 'use Test::More; use IcpGate::Test; '
+               . 'my $t = IcpGate::Test->gated(api => {}, conf => { redis => "" }); '
+               . 'my $pid = $t->nginx_pid; $t->finish; '
+               . 'print "# master ", ($t->alive($pid) ? "alive" : "gone"), "\n";';
+    my $pid = open(my $out, '-|') // die "fork: $!";
+    if ($pid == 0) {
+        open STDERR, '>&', \*STDOUT;
+        exec $^X, "-I$FindBin::Bin/lib", '-e', $script or POSIX::_exit(127);
+    }
+    my $tap = do { local $/; <$out> } // '';
+    close $out;
+    is $?, 0, 'finish: the test file passes' or diag $tap;
+    like $tap, qr/^ok 1 - no crash or sanitizer report$/m, '... with the crash check';
+    like $tap, qr/^1\.\.1$/m, '... and the plan';
+    like $tap, qr/^# master gone$/m, '... nginx stopped by finish';
+};
+
 subtest 'stop_redis' => sub {
     my $pid = $t->redis_pid;
     $t->stop_redis;
@@ -395,5 +466,4 @@ subtest 'stop_redis' => sub {
     ok !$t->redis_pid, 'no redis pid any more';
 };
 
-IcpGate::Test::done_cleanly($t);
-done_testing;
+$t->finish;

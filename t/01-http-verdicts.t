@@ -6,23 +6,15 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use IcpGate::Test;
-use IcpGate::Conf;
 
-my $t = IcpGate::Test->new;
-$t->start_redis;
-$t->start_api;
-
-$t->api_set('filed.cn', 'filed');
-$t->api_set('pending.cn', 'pending');
-$t->api_set('revoked.cn', 'revoked');
-$t->api_set('unfiled.cn', 'unfiled');
-$t->api_set('example.com.cn', 'filed');
-$t->api_set('xn--fsqu00a.xn--fiqs8s', 'filed');    # 例子.中国
-
-$t->write_conf(gate_conf($t,
-    main => 'icp_gate_ttl 1h; icp_gate_negative_ttl 10m;'
-          . ' icp_gate_api_header X-Api-Key "sekrit";'));
-$t->start_nginx;
+my $t = IcpGate::Test->gated(
+    redis => 1,
+    api => { 'filed.cn' => 'filed', 'pending.cn' => 'pending',
+             'revoked.cn' => 'revoked', 'unfiled.cn' => 'unfiled',
+             'example.com.cn' => 'filed',
+             'xn--fsqu00a.xn--fiqs8s' => 'filed' },    # 例子.中国
+    conf => { main => 'icp_gate_ttl 1h; icp_gate_negative_ttl 10m;'
+                    . ' icp_gate_api_header X-Api-Key "sekrit";' });
 
 # filed, and the variables that say why
 my $r = $t->get('live.filed.cn');
@@ -128,6 +120,4 @@ like $line->{time}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d$/,
     'log field time is ISO 8601 with milliseconds';
 is scalar(@lines), 14, 'one line for each of the 14 refusals';
 
-$t->stop_nginx;
-$t->done_cleanly;
-done_testing;
+$t->finish;

@@ -8,15 +8,10 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(sleep time);
 use IcpGate::Test;
-use IcpGate::Conf;
 
-my $t = IcpGate::Test->new;
-$t->start_redis;
-$t->start_api;
-$t->api_default('filed');
-
-$t->write_conf(gate_conf($t,
-    main => 'icp_gate_local_ttl 1s; icp_gate_redis_prefix "gate:";'));
+my $t = IcpGate::Test->gated(
+    redis => 1, api_default => 'filed', nginx => 0,
+    conf => { main => 'icp_gate_local_ttl 1s; icp_gate_redis_prefix "gate:";' });
 
 # operators' entries, written before nginx starts
 $t->redis(qw(HSET gate:domain:manual.cn status filed source manual));
@@ -110,6 +105,4 @@ is $t->get('live.idle.cn')->{headers}{'x-reason'}, 'revoked',
     'after idle closes, Redis still answers lookups';
 is $t->api_count('idle.cn'), 0, 'without the filing API';
 
-$t->stop_nginx;
-$t->done_cleanly;
-done_testing;
+$t->finish;

@@ -6,18 +6,14 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use IcpGate::Test;
-use IcpGate::Conf;
 
-my $t = IcpGate::Test->new;
-$t->start_redis;
-$t->start_api;
-$t->api_set('filed.cn', 'filed');
-$t->api_set('abroad.com', 'unfiled', region => 'overseas');
-$t->api_set('both.com', 'filed', region => 'global');
-$t->api_set('broken.cn', '500');
-
-$t->write_conf(gate_conf($t,
-    server => <<'EOF',
+my $t = IcpGate::Test->gated(
+    redis => 1,
+    api => { 'filed.cn' => 'filed',
+             'abroad.com' => ['unfiled', region => 'overseas'],
+             'both.com' => ['filed', region => 'global'],
+             'broken.cn' => '500' },
+    conf => { server => <<'EOF',
         location /dry/ { icp_gate dry_run; }
         location /lenient/ { icp_gate_on_error allow; }
         location /451/ { icp_gate_status 451; }
@@ -34,7 +30,7 @@ $t->write_conf(gate_conf($t,
             auth_basic_user_file /nonexistent;
         }
 EOF
-    servers => <<'EOF'));
+    servers => <<'EOF' });
     server {
         listen 127.0.0.1:%%PORT_overseas%%;
         root %%DIR%%/html;
@@ -43,7 +39,6 @@ EOF
         add_header X-Reason "$icp_gate_reason" always;
     }
 EOF
-$t->start_nginx;
 
 # the overseas-only server exempts every host
 my $r = $t->get('live.unfiled.cn', '/index.html', port => $t->port('overseas'));
@@ -97,6 +92,4 @@ $r = $t->get('live.unfiled.cn', '/open/index.html');
 is $r->{status}, 404, 'icp_gate off lets everything through';
 is $r->{headers}{'x-result'}, undef, '$icp_gate_result is empty when off';
 
-$t->stop_nginx;
-$t->done_cleanly;
-done_testing;
+$t->finish;

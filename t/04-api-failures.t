@@ -8,17 +8,12 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(sleep time);
 use IcpGate::Test;
-use IcpGate::Conf;
 
-my $t = IcpGate::Test->new;
-$t->start_redis;
-$t->start_api;
-
-$t->write_conf(gate_conf($t,
-    main => 'icp_gate_api_timeout 1500ms;',
-    http => 'icp_gate_wait 800ms;',
-    server => 'location /patient/ { icp_gate_wait 3s; }'));
-$t->start_nginx;
+my $t = IcpGate::Test->gated(
+    redis => 1, api => {},
+    conf => { main => 'icp_gate_api_timeout 1500ms;',
+              http => 'icp_gate_wait 800ms;',
+              server => 'location /patient/ { icp_gate_wait 3s; }' });
 my @workers = $t->worker_pids;
 
 for my $mode (qw(garbage 500 badstatus notobject)) {
@@ -77,6 +72,4 @@ is $t->get('live.slow.cn')->{status}, 200, 'known domains keep playing';
 is_deeply [$t->worker_pids], \@workers, 'no worker died';
 unlike $t->error_log, qr/\[alert\]/,
     'no alert: curl\'s closed sockets left epoll cleanly';
-$t->stop_nginx;
-$t->done_cleanly;
-done_testing;
+$t->finish;

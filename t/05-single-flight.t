@@ -7,19 +7,14 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(sleep time);
 use IcpGate::Test;
-use IcpGate::Conf;
 
-my $t = IcpGate::Test->new;
-$t->start_redis;
-$t->start_api;
-
-$t->write_conf(gate_conf($t,
-    workers => 2,
-    redis => '',
-    main => 'icp_gate_ttl 2s; icp_gate_negative_ttl 2s;',
-    http => 'log_format pid "$pid $status $host";',
-    server => 'access_log %%DIR%%/access.log pid;'));
-$t->start_nginx;
+my $t = IcpGate::Test->gated(
+    redis => 1, api => {},
+    conf => { workers => 2,
+              redis => '',
+              main => 'icp_gate_ttl 2s; icp_gate_negative_ttl 2s;',
+              http => 'log_format pid "$pid $status $host";',
+              server => 'access_log %%DIR%%/access.log pid;' });
 
 # 50 clients at once on a cold domain whose API answer takes 500 ms
 $t->api_set('cold.cn', 'filed', delay_ms => 500);
@@ -67,6 +62,4 @@ sub get_until_403 {
     }, 5), 'a revocation found by a refresh takes effect';
 }
 
-$t->stop_nginx;
-$t->done_cleanly;
-done_testing;
+$t->finish;

@@ -9,16 +9,10 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use JSON::PP ();
 use IcpGate::Test;
-use IcpGate::Conf;
 
-my $t = IcpGate::Test->new;
-$t->start_redis;
-$t->start_api;
-$t->api_default('unfiled');
-$t->api_set('filed.cn', 'filed');
-
-$t->write_conf(gate_conf($t, http => 'large_client_header_buffers 4 16k;'));
-$t->start_nginx;
+my $t = IcpGate::Test->gated(
+    redis => 1, api => { 'filed.cn' => 'filed' }, api_default => 'unfiled',
+    conf => { http => 'large_client_header_buffers 4 16k;' });
 my @workers = $t->worker_pids;
 
 my @hosts = (
@@ -75,6 +69,4 @@ is $inject->{host}, '"},{"injected"', 'an injection attempt is a plain string';
 my ($bytes) = grep { $_->{host} =~ /^\x{ff}/ } @lines;
 is $bytes->{host}, "\x{ff}\x{fe}\x{fd}.cn", 'bytes that are not UTF-8 are written as \\u00XX';
 
-$t->stop_nginx;
-$t->done_cleanly;
-done_testing;
+$t->finish;

@@ -9,16 +9,12 @@ use Test::More;
 use POSIX ();
 use Time::HiRes qw(sleep time);
 use IcpGate::Test;
-use IcpGate::Conf;
 
-my $t = IcpGate::Test->new;
-$t->start_redis;
-$t->start_api;
-$t->api_set('filed.cn', 'filed');
-$t->api_set('inflight.cn', 'filed', delay_ms => 1500);
-
-$t->write_conf(gate_conf($t));
-$t->start_nginx;
+my $t = IcpGate::Test->gated(
+    redis => 1,
+    api => { 'filed.cn' => 'filed',
+             'inflight.cn' => ['filed', delay_ms => 1500] },
+    conf => {});
 
 is $t->get('live.filed.cn')->{status}, 200,
     'filed.cn plays before the reload';
@@ -72,6 +68,4 @@ my $old = $t->read_file('reject.log.1');
 like $old, qr/before\.cn/, 'the old file kept its lines';
 unlike $old, qr/after\.cn/, 'and got no new ones';
 
-$t->stop_nginx;
-$t->done_cleanly;
-done_testing;
+$t->finish;

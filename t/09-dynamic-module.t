@@ -89,9 +89,6 @@ SKIP: {
         like $err, qr/publish refused for unfiled\.cn: unfiled/,
             'the dynamic RTMP gate refuses an unfiled publish';
     }
-
-    $t->stop_nginx;
 }
 
-$t->done_cleanly;
-done_testing;
+$t->finish;

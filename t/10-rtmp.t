@@ -15,19 +15,13 @@ use IcpGate::Rtmp;
 plan skip_all => 'ffmpeg is not installed'
     unless system('sh', '-c', 'command -v ffmpeg >/dev/null') == 0;
 
-my $t = IcpGate::Test->new;
-$t->start_redis;
-$t->start_api;
-$t->api_set('filed.cn', 'filed');
-$t->api_set('pending.cn', 'pending');
-$t->api_set('revoked.cn', 'revoked');
-$t->api_set('cold.cn', 'filed', delay_ms => 1500);
-$t->api_set('slowpoke.cn', 'filed', delay_ms => 2500);
-
-mkdir $t->dir . '/hls';
-chmod 0777, $t->dir . '/hls';
-
-$t->write_conf($t->conf_prelude(workers => 2) . <<'EOF');
+my $t = IcpGate::Test->gated(
+    redis => 1,
+    api => { 'filed.cn' => 'filed', 'pending.cn' => 'pending',
+             'revoked.cn' => 'revoked',
+             'cold.cn' => ['filed', delay_ms => 1500],
+             'slowpoke.cn' => ['filed', delay_ms => 2500] },
+    conf => <<'EOF');
 rtmp_auto_push on;
 rtmp_auto_push_reconnect 100ms;
 icp_gate_redis 127.0.0.1:%%REDIS_PORT%%;
@@ -73,7 +67,8 @@ http {
     }
 }
 EOF
-$t->start_nginx;
+mkdir $t->dir . '/hls';    # needed from the first publish on, by workers run as nobody
+chmod 0777, $t->dir . '/hls';
 my @workers = $t->worker_pids;
 
 # a filed domain: the publish runs and players receive frames, on both
@@ -203,6 +198,4 @@ ok((grep { $_->{action} eq 'play' && $_->{reason} eq 'revoked' } @dropped),
    'the dropped play is logged as revoked');
 
 is_deeply [$t->worker_pids], \@workers, 'every worker is alive';
-$t->stop_nginx;
-$t->done_cleanly;
-done_testing;
+$t->finish;

@@ -9,20 +9,16 @@ use Test::More;
 use IcpGate::Test;
 use IcpGate::Conf;
 
-my $t = IcpGate::Test->new;
-$t->start_redis;
-$t->start_api;
-$t->api_default('filed');
+my $t = IcpGate::Test->gated(
+    redis => 1, api_default => 'filed', nginx => 0,
+    conf => { redis => 'icp_gate_redis 127.0.0.1:%%REDIS_PORT%% db=3 password=s3cret;',
+              main => 'icp_gate_zone small:32k;' });
 $t->redis(qw(CONFIG SET requirepass s3cret));
+$t->start_nginx;
 
 sub redis_db3(@args) {
     return $t->redis('-a', 's3cret', '--no-auth-warning', '-n', '3', @args);
 }
-
-$t->write_conf(gate_conf($t,
-    redis => 'icp_gate_redis 127.0.0.1:%%REDIS_PORT%% db=3 password=s3cret;',
-    main => 'icp_gate_zone small:32k;'));
-$t->start_nginx;
 
 # a zone of 32k holds a few dozen domains; 300 pass through it
 my $ok = 0;
@@ -60,6 +56,4 @@ is $t->get('live.other.cn')->{status}, 200,
 ok $t->wait_for(sub { $t->error_log =~ /icp_gate: redis .* refused setup: /s }, 5),
     'the refused AUTH is logged';
 
-$t->stop_nginx;
-$t->done_cleanly;
-done_testing;
+$t->finish;

@@ -15,6 +15,13 @@ package IcpGate::Test;
 #   $t->start_nginx;
 #   is $t->http(host => 'example.com')->{status}, 200;
 #
+# or, with the gated server of IcpGate::Conf, see gated() and finish():
+#
+#   my $t = IcpGate::Test->gated(redis => 1, api => { 'filed.cn' => 'filed' },
+#                                conf => { main => 'icp_gate_ttl 1h;' });
+#   is $t->get('live.filed.cn')->{status}, 200;
+#   $t->finish;
+#
 # Environment: ICP_GATE_NGINX (nginx binary, default <repo>/build/sbin/nginx),
 # ICP_GATE_PYTHON (default python3), ICP_GATE_KEEP (keep the temp dir), TMPDIR.
 
@@ -32,6 +39,7 @@ use POSIX ();
 use Scalar::Util ();
 use Test::More ();
 use Time::HiRes qw(time sleep);
+use IcpGate::Conf ();
 
 # t/lib/IcpGate/Test.pm -> the repository root is three levels above this dir
 our $REPO = Cwd::abs_path(File::Basename::dirname(__FILE__) . '/../../..');
@@ -404,6 +412,50 @@ sub worker_pids($self) {
     }
     my @sorted = sort { $a <=> $b } @workers;
     return @sorted;    # (a bare "return sort" is undefined in scalar context)
+}
+
+# ---------------------------------------------------------------- the usual test file
+
+# The head most test files share, in one call: a new object with the
+# services asked for, the config written and nginx started.  %o:
+#   redis       => 1                     start redis-server
+#   api         => { DOMAIN => MODE | [MODE, %extra], ... }
+#   api_default => MODE | [MODE, %extra] start the filing API stand-in with
+#                                        these modes (api => {} for none)
+#   conf        => { gate_conf options }, or TEXT: conf_prelude then TEXT
+#   nginx       => 0                     write the config, start no nginx
+#                                        (the test prepares more first)
+# nginx starts when there is a config, unless nginx => 0.
+sub gated($class, %o) {
+    # a misspelt option would quietly leave something unstarted
+    my @unknown = grep { !/^(?:redis|api|api_default|conf|nginx)$/ } sort keys %o;
+    die "gated: unknown option @unknown\n" if @unknown;
+
+    my $t = $class->new;
+    $t->start_redis if $o{redis};
+    if ($o{api} || defined $o{api_default}) {
+        $t->start_api;
+        my $api = $o{api} // {};
+        $t->api_set($_, ref $api->{$_} ? @{ $api->{$_} } : $api->{$_})
+            for sort keys %$api;    # sorted: the same order on every run
+        my $default = $o{api_default};
+        $t->api_default(ref $default ? @$default : $default) if defined $default;
+    }
+    if (defined(my $conf = $o{conf})) {
+        $t->write_conf(ref $conf ? IcpGate::Conf::gate_conf($t, %$conf)
+                                 : $t->conf_prelude . $conf);
+        $t->start_nginx if $o{nginx} // 1;
+    }
+    return $t;
+}
+
+# The tail they share: nginx stopped first, so that a crash on the way out
+# is caught too, then the crash check (one test) and the end of the plan.
+sub finish($self) {
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    $self->stop_nginx;
+    $self->done_cleanly;
+    Test::More::done_testing();
 }
 
 # ---------------------------------------------------------------- HTTP client
