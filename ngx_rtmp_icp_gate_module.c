@@ -19,6 +19,7 @@
 #include "ngx_icp_gate_judge.h"
 #include "ngx_icp_gate_domain.h"
 #include "ngx_icp_gate_log.h"
+#include "ngx_icp_gate_socket.h"
 
 
 #define NGX_RTMP_ICP_GATE_PUBLISH  0
@@ -271,7 +272,7 @@ ngx_rtmp_icp_gate_act(ngx_rtmp_session_t *s, ngx_rtmp_icp_gate_ctx_t *ctx)
 
     if (gacf->recheck && !ctx->recheck.timer_set) {
         ctx->recheck.handler = ngx_rtmp_icp_gate_recheck;
-        ctx->recheck.data = ctx;
+        ctx->recheck.data = ngx_icp_gate_timer_ident;
         ctx->recheck.log = s->connection->log;
         ctx->recheck.cancelable = 1;
 
@@ -404,11 +405,13 @@ ngx_rtmp_icp_gate_wake(ngx_icp_gate_waiter_t *w)
 static void
 ngx_rtmp_icp_gate_recheck(ngx_event_t *ev)
 {
-    ngx_rtmp_icp_gate_ctx_t  *ctx = ev->data;
-
     ngx_uint_t                     was;
     ngx_rtmp_session_t            *s;
+    ngx_rtmp_icp_gate_ctx_t       *ctx;
     ngx_rtmp_icp_gate_app_conf_t  *gacf;
+
+    ctx = (ngx_rtmp_icp_gate_ctx_t *)
+              ((u_char *) ev - offsetof(ngx_rtmp_icp_gate_ctx_t, recheck));
 
     s = ctx->session;
 

@@ -176,9 +176,10 @@ class Resp:
 
 
 def wrk(port, seconds, connections=32, host=None, script=None,
-        script_args=(), path="/seg.ts"):
+        script_args=(), path="/seg.ts", threads=1):
     """One wrk run; returns {requests, rps, errors}."""
-    cmd = ["wrk", "-t1", "-c%d" % connections, "-d%ds" % seconds]
+    cmd = ["wrk", "-t%d" % threads, "-c%d" % connections,
+           "-d%ds" % seconds]
     if host:
         cmd += ["-H", "Host: " + host]
     if script:

@@ -16,6 +16,7 @@ BENCH_ROUNDS (9) and BENCH_SECONDS (2) set the rounds and their length.
 """
 
 import argparse
+import contextlib
 import datetime
 import glob
 import json
@@ -44,6 +45,7 @@ PORT = {
     "auth_request_keepalive": 28004, "debian": 28005, "lua": 28006,
     "cold": 28010, "capacity": 28011, "rtmp": 28035,
     "callgrind_nginx": 28021, "callgrind_icp_gate": 28022,
+    "nginx_2w": 28031, "icp_gate_2w": 28032,
 }
 HOT_HOST = "live.filed-bench.cn"
 HOSTS_LUA = os.path.join(TOP, "bench", "hosts.lua")
@@ -78,6 +80,11 @@ HTTP_VARIANTS = (
      "auth_request + proxy_pass, upstream keepalive", "ours", "nginx"),
     ("debian", "Debian nginx + lua module, no gate", "debian", None),
     ("lua", "access_by_lua_block + lua_shared_dict", "debian", "debian"),
+)
+# the hot path again with 2 workers: what the workers share costs
+TWO_WORKER_VARIANTS = (
+    ("nginx_2w", "nginx, no gate, 2 workers", "two", None),
+    ("icp_gate_2w", "icp_gate on, 2 workers", "two", "nginx_2w"),
 )
 RTMP_VARIANTS = (
     ("open", "nginx-rtmp, no gate", "open", None),
@@ -231,6 +238,23 @@ http {
 }
 """
 
+# reuseport: the kernel spreads wrk's connections over both workers
+TWO_WORKER_CONF = """
+http {
+%(common)s
+    server { listen 127.0.0.1:%(nginx_2w)d reuseport; root %(html)s; }
+    server {
+        listen 127.0.0.1:%(icp_gate_2w)d reuseport;
+        root %(html)s;
+        icp_gate on;
+    }
+}
+"""
+
+# the gate's entry points: under --toggle-collect, callgrind counts the
+# instructions from their entry to their return, calls included
+GATE_ENTRY_POINTS = ("ngx_http_icp_gate_handler", "ngx_http_icp_gate_cleanup")
+
 CAPACITY_CONF = """
 http {
 %(common)s
@@ -334,7 +358,8 @@ class Bench:
             sys.exit("bench: port %d answered %d for %s"
                      % (port, status, host))
 
-    def http_rounds(self, name, host=None, script_args=()):
+    def http_rounds(self, name, host=None, script_args=(),
+                    variants=HTTP_VARIANTS, threads=1):
         """Rounds of wrk over every HTTP variant, each run next to a run of
         its baseline, the pair's order and the variants' order changing
         from round to round."""
@@ -344,12 +369,13 @@ class Bench:
             nginx = self.instances[instance]
             before = nginx.cpu()
             run = clients.wrk(PORT[key], self.seconds, host=host,
-                              script=script, script_args=script_args)
+                              script=script, script_args=script_args,
+                              threads=threads)
             run["cpu_us"] = (nginx.cpu() - before) * 1e6 / run["requests"]
             run["rate"] = run["rps"]
             return run
 
-        return self.paired_rounds(name, HTTP_VARIANTS, measure)
+        return self.paired_rounds(name, variants, measure)
 
     def paired_rounds(self, name, variants, measure):
         samples = {key: [] for key, *_ in variants}
@@ -391,6 +417,20 @@ class Bench:
             self.expect_200(PORT[key], HOT_HOST)
             clients.wrk(PORT[key], 1, host=HOT_HOST)
         self.results["hot"] = self.http_rounds("hot", host=HOT_HOST)
+
+    def two_workers(self):
+        say("HTTP hot path, 2 workers: one cached filed host")
+        two = self.gated_nginx("two", TWO_WORKER_CONF,
+                               [PORT["nginx_2w"], PORT["icp_gate_2w"]],
+                               workers=2)
+        self.instances["two"] = two
+        for key, *_ in TWO_WORKER_VARIANTS:
+            self.expect_200(PORT[key], HOT_HOST)
+            clients.wrk(PORT[key], 1, host=HOT_HOST, threads=2)
+        self.results["hot_2w"] = self.http_rounds(
+            "hot, 2 workers", host=HOT_HOST, variants=TWO_WORKER_VARIANTS,
+            threads=2)
+        two.stop()
 
     def host_mix(self):
         say("HTTP host mix: %d hosts over %d registrable domains"
@@ -498,32 +538,27 @@ class Bench:
 
     def instructions(self):
         """User-space instructions per request under callgrind: the same
-        for the same binary and requests however busy the machine is."""
+        for the same binary and requests however busy the machine is.
+        Twice: the whole request with and without the gate, in one
+        process; then only what runs inside the gate's entry points, which
+        glibc's malloc, taking other paths as the heap's history differs,
+        cannot blur."""
         say("Instructions per request: one nginx process under callgrind")
-        d = os.path.join(self.work, "callgrind")
-        os.makedirs(os.path.join(d, "logs"))
-        with open(os.path.join(d, "nginx.conf"), "w") as f:
-            f.write((CALLGRIND_CONF % self.values(engine=self.engine()))
-                    .replace("@DIR@", d))
-        out = os.path.join(d, "callgrind.out")
-        with open(os.path.join(d, "valgrind.log"), "w") as log:
-            proc = subprocess.Popen(
-                ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
-                 self.args.nginx, "-e", os.path.join(d, "error.log"),
-                 "-p", d + "/", "-c", os.path.join(d, "nginx.conf")],
-                stdout=log, stderr=log)
-        try:
-            wait_for_port(PORT["callgrind_icp_gate"], "nginx under callgrind",
-                          60)
-            counted = {}
+        counted = {}
+        with self.callgrind("callgrind", []) as out:
             for key in ("nginx", "icp_gate"):
-                for load, host, script_args in (
-                        ("hot", HOT_HOST, ()), ("mix", None, [self.hosts])):
-                    counted[key + "_" + load] = self.count_instructions(
-                        PORT["callgrind_" + key], host, script_args, out)
-        finally:
-            proc.send_signal(signal.SIGQUIT)
-            proc.wait()
+                for load in ("hot", "mix"):
+                    total, requests, _ = self.count_instructions(
+                        PORT["callgrind_" + key], load, out)
+                    counted[key + "_" + load] = total / requests
+        toggles = ["--toggle-collect=" + f for f in GATE_ENTRY_POINTS]
+        with self.callgrind("callgrind-gate", toggles) as out:
+            for load in ("hot", "mix"):
+                total, requests, dump = self.count_instructions(
+                    PORT["callgrind_icp_gate"], load, out)
+                block = self.inclusive(dump, "ngx_palloc_block")
+                counted["inside_" + load] = (total - block) / requests
+                counted["pool_block_" + load] = block / requests
         result = dict(counted)
         for load in ("hot", "mix"):
             result["ratio_" + load] = (counted["icp_gate_" + load]
@@ -531,7 +566,35 @@ class Bench:
         self.results["instructions"] = result
         say("  %s" % result)
 
-    def count_instructions(self, port, host, script_args, out):
+    @contextlib.contextmanager
+    def callgrind(self, name, options):
+        """Our nginx, one process, under callgrind; yields the path its
+        dumps start with."""
+        d = os.path.join(self.work, name)
+        os.makedirs(os.path.join(d, "logs"))
+        with open(os.path.join(d, "nginx.conf"), "w") as f:
+            f.write((CALLGRIND_CONF % self.values(engine=self.engine()))
+                    .replace("@DIR@", d))
+        out = os.path.join(d, "callgrind.out")
+        with open(os.path.join(d, "valgrind.log"), "w") as log:
+            proc = subprocess.Popen(
+                ["valgrind", "--tool=callgrind",
+                 "--callgrind-out-file=" + out] + options
+                + [self.args.nginx, "-e", os.path.join(d, "error.log"),
+                   "-p", d + "/", "-c", os.path.join(d, "nginx.conf")],
+                stdout=log, stderr=log)
+        try:
+            wait_for_port(PORT["callgrind_icp_gate"], "nginx under callgrind",
+                          60)
+            yield out
+        finally:
+            proc.send_signal(signal.SIGQUIT)
+            proc.wait()
+
+    def count_instructions(self, port, load, out):
+        """(instructions counted, requests, dump) of a 3 s run of wrk."""
+        host = HOT_HOST if load == "hot" else None
+        script_args = [self.hosts] if load == "mix" else ()
         script = HOSTS_LUA if script_args else None
         client = clients.HttpClient(port)
         with open(self.hosts) as f:
@@ -551,10 +614,25 @@ class Bench:
                 break
             time.sleep(0.1)
         time.sleep(0.5)
-        with open(dumps.pop()) as f:
+        dump = dumps.pop()
+        with open(dump) as f:
             total = next(int(line.split()[1]) for line in f
                          if line.startswith(("summary:", "totals:")))
-        return total / run["requests"]
+        return total, run["requests"], dump
+
+    @staticmethod
+    def inclusive(dump, function):
+        """Instructions counted in function and what it called.  Inside
+        the gate, ngx_palloc_block() is the second block of the request's
+        pool, which the request allocates anyway, gate or not, just
+        later."""
+        text = subprocess.run(["callgrind_annotate", "--inclusive=yes",
+                               "--threshold=100", dump],
+                              capture_output=True, text=True).stdout
+        for line in text.splitlines():
+            if (":" + function + " ") in line:
+                return int(line.split()[0].replace(",", ""))
+        return 0
 
     # -- RTMP -------------------------------------------------------------
 
@@ -680,8 +758,8 @@ class Bench:
             report.write(self.results, self.args.out)
 
 
-SCENARIOS = ("hot_path", "host_mix", "instructions", "redis_tier", "cold",
-             "rtmp", "capacity")
+SCENARIOS = ("hot_path", "two_workers", "host_mix", "instructions",
+             "redis_tier", "cold", "rtmp", "capacity")
 
 
 def main():

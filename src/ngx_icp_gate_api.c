@@ -131,6 +131,7 @@ ngx_icp_gate_api_init(ngx_cycle_t *cycle, ngx_icp_gate_api_conf_t *acf)
                       (long) NGX_ICP_GATE_API_MAX);
 
     ngx_icp_gate_api_timer.handler = ngx_icp_gate_api_timeout;
+    ngx_icp_gate_api_timer.data = ngx_icp_gate_timer_ident;
     ngx_icp_gate_api_timer.log = cycle->log;
     ngx_icp_gate_api_timer.cancelable = 1;
 
@@ -254,6 +255,10 @@ ngx_icp_gate_api_fetch(ngx_str_t *domain, ngx_icp_gate_api_pt handler,
 
     ngx_queue_insert_tail(&ngx_icp_gate_api_requests, &req->queue);
     ngx_icp_gate_api_running++;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                   "icp_gate: filing API transfer for \"%V\" started, "
+                   "%ui running", &req->domain, ngx_icp_gate_api_running);
 
     return NGX_OK;
 }
@@ -431,6 +436,12 @@ ngx_icp_gate_api_collect(void)
         curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &req);
 
         rc = ngx_icp_gate_api_verdict(req, result, &v);
+
+        ngx_log_debug3(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                       "icp_gate: filing API transfer for \"%V\" ended: "
+                       "%s, %s", &req->domain, curl_easy_strerror(result),
+                       rc == NGX_OK ? ngx_icp_gate_status_names[v.status].data
+                                    : (u_char *) "no verdict");
 
         curl_multi_remove_handle(ngx_icp_gate_api_multi, easy);
         curl_easy_cleanup(easy);

@@ -16,6 +16,7 @@
 
 #include "ngx_icp_gate_lookup.h"
 #include "ngx_icp_gate_cache.h"
+#include "ngx_icp_gate_socket.h"
 
 
 /*
@@ -162,6 +163,9 @@ ngx_icp_gate_lookup(ngx_str_t *domain, uint32_t hash,
     }
 
     if (f) {
+        ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                       "icp_gate: flight for \"%V\" under way, joining it",
+                       domain);
         return NGX_DECLINED;
     }
 
@@ -207,7 +211,7 @@ ngx_icp_gate_lookup_wait(ngx_str_t *domain, uint32_t hash,
     ngx_queue_insert_tail(&f->waiters, &w->queue);
 
     w->timer.handler = ngx_icp_gate_waiter_timeout;
-    w->timer.data = w;
+    w->timer.data = ngx_icp_gate_timer_ident;
     ngx_add_timer(&w->timer, wait);
 
     ngx_log_debug2(NGX_LOG_DEBUG_CORE, w->timer.log, 0,
@@ -237,7 +241,10 @@ ngx_icp_gate_lookup_cancel(ngx_icp_gate_waiter_t *w)
 static void
 ngx_icp_gate_waiter_timeout(ngx_event_t *ev)
 {
-    ngx_icp_gate_waiter_t  *w = ev->data;
+    ngx_icp_gate_waiter_t  *w;
+
+    w = (ngx_icp_gate_waiter_t *)
+            ((u_char *) ev - offsetof(ngx_icp_gate_waiter_t, timer));
 
     ngx_log_error(NGX_LOG_WARN, ev->log, 0,
                   "icp_gate: no verdict within icp_gate_wait");
@@ -287,7 +294,7 @@ ngx_icp_gate_flight_create(ngx_str_t *domain, uint32_t hash, ngx_uint_t owner)
     /* the first step runs from the event loop, never inside a lookup */
 
     f->event.handler = ngx_icp_gate_flight_run;
-    f->event.data = f;
+    f->event.data = ngx_icp_gate_timer_ident;
     f->event.log = ngx_cycle->log;
     f->event.cancelable = 1;
 
@@ -304,12 +311,14 @@ ngx_icp_gate_flight_create(ngx_str_t *domain, uint32_t hash, ngx_uint_t owner)
 static void
 ngx_icp_gate_flight_run(ngx_event_t *ev)
 {
-    ngx_icp_gate_flight_t  *f = ev->data;
-
     ngx_int_t               rc;
     ngx_msec_t              delay;
     ngx_uint_t              flags;
+    ngx_icp_gate_flight_t  *f;
     ngx_icp_gate_verdict_t  v;
+
+    f = (ngx_icp_gate_flight_t *)
+            ((u_char *) ev - offsetof(ngx_icp_gate_flight_t, event));
 
     if (f->owner) {
         ngx_icp_gate_flight_fetch(f);

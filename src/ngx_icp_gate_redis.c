@@ -217,10 +217,12 @@ ngx_icp_gate_redis_init(ngx_cycle_t *cycle, ngx_icp_gate_redis_conf_t *rcf)
     /* neither timer may keep an exiting worker alive */
 
     ngx_icp_gate_redis_timer.handler = ngx_icp_gate_redis_timeout;
+    ngx_icp_gate_redis_timer.data = ngx_icp_gate_timer_ident;
     ngx_icp_gate_redis_timer.log = cycle->log;
     ngx_icp_gate_redis_timer.cancelable = 1;
 
     ngx_icp_gate_redis_retry_ev.handler = ngx_icp_gate_redis_retry;
+    ngx_icp_gate_redis_retry_ev.data = ngx_icp_gate_timer_ident;
     ngx_icp_gate_redis_retry_ev.log = cycle->log;
     ngx_icp_gate_redis_retry_ev.cancelable = 1;
 
@@ -529,6 +531,10 @@ ngx_icp_gate_redis_send(redisAsyncContext *ac, redisCallbackFn *fn,
 
     ngx_icp_gate_redis_pending++;
 
+    ngx_log_debug3(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                   "icp_gate: redis %*s sent, %ui pending",
+                   argvlen[0], argv[0], ngx_icp_gate_redis_pending);
+
     if (!ngx_icp_gate_redis_timer.timer_set) {
         ngx_add_timer(&ngx_icp_gate_redis_timer,
                       ngx_icp_gate_redis_conf->timeout);
@@ -739,6 +745,12 @@ ngx_icp_gate_redis_get_reply(redisAsyncContext *ac, void *r, void *privdata)
     handler = cmd->handler;
     data = cmd->data;
     ngx_free(cmd);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                   "icp_gate: redis answered HGETALL with %s",
+                   reply == NULL ? "no reply"
+                   : reply->type == REDIS_REPLY_ARRAY ? "a hash"
+                   : "something else");
 
     if (reply == NULL) {
         rc = NGX_ERROR;

@@ -11,6 +11,9 @@
 #include "ngx_icp_gate_socket.h"
 
 
+void  *ngx_icp_gate_timer_ident[] = { NULL, NULL, NULL, (void *) -1 };
+
+
 /* NULL when the worker is out of connections */
 
 ngx_connection_t *

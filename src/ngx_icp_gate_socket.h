@@ -17,6 +17,14 @@
 #include <ngx_event.h>
 
 
+/*
+ * The data of an event no socket owns (a timer's): with "error_log ...
+ * debug" nginx reads a descriptor from its data where ngx_connection_t
+ * keeps its fd, and finds -1 here.
+ */
+extern void  *ngx_icp_gate_timer_ident[];
+
+
 ngx_connection_t *ngx_icp_gate_socket_wrap(ngx_socket_t fd,
     ngx_event_handler_pt read, ngx_event_handler_pt write, void *data);
 void ngx_icp_gate_socket_want(ngx_event_t *ev, ngx_uint_t want);

@@ -42,7 +42,8 @@ static void unit_urls(void);
 static void unit_answers(void);
 static void unit_escape(void);
 static void unit_cache(ngx_pool_t *pool);
-static ngx_icp_gate_cache_t *unit_cache_zone(ngx_pool_t *pool, size_t size);
+static void unit_cache_peek(ngx_pool_t *pool);
+static ngx_shm_zone_t *unit_cache_zone(ngx_pool_t *pool, size_t size);
 static void unit_cache_verdict(ngx_icp_gate_verdict_t *v, char *icp);
 static ngx_int_t unit_cache_get(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     ngx_msec_t lock_for, ngx_icp_gate_verdict_t *v, ngx_uint_t *flags);
@@ -157,6 +158,9 @@ main(void)
     /* 0 would make the zone's lock look free whoever holds it */
     ngx_pid = getpid();
 
+    /* a unit that hangs (a lock taken where none may be) fails */
+    alarm(60);
+
     ngx_pagesize = getpagesize();
     for (n = ngx_pagesize; n >>= 1; ngx_pagesize_shift++) { /* void */ }
     ngx_slab_sizes_init();
@@ -179,6 +183,7 @@ main(void)
     unit_answers();
     unit_escape();
     unit_cache(pool);
+    unit_cache_peek(pool);
 
     printf("1..%lu\n", (unsigned long) unit_n);
 
@@ -349,14 +354,17 @@ unit_cache(ngx_pool_t *pool)
     ngx_str_t                domain, hot;
     ngx_int_t                rc;
     ngx_uint_t               i, flags, held, fill, wrong;
+    ngx_shm_zone_t          *zone;
     ngx_icp_gate_cache_t    *cache;
     ngx_icp_gate_verdict_t   v, got;
 
-    cache = unit_cache_zone(pool, 1024 * 1024);
-    if (cache == NULL) {
+    zone = unit_cache_zone(pool, 1024 * 1024);
+    if (zone == NULL) {
         unit_ok(0, "a 1 MB zone for the cache");
         return;
     }
+
+    cache = zone->data;
 
     /* a placeholder has no room for a number; its verdict makes some */
 
@@ -475,9 +483,89 @@ unit_cache(ngx_pool_t *pool)
 }
 
 
+/* the hit path: no lock taken, nothing written, nothing stale */
+
+static void
+unit_cache_peek(ngx_pool_t *pool)
+{
+    u_char                  *before;
+    uint32_t                 hash;
+    ngx_int_t                rc;
+    ngx_str_t                domain, other;
+    ngx_uint_t               i, flags, same;
+    ngx_shm_zone_t          *zone;
+    ngx_slab_pool_t         *shpool;
+    ngx_icp_gate_cache_t    *cache;
+    ngx_icp_gate_verdict_t   v, got;
+
+    zone = unit_cache_zone(pool, 64 * 1024);
+    before = ngx_palloc(pool, 64 * 1024);
+
+    if (zone == NULL || before == NULL) {
+        unit_ok(0, "a 64 KB zone for the cache");
+        return;
+    }
+
+    cache = zone->data;
+    shpool = (ngx_slab_pool_t *) zone->shm.addr;
+
+    ngx_str_set(&domain, "peek.example.cn");
+    hash = ngx_icp_gate_hash(domain.data, domain.len);
+
+    unit_ok(ngx_icp_gate_cache_peek(cache, &domain, hash, &got)
+            == NGX_DECLINED, "cache peek: no entry, no verdict");
+
+    unit_cache_verdict(&v, unit_icp);
+    unit_cache_put(cache, &domain, &v);
+
+    /* a worker that held the lock would deadlock a reader that took it */
+
+    ngx_shmtx_lock(&shpool->mutex);
+    rc = ngx_icp_gate_cache_peek(cache, &domain, hash, &got);
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    unit_ok(rc == NGX_OK && got.status == NGX_ICP_GATE_STATUS_FILED
+            && got.icp_len == v.icp_len
+            && ngx_memcmp(got.icp, unit_icp, v.icp_len) == 0,
+            "cache peek: a fresh verdict is read while the zone is locked");
+
+    ngx_memcpy(before, zone->shm.addr, 64 * 1024);
+
+    for (i = 0, same = 0; i < 1000; i++) {
+        same += (ngx_icp_gate_cache_peek(cache, &domain, hash, &got)
+                 == NGX_OK);
+    }
+
+    unit_ok(same == 1000
+            && ngx_memcmp(before, zone->shm.addr, 64 * 1024) == 0,
+            "cache peek: 1000 reads write not a byte of the zone");
+
+    v.status = NGX_ICP_GATE_STATUS_REVOKED;
+    unit_cache_put(cache, &domain, &v);
+
+    rc = ngx_icp_gate_cache_peek(cache, &domain, hash, &got);
+    unit_ok(rc == NGX_OK && got.status == NGX_ICP_GATE_STATUS_REVOKED,
+            "cache peek: a read after a write sees the new verdict");
+
+    ngx_icp_gate_cache_store(cache, &domain, hash, &v, 0);
+
+    unit_ok(ngx_icp_gate_cache_peek(cache, &domain, hash, &got)
+            == NGX_DECLINED,
+            "cache peek: an expired verdict is left to the locked lookup");
+
+    ngx_str_set(&other, "placeholder.example.cn");
+    (void) unit_cache_get(cache, &other, 1000, &got, &flags);
+
+    unit_ok(ngx_icp_gate_cache_peek(cache, &other,
+                                    ngx_icp_gate_hash(other.data, other.len),
+                                    &got)
+            == NGX_DECLINED, "cache peek: a placeholder is no verdict");
+}
+
+
 /* what ngx_init_cycle() does for a zone, without a cycle to init */
 
-static ngx_icp_gate_cache_t *
+static ngx_shm_zone_t *
 unit_cache_zone(ngx_pool_t *pool, size_t size)
 {
     ngx_str_t         name = ngx_string("unit");
@@ -517,7 +605,7 @@ unit_cache_zone(ngx_pool_t *pool, size_t size)
         return NULL;
     }
 
-    return zone->data;
+    return zone;
 }
 
 

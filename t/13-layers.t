@@ -1,0 +1,49 @@
+# The engine's files depend one way: each includes only the headers of the
+# layers below it (README, "Architecture"), so that a change in one layer
+# can never need a change below it, and the adapters never call the engine.
+
+use v5.36;
+use FindBin;
+use Test::More;
+
+my $repo = "$FindBin::Bin/..";
+
+# src/ngx_icp_gate_NAME.{c,h} => layer; the protocol modules are above all
+my %layer = (
+    verdict => 0, socket => 0,
+    cache   => 1, redis  => 1, api => 1, domain => 1,
+    lookup  => 2,
+    judge   => 3,
+    module  => 4, conf   => 4, log => 4,
+);
+
+# the one dependency within a layer: the gate directives start the engine
+my %beside = (conf => { module => 1 });
+
+my @files = (glob("$repo/src/ngx_icp_gate_*.[ch]"), glob("$repo/ngx_*.c"));
+my %seen;
+
+for my $path (@files) {
+    my ($file) = $path =~ m{([^/]+)$};
+    my ($name) = $file =~ /^ngx_icp_gate_(\w+)\.[ch]$/;
+    my $level = defined $name ? $layer{$name} : 5;
+
+    ok defined $level, "$file has a layer" or next;
+    $seen{$name} = 1 if defined $name;
+
+    open my $fh, '<', $path or die "$path: $!";
+    for my $line (<$fh>) {
+        my ($dep) = $line =~ /^#include "ngx_icp_gate_(\w+)\.h"/ or next;
+        next if defined $name && $dep eq $name;
+
+        ok defined $layer{$dep}
+           && ($layer{$dep} < $level || ($name && $beside{$name}{$dep})),
+           "$file (layer $level) may include ngx_icp_gate_$dep.h (layer "
+           . ($layer{$dep} // '?') . ')';
+    }
+}
+
+is_deeply [sort grep { !$seen{$_} } keys %layer], [],
+    'every layer named here is a file of src/';
+
+done_testing;
