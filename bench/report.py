@@ -165,7 +165,7 @@ def markdown(r):
     ins = r["instructions"]
     if ins:
         out += ["", "## Instructions per request", "",
-                "CPU time on a shared 2-core machine moves by ±10 % from "
+                "CPU time on a shared 2-core machine moves by ±10 %% from "
                 "round to round; instruction counts do not. One nginx "
                 "process under `valgrind --tool=callgrind`, wrk with 4 "
                 "connections, user-space instructions per request "

@@ -440,8 +440,7 @@ ngx_icp_gate_api_collect(void)
         ngx_log_debug3(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
                        "icp_gate: filing API transfer for \"%V\" ended: "
                        "%s, %s", &req->domain, curl_easy_strerror(result),
-                       rc == NGX_OK ? ngx_icp_gate_status_names[v.status].data
-                                    : (u_char *) "no verdict");
+                       rc == NGX_OK ? "a verdict" : "no verdict");
 
         curl_multi_remove_handle(ngx_icp_gate_api_multi, easy);
         curl_easy_cleanup(easy);

@@ -162,7 +162,10 @@ ngx_icp_gate_cache_peek(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
         return NGX_DECLINED;
     }
 
-    /* an entry with its longest domain and number lies in the zone */
+    /*
+     * an entry with its longest domain and number lies in the zone; the
+     * few entries in the last bytes of the zone take the mutex's path
+     */
 
     start = cache->shpool->start;
     span = cache->shpool->end - start - sizeof(ngx_icp_gate_cache_node_t)
@@ -175,6 +178,7 @@ ngx_icp_gate_cache_peek(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 
         if (cn == NULL
             || (size_t) ((u_char *) cn - start) > span
+            || ((uintptr_t) cn & (NGX_ALIGNMENT - 1))
             || n == NGX_ICP_GATE_CACHE_CHAIN_MAX)
         {
             return NGX_DECLINED;
@@ -401,12 +405,16 @@ ngx_icp_gate_cache_lock(ngx_icp_gate_cache_node_t *cn, ngx_msec_t lock_for)
 }
 
 
-/* under the mutex: a reader that saw either end of the change drops it */
+/*
+ * Under the mutex: a reader that saw either end of the change drops it.
+ * Odd whatever it was: a worker that died between the two (the master
+ * frees its lock) must not leave the number even while changes go on.
+ */
 
 static void
 ngx_icp_gate_cache_write_begin(ngx_icp_gate_cache_t *cache)
 {
-    cache->sh->seq++;
+    cache->sh->seq = (cache->sh->seq + 1) | 1;
     ngx_icp_gate_store_fence();
 }
 

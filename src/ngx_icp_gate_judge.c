@@ -176,6 +176,9 @@ ngx_icp_gate_judge_verdict(ngx_icp_gate_conf_t *gcf,
     ngx_icp_gate_judgement_t *j, ngx_int_t rc)
 {
     if (rc != NGX_OK) {
+        /* what a lookup that failed left there is no filing number */
+        j->verdict.icp_len = 0;
+
         if (gcf->on_error == NGX_ICP_GATE_ON_ERROR_ALLOW) {
             j->result = NGX_ICP_GATE_RESULT_ALLOW;
             j->reason = NGX_ICP_GATE_REASON_LOOKUP_FAILED;

@@ -62,6 +62,11 @@ static ngx_msec_t ngx_icp_gate_fresh_for(ngx_icp_gate_verdict_t *v);
 static ngx_msec_t ngx_icp_gate_lock_for(void);
 
 
+#if (NGX_DEBUG)
+static ngx_str_t  ngx_icp_gate_no_verdict = ngx_string("no verdict");
+#endif
+
+
 static ngx_icp_gate_lookup_conf_t  *ngx_icp_gate_lookup_conf;
 static ngx_icp_gate_cache_t        *ngx_icp_gate_cache;
 static ngx_rbtree_t                 ngx_icp_gate_flights;
@@ -497,11 +502,10 @@ ngx_icp_gate_flight_finish(ngx_icp_gate_flight_t *f, ngx_int_t rc,
     ngx_queue_t             waiters, *q;
     ngx_icp_gate_waiter_t  *w;
 
-    ngx_log_debug3(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
-                   "icp_gate: flight for \"%V\" finished: %s%s", &f->sn.str,
-                   rc == NGX_OK ? "" : "no verdict",
-                   v ? ngx_icp_gate_status_names[v->status].data
-                     : (u_char *) "");
+    ngx_log_debug2(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                   "icp_gate: flight for \"%V\" finished: %V", &f->sn.str,
+                   v ? &ngx_icp_gate_status_names[v->status]
+                     : &ngx_icp_gate_no_verdict);
 
     /*
      * the flight goes before anyone wakes: a woken request may finish,

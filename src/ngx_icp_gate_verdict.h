@@ -105,8 +105,8 @@ ngx_icp_gate_equal(u_char *a, u_char *b, size_t len)
     for ( ;; ) {
         if (len <= 8) {
             /* the last eight bytes, some of them compared already */
-            a += len - 8;
-            b += len - 8;
+            a -= 8 - len;
+            b -= 8 - len;
         }
 
         ngx_memcpy(&x, a, 8);

@@ -43,7 +43,7 @@ my @trail = (
     [qr/icp_gate: redis answered HGETALL with a hash/, 'and comes back'],
     [qr/icp_gate: filing API transfer for "cold\.cn" started/,
      'the filing API transfer starts'],
-    [qr/icp_gate: filing API transfer for "cold\.cn" ended: No error, filed/,
+    [qr/icp_gate: filing API transfer for "cold\.cn" ended: No error, a verdict/,
      'and ends with the verdict'],
     [qr/icp_gate: redis MULTI sent/, 'the verdict is written to Redis'],
     [qr/icp_gate: flight for "cold\.cn" finished: filed/, 'the flight ends'],

@@ -346,8 +346,12 @@ sub start_nginx($self) {
             or $fail->("does not accept connections on port $port");
     }
     if (($self->{conf} // '') !~ /^\s*master_process\s+off\s*;/m) {
-        $self->wait_for(sub { $self->worker_pids }, $deadline - time)
-            or $fail->('started no worker process');
+        # all of them: a test compares the workers before and after
+        my ($want) = ($self->{conf} // '') =~ /^\s*worker_processes\s+(\d+)\s*;/m;
+        $want //= 1;
+        $self->wait_for(sub { scalar(my @w = $self->worker_pids) >= $want },
+                        $deadline - time)
+            or $fail->("started fewer than $want worker processes");
     }
     return $master;
 }
