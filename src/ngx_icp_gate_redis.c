@@ -746,11 +746,11 @@ ngx_icp_gate_redis_get_reply(redisAsyncContext *ac, void *r, void *privdata)
     data = cmd->data;
     ngx_free(cmd);
 
-    ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
-                   "icp_gate: redis answered HGETALL with %s",
+    ngx_log_debug2(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                   "icp_gate: redis answered HGETALL: %s, %uz elements",
                    reply == NULL ? "no reply"
                    : reply->type == REDIS_REPLY_ARRAY ? "a hash"
-                   : "something else");
+                   : "not a hash", reply ? reply->elements : 0);
 
     if (reply == NULL) {
         rc = NGX_ERROR;
