@@ -22,25 +22,30 @@
 #define NGX_ICP_GATE_API_BODY_MAX  16384
 
 /*
- * transfers a worker runs at once: past it a lookup fails at once, so a
- * flood of new domains cannot take every connection of the worker
+ * A request waits in the queue while icp_gate_api_concurrency transfers
+ * run, so that a flood of new domains cannot take every connection of the
+ * worker; the queue has room for NGX_ICP_GATE_API_QUEUE times as many, and
+ * a request that waited longer than icp_gate_api_timeout is not sent.
  */
-#define NGX_ICP_GATE_API_MAX       64
-
 
 typedef struct {
-    ngx_queue_t                 queue;
+    ngx_queue_t                 queue;      /* waiting, then running */
     CURL                       *easy;
     ngx_icp_gate_api_pt         handler;
     void                       *data;
+    ngx_msec_t                  queued;
     ngx_str_t                   domain;
+    u_char                     *body;       /* while running */
     size_t                      len;
     char                        error[CURL_ERROR_SIZE];
     u_char                      domain_data[NGX_ICP_GATE_DOMAIN_LEN];
-    u_char                      body[NGX_ICP_GATE_API_BODY_MAX];
 } ngx_icp_gate_api_request_t;
 
 
+static ngx_int_t ngx_icp_gate_api_start(ngx_icp_gate_api_request_t *req);
+static void ngx_icp_gate_api_next(void);
+static void ngx_icp_gate_api_refuse(ngx_str_t *domain);
+static void ngx_icp_gate_api_free(ngx_icp_gate_api_request_t *req);
 static char *ngx_icp_gate_api_url(ngx_str_t *domain);
 static ngx_int_t ngx_icp_gate_api_verdict(ngx_icp_gate_api_request_t *req,
     CURLcode result, ngx_icp_gate_verdict_t *v);
@@ -67,8 +72,14 @@ static CURLM                    *ngx_icp_gate_api_multi;
 static struct curl_slist        *ngx_icp_gate_api_headers;
 static ngx_event_t               ngx_icp_gate_api_timer;
 static ngx_queue_t               ngx_icp_gate_api_requests;
+static ngx_queue_t               ngx_icp_gate_api_waiting;
 static ngx_queue_t               ngx_icp_gate_api_conns;
 static ngx_uint_t                ngx_icp_gate_api_running;
+static ngx_uint_t                ngx_icp_gate_api_queued;
+
+/* refusals of a full queue since the last line that said so */
+static ngx_uint_t                ngx_icp_gate_api_refused;
+static time_t                    ngx_icp_gate_api_refused_logged;
 
 
 ngx_int_t
@@ -82,7 +93,9 @@ ngx_icp_gate_api_init(ngx_cycle_t *cycle, ngx_icp_gate_api_conf_t *acf)
     ngx_icp_gate_api_conf = acf;
 
     ngx_queue_init(&ngx_icp_gate_api_requests);
+    ngx_queue_init(&ngx_icp_gate_api_waiting);
     ngx_queue_init(&ngx_icp_gate_api_conns);
+    ngx_icp_gate_api_queued = 0;
 
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
@@ -128,7 +141,7 @@ ngx_icp_gate_api_init(ngx_cycle_t *cycle, ngx_icp_gate_api_conf_t *acf)
     curl_multi_setopt(ngx_icp_gate_api_multi, CURLMOPT_TIMERFUNCTION,
                       ngx_icp_gate_api_timer_set);
     curl_multi_setopt(ngx_icp_gate_api_multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
-                      (long) NGX_ICP_GATE_API_MAX);
+                      (long) acf->concurrency);
 
     ngx_icp_gate_api_timer.handler = ngx_icp_gate_api_timeout;
     ngx_icp_gate_api_timer.data = ngx_icp_gate_timer_ident;
@@ -161,11 +174,18 @@ ngx_icp_gate_api_done(void)
         ngx_queue_remove(q);
 
         curl_multi_remove_handle(ngx_icp_gate_api_multi, req->easy);
-        curl_easy_cleanup(req->easy);
-        ngx_free(req);
+        ngx_icp_gate_api_free(req);
+    }
+
+    while (!ngx_queue_empty(&ngx_icp_gate_api_waiting)) {
+        q = ngx_queue_head(&ngx_icp_gate_api_waiting);
+        ngx_queue_remove(q);
+        ngx_icp_gate_api_free(ngx_queue_data(q, ngx_icp_gate_api_request_t,
+                                             queue));
     }
 
     ngx_icp_gate_api_running = 0;
+    ngx_icp_gate_api_queued = 0;
 
     curl_multi_cleanup(ngx_icp_gate_api_multi);
     ngx_icp_gate_api_multi = NULL;
@@ -185,19 +205,21 @@ ngx_icp_gate_api_done(void)
 }
 
 
+/* NGX_OK: the handler runs once, later; NGX_ERROR: it never runs */
+
 ngx_int_t
 ngx_icp_gate_api_fetch(ngx_str_t *domain, ngx_icp_gate_api_pt handler,
     void *data)
 {
-    char                        *url;
-    CURL                        *easy;
+    ngx_uint_t                   concurrency;
     ngx_icp_gate_api_request_t  *req;
 
-    if (ngx_icp_gate_api_running >= NGX_ICP_GATE_API_MAX) {
-        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                      "icp_gate: %d filing API requests under way already, "
-                      "\"%V\" is not asked about", NGX_ICP_GATE_API_MAX,
-                      domain);
+    concurrency = ngx_icp_gate_api_conf->concurrency;
+
+    if (ngx_icp_gate_api_running >= concurrency
+        && ngx_icp_gate_api_queued >= NGX_ICP_GATE_API_QUEUE * concurrency)
+    {
+        ngx_icp_gate_api_refuse(domain);
         return NGX_ERROR;
     }
 
@@ -206,59 +228,32 @@ ngx_icp_gate_api_fetch(ngx_str_t *domain, ngx_icp_gate_api_pt handler,
         return NGX_ERROR;
     }
 
+    req->easy = NULL;
     req->handler = handler;
     req->data = data;
+    req->queued = ngx_current_msec;
+    req->body = NULL;
     req->len = 0;
     req->error[0] = '\0';
     req->domain.data = req->domain_data;
     req->domain.len = ngx_min(domain->len, NGX_ICP_GATE_DOMAIN_LEN);
     ngx_memcpy(req->domain_data, domain->data, req->domain.len);
 
-    url = ngx_icp_gate_api_url(&req->domain);
-    if (url == NULL) {
-        ngx_free(req);
-        return NGX_ERROR;
+    if (ngx_icp_gate_api_running < concurrency) {
+        if (ngx_icp_gate_api_start(req) != NGX_OK) {
+            ngx_icp_gate_api_free(req);
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
     }
 
-    easy = curl_easy_init();
-    if (easy == NULL) {
-        ngx_free(url);
-        ngx_free(req);
-        return NGX_ERROR;
-    }
-
-    req->easy = easy;
-
-    curl_easy_setopt(easy, CURLOPT_URL, url);
-    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, ngx_icp_gate_api_headers);
-    curl_easy_setopt(easy, CURLOPT_USERAGENT, "icp_gate");
-    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS,
-                     (long) ngx_icp_gate_api_conf->timeout);
-    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-    /* never join a resolver thread: that would block the worker */
-    curl_easy_setopt(easy, CURLOPT_QUICK_EXIT, 1L);
-    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, ngx_icp_gate_api_write);
-    curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
-    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->error);
-    curl_easy_setopt(easy, CURLOPT_PRIVATE, req);
-    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION,
-                     ngx_icp_gate_api_close);
-
-    ngx_free(url);
-
-    if (curl_multi_add_handle(ngx_icp_gate_api_multi, easy) != CURLM_OK) {
-        curl_easy_cleanup(easy);
-        ngx_free(req);
-        return NGX_ERROR;
-    }
-
-    ngx_queue_insert_tail(&ngx_icp_gate_api_requests, &req->queue);
-    ngx_icp_gate_api_running++;
+    ngx_queue_insert_tail(&ngx_icp_gate_api_waiting, &req->queue);
+    ngx_icp_gate_api_queued++;
 
     ngx_log_debug2(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
-                   "icp_gate: filing API transfer for \"%V\" started, "
-                   "%ui running", &req->domain, ngx_icp_gate_api_running);
+                   "icp_gate: filing API request for \"%V\" queued, "
+                   "%ui waiting", &req->domain, ngx_icp_gate_api_queued);
 
     return NGX_OK;
 }
@@ -321,6 +316,139 @@ done:
     json_decref(root);
 
     return rc;
+}
+
+
+static ngx_int_t
+ngx_icp_gate_api_start(ngx_icp_gate_api_request_t *req)
+{
+    char  *url;
+    CURL  *easy;
+
+    req->body = ngx_alloc(NGX_ICP_GATE_API_BODY_MAX, ngx_cycle->log);
+    if (req->body == NULL) {
+        return NGX_ERROR;
+    }
+
+    url = ngx_icp_gate_api_url(&req->domain);
+    if (url == NULL) {
+        return NGX_ERROR;
+    }
+
+    easy = curl_easy_init();
+    if (easy == NULL) {
+        ngx_free(url);
+        return NGX_ERROR;
+    }
+
+    curl_easy_setopt(easy, CURLOPT_URL, url);
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, ngx_icp_gate_api_headers);
+    curl_easy_setopt(easy, CURLOPT_USERAGENT, "icp_gate");
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS,
+                     (long) ngx_icp_gate_api_conf->timeout);
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    /* never join a resolver thread: that would block the worker */
+    curl_easy_setopt(easy, CURLOPT_QUICK_EXIT, 1L);
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, ngx_icp_gate_api_write);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
+    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->error);
+    curl_easy_setopt(easy, CURLOPT_PRIVATE, req);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION,
+                     ngx_icp_gate_api_close);
+
+    ngx_free(url);
+
+    if (curl_multi_add_handle(ngx_icp_gate_api_multi, easy) != CURLM_OK) {
+        curl_easy_cleanup(easy);
+        return NGX_ERROR;
+    }
+
+    req->easy = easy;
+
+    ngx_queue_insert_tail(&ngx_icp_gate_api_requests, &req->queue);
+    ngx_icp_gate_api_running++;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                   "icp_gate: filing API transfer for \"%V\" started, "
+                   "%ui running", &req->domain, ngx_icp_gate_api_running);
+
+    return NGX_OK;
+}
+
+
+/*
+ * A transfer ended: the requests that waited go next, but not those that
+ * waited longer than a transfer may take, whose waiters gave up long ago
+ */
+
+static void
+ngx_icp_gate_api_next(void)
+{
+    ngx_queue_t                 *q;
+    ngx_icp_gate_api_request_t  *req;
+
+    while (ngx_icp_gate_api_running
+           < (ngx_uint_t) ngx_icp_gate_api_conf->concurrency
+           && !ngx_queue_empty(&ngx_icp_gate_api_waiting))
+    {
+        q = ngx_queue_head(&ngx_icp_gate_api_waiting);
+        ngx_queue_remove(q);
+        ngx_icp_gate_api_queued--;
+
+        req = ngx_queue_data(q, ngx_icp_gate_api_request_t, queue);
+
+        if (ngx_current_msec - req->queued < ngx_icp_gate_api_conf->timeout
+            && ngx_icp_gate_api_start(req) == NGX_OK)
+        {
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "icp_gate: filing API request for \"%V\" not sent "
+                      "after %M ms in the queue", &req->domain,
+                      ngx_current_msec - req->queued);
+
+        req->handler(req->data, NGX_ERROR, NULL);
+        ngx_icp_gate_api_free(req);
+    }
+}
+
+
+/* one line a second at most, however many lookups a flood refuses */
+
+static void
+ngx_icp_gate_api_refuse(ngx_str_t *domain)
+{
+    ngx_icp_gate_api_refused++;
+
+    if (ngx_icp_gate_api_refused_logged == ngx_time()) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                  "icp_gate: filing API queue full (%ui running, %ui "
+                  "waiting): %ui lookups refused since the last such line, "
+                  "the last one for \"%V\"", ngx_icp_gate_api_running,
+                  ngx_icp_gate_api_queued, ngx_icp_gate_api_refused, domain);
+
+    ngx_icp_gate_api_refused = 0;
+    ngx_icp_gate_api_refused_logged = ngx_time();
+}
+
+
+static void
+ngx_icp_gate_api_free(ngx_icp_gate_api_request_t *req)
+{
+    if (req->easy) {
+        curl_easy_cleanup(req->easy);
+    }
+
+    if (req->body) {
+        ngx_free(req->body);
+    }
+
+    ngx_free(req);
 }
 
 
@@ -443,13 +571,14 @@ ngx_icp_gate_api_collect(void)
                        rc == NGX_OK ? "a verdict" : "no verdict");
 
         curl_multi_remove_handle(ngx_icp_gate_api_multi, easy);
-        curl_easy_cleanup(easy);
         ngx_queue_remove(&req->queue);
         ngx_icp_gate_api_running--;
 
         req->handler(req->data, rc, &v);
 
-        ngx_free(req);
+        ngx_icp_gate_api_free(req);
+
+        ngx_icp_gate_api_next();
     }
 }
 

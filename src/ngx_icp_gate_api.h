@@ -18,7 +18,12 @@ typedef struct {
     ngx_str_t                   url;        /* with "{domain}" */
     ngx_array_t                *headers;    /* of ngx_keyval_t */
     ngx_msec_t                  timeout;
+    ngx_int_t                   concurrency;    /* transfers at once */
 } ngx_icp_gate_api_conf_t;
+
+
+/* lookups that wait for a transfer, per transfer a worker runs at once */
+#define NGX_ICP_GATE_API_QUEUE     16
 
 
 /* rc: NGX_OK with *v, or NGX_ERROR: nothing may be cached from it */

@@ -72,6 +72,13 @@ static ngx_command_t  ngx_icp_gate_commands[] = {
       offsetof(ngx_icp_gate_main_conf_t, lookup.api.headers),
       NULL },
 
+    { ngx_string("icp_gate_api_concurrency"),
+      NGX_MAIN_CONF|NGX_DIRECT_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      0,
+      offsetof(ngx_icp_gate_main_conf_t, lookup.api.concurrency),
+      NULL },
+
     { ngx_string("icp_gate_api_timeout"),
       NGX_MAIN_CONF|NGX_DIRECT_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
@@ -151,6 +158,7 @@ ngx_icp_gate_create_conf(ngx_cycle_t *cycle)
      */
 
     mcf->lookup.api.timeout = NGX_CONF_UNSET_MSEC;
+    mcf->lookup.api.concurrency = NGX_CONF_UNSET;
     mcf->lookup.ttl = NGX_CONF_UNSET;
     mcf->lookup.negative_ttl = NGX_CONF_UNSET;
     mcf->lookup.local_ttl = NGX_CONF_UNSET_MSEC;
@@ -165,6 +173,7 @@ ngx_icp_gate_init_conf(ngx_cycle_t *cycle, void *conf)
     ngx_icp_gate_main_conf_t  *mcf = conf;
 
     ngx_conf_init_msec_value(mcf->lookup.api.timeout, 3000);
+    ngx_conf_init_value(mcf->lookup.api.concurrency, 64);
     ngx_conf_init_value(mcf->lookup.ttl, 86400);
     ngx_conf_init_value(mcf->lookup.negative_ttl, 1800);
     ngx_conf_init_msec_value(mcf->lookup.local_ttl, 60000);
@@ -177,6 +186,12 @@ ngx_icp_gate_init_conf(ngx_cycle_t *cycle, void *conf)
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
                       "\"icp_gate_ttl\" and \"icp_gate_negative_ttl\" "
                       "must be positive");
+        return NGX_CONF_ERROR;
+    }
+
+    if (mcf->lookup.api.concurrency <= 0) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "\"icp_gate_api_concurrency\" must be positive");
         return NGX_CONF_ERROR;
     }
 

@@ -570,13 +570,13 @@ sub _dechunk($data) {
     return $body;
 }
 
-# $n children each do http(%args) at the same moment; arrayref of statuses,
-# in child order.
 # the usual request of the tests: GET $path with a Host header
 sub get($self, $host, $path = '/index.html', %args) {
     return $self->http(host => $host, path => $path, %args);
 }
 
+# $n children each do http(%args) at the same moment; arrayref of statuses,
+# in child order.  host may be a code ref: child $i asks for host->($i).
 sub http_parallel($self, $n, %args) {
     pipe(my $gate_r, my $gate_w) or die "pipe: $!";
     pipe(my $result_r, my $result_w) or die "pipe: $!";
@@ -590,7 +590,9 @@ sub http_parallel($self, $n, %args) {
             close $gate_w;
             close $result_r;
             sysread $gate_r, my $byte, 1;    # returns at EOF: the gate opened
-            my $status = eval { $self->http(%args)->{status} } // 0;
+            # a code ref for host names each child's host: host => sub ($i) {...}
+            my %mine = (%args, ref $args{host} ? (host => $args{host}->($i)) : ());
+            my $status = eval { $self->http(%mine)->{status} } // 0;
             syswrite $result_w, "$i $status\n";
             POSIX::_exit(0);
         }
