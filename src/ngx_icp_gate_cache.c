@@ -277,7 +277,12 @@ ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     }
 
     if (cn->status == NGX_ICP_GATE_STATUS_NONE) {
-        *flags = ngx_icp_gate_cache_lock(cn, lock_for);
+
+        /* nobody asks again while a failure is remembered */
+
+        *flags = ((ngx_msec_int_t) (cn->expires - ngx_current_msec) > 0)
+                 ? NGX_ICP_GATE_CACHE_FAILED
+                 : ngx_icp_gate_cache_lock(cn, lock_for);
         rc = NGX_DECLINED;
 
     } else {
@@ -369,7 +374,14 @@ ngx_icp_gate_cache_release(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
         cn->locked = 0;
 
         if (cn->status == NGX_ICP_GATE_STATUS_NONE) {
-            ngx_icp_gate_cache_delete(cache, cn);
+
+            if (retry_after) {
+                /* the placeholder remembers the failure */
+                cn->expires = ngx_current_msec + retry_after;
+
+            } else {
+                ngx_icp_gate_cache_delete(cache, cn);
+            }
 
         } else if ((ngx_msec_int_t) (cn->expires - ngx_current_msec) <= 0) {
             /* a failed refresh: serve the old verdict a while longer */

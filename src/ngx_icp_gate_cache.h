@@ -17,6 +17,7 @@
 /* ngx_icp_gate_cache_lookup() flags */
 #define NGX_ICP_GATE_CACHE_FRESH    0x01
 #define NGX_ICP_GATE_CACHE_LOCKED   0x02
+#define NGX_ICP_GATE_CACHE_FAILED   0x04    /* a lookup failed a while ago */
 
 
 typedef struct ngx_icp_gate_cache_s  ngx_icp_gate_cache_t;

@@ -27,10 +27,6 @@
 #define NGX_ICP_GATE_POLL_MIN        2
 #define NGX_ICP_GATE_POLL_MAX        20
 
-/* how long a verdict that failed to refresh answers before a new try */
-#define NGX_ICP_GATE_RETRY           5000
-
-
 typedef struct {
     ngx_str_node_t              sn;
     ngx_queue_t                 waiters;
@@ -160,11 +156,19 @@ ngx_icp_gate_lookup(ngx_str_t *domain, uint32_t hash,
 
             if (ngx_icp_gate_flight_create(domain, hash, 1) == NULL) {
                 ngx_icp_gate_cache_release(ngx_icp_gate_cache, domain, hash,
-                                           NGX_ICP_GATE_RETRY);
+                                           ngx_icp_gate_lookup_conf
+                                           ->error_ttl);
             }
         }
 
         return NGX_OK;
+    }
+
+    if (flags & NGX_ICP_GATE_CACHE_FAILED) {
+        ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                       "icp_gate: \"%V\" failed a moment ago, not asked "
+                       "again yet", domain);
+        return NGX_ERROR;
     }
 
     if (f) {
@@ -344,6 +348,12 @@ ngx_icp_gate_flight_run(ngx_event_t *ev)
         return;
     }
 
+    if (flags & NGX_ICP_GATE_CACHE_FAILED) {
+        /* the worker that asked got no verdict */
+        ngx_icp_gate_flight_finish(f, NGX_ERROR, NULL);
+        return;
+    }
+
     if (rc == NGX_ERROR || (flags & NGX_ICP_GATE_CACHE_LOCKED)) {
         /* the worker that was asking gave up or died: take over */
 
@@ -488,7 +498,7 @@ ngx_icp_gate_flight_fail(ngx_icp_gate_flight_t *f)
 {
     if (f->owner) {
         ngx_icp_gate_cache_release(ngx_icp_gate_cache, &f->sn.str, f->hash,
-                                   NGX_ICP_GATE_RETRY);
+                                   ngx_icp_gate_lookup_conf->error_ttl);
     }
 
     ngx_icp_gate_flight_finish(f, NGX_ERROR, NULL);

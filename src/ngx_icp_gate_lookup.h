@@ -42,6 +42,7 @@ typedef struct {
     time_t                      ttl;
     time_t                      negative_ttl;
     ngx_msec_t                  local_ttl;
+    ngx_msec_t                  error_ttl;      /* a failure remembered */
 } ngx_icp_gate_lookup_conf_t;
 
 

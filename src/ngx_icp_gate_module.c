@@ -100,6 +100,13 @@ static ngx_command_t  ngx_icp_gate_commands[] = {
       offsetof(ngx_icp_gate_main_conf_t, lookup.negative_ttl),
       NULL },
 
+    { ngx_string("icp_gate_error_ttl"),
+      NGX_MAIN_CONF|NGX_DIRECT_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      0,
+      offsetof(ngx_icp_gate_main_conf_t, lookup.error_ttl),
+      NULL },
+
     { ngx_string("icp_gate_local_ttl"),
       NGX_MAIN_CONF|NGX_DIRECT_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
@@ -162,6 +169,7 @@ ngx_icp_gate_create_conf(ngx_cycle_t *cycle)
     mcf->lookup.ttl = NGX_CONF_UNSET;
     mcf->lookup.negative_ttl = NGX_CONF_UNSET;
     mcf->lookup.local_ttl = NGX_CONF_UNSET_MSEC;
+    mcf->lookup.error_ttl = NGX_CONF_UNSET_MSEC;
 
     return mcf;
 }
@@ -177,6 +185,7 @@ ngx_icp_gate_init_conf(ngx_cycle_t *cycle, void *conf)
     ngx_conf_init_value(mcf->lookup.ttl, 86400);
     ngx_conf_init_value(mcf->lookup.negative_ttl, 1800);
     ngx_conf_init_msec_value(mcf->lookup.local_ttl, 60000);
+    ngx_conf_init_msec_value(mcf->lookup.error_ttl, 5000);
 
     if (mcf->lookup.redis.prefix.data == NULL) {
         ngx_str_set(&mcf->lookup.redis.prefix, "icp:");
@@ -192,6 +201,12 @@ ngx_icp_gate_init_conf(ngx_cycle_t *cycle, void *conf)
     if (mcf->lookup.api.concurrency <= 0) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
                       "\"icp_gate_api_concurrency\" must be positive");
+        return NGX_CONF_ERROR;
+    }
+
+    if (mcf->lookup.error_ttl == 0) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "\"icp_gate_error_ttl\" must be positive");
         return NGX_CONF_ERROR;
     }
 

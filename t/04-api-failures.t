@@ -1,6 +1,7 @@
-# A filing API that fails, answers garbage, is slow or hangs: nothing is
-# cached from a failure, icp_gate_wait bounds every wait, and the worker
-# keeps serving.
+# A filing API that fails, answers garbage, is slow or hangs: no verdict is
+# cached from a failure, the failure is remembered for icp_gate_error_ttl
+# (the API is not asked again meanwhile, on any worker), icp_gate_wait
+# bounds every wait, and the worker keeps serving.
 
 use v5.36;
 use FindBin;
@@ -11,7 +12,7 @@ use IcpGate::Test;
 
 my $t = IcpGate::Test->gated(
     redis => 1, api => {},
-    conf => { main => 'icp_gate_api_timeout 1500ms;',
+    conf => { main => 'icp_gate_api_timeout 1500ms; icp_gate_error_ttl 1s;',
               http => 'icp_gate_wait 800ms;',
               server => 'location /patient/ { icp_gate_wait 3s; }' });
 my @workers = $t->worker_pids;
@@ -24,8 +25,15 @@ for my $mode (qw(garbage 500 badstatus notobject)) {
     is $r->{status}, 403, "API answering $mode: refused";
     is $r->{headers}{'x-reason'}, 'lookup_failed', "$mode: reason lookup_failed";
 
+    my @held = map { $t->get("play$_.$domain") } 1 .. 5;
+    is_deeply [map { $_->{headers}{'x-reason'} } @held], [('lookup_failed') x 5],
+        "$mode: the next requests within icp_gate_error_ttl fail too";
+    is $t->api_count($domain), 1, "$mode: without asking the API again";
+
+    sleep 1.1;
     $t->get("live.$domain");
-    is $t->api_count($domain), 2, "$mode: nothing cached, the next request asks again";
+    is $t->api_count($domain), 2,
+        "$mode: no verdict was cached: past icp_gate_error_ttl it is asked again";
     is $t->redis('EXISTS', "icp:domain:$domain"), 0, "$mode: nothing written to Redis";
 }
 

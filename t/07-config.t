@@ -30,6 +30,8 @@ my @bad = (
     [api => 'icp_gate_api "http://127.0.0.1/v1/filing";', 'icp_gate_api'],
     [main => 'icp_gate_api_timeout forever;', 'icp_gate_api_timeout'],
     [main => 'icp_gate_api_concurrency 0;', 'icp_gate_api_concurrency'],
+    [main => 'icp_gate_error_ttl 0;', 'icp_gate_error_ttl'],
+    [main => 'icp_gate_error_ttl often;', 'icp_gate_error_ttl'],
     [main => 'icp_gate_api_concurrency many;', 'icp_gate_api_concurrency'],
     [main => 'icp_gate_ttl 0;', 'icp_gate_ttl'],
     [main => 'icp_gate_ttl soon;', 'icp_gate_ttl'],
@@ -73,7 +75,7 @@ like $out, qr/"icp_gate_zone" directive must come before the first "icp_gate"/,
     main => 'icp_gate_zone gate:1m; icp_gate_redis_prefix "p:";'
           . ' icp_gate_api_header Authorization "Bearer x";'
           . ' icp_gate_api_timeout 1s; icp_gate_api_concurrency 16;'
-          . ' icp_gate_ttl 12h;'
+          . ' icp_gate_ttl 12h; icp_gate_error_ttl 10s;'
           . ' icp_gate_negative_ttl 10m; icp_gate_local_ttl 30s;',
     http => 'icp_gate_region global; icp_gate_wait 2s; icp_gate_on_error allow;'
           . ' icp_gate_status 451;');

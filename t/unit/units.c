@@ -556,10 +556,30 @@ unit_cache_peek(ngx_pool_t *pool)
     ngx_str_set(&other, "placeholder.example.cn");
     (void) unit_cache_get(cache, &other, 1000, &got, &flags);
 
-    unit_ok(ngx_icp_gate_cache_peek(cache, &other,
-                                    ngx_icp_gate_hash(other.data, other.len),
-                                    &got)
+    hash = ngx_icp_gate_hash(other.data, other.len);
+
+    unit_ok(ngx_icp_gate_cache_peek(cache, &other, hash, &got)
             == NGX_DECLINED, "cache peek: a placeholder is no verdict");
+
+    /* the placeholder of a failed lookup remembers the failure */
+
+    ngx_icp_gate_cache_release(cache, &other, hash, 1000);
+
+    rc = unit_cache_get(cache, &other, 1000, &got, &flags);
+    unit_ok(rc == NGX_DECLINED && flags == NGX_ICP_GATE_CACHE_FAILED,
+            "cache: a failure is remembered, nobody takes the lock");
+
+    ngx_current_msec += 1001;
+
+    rc = unit_cache_get(cache, &other, 1000, &got, &flags);
+    unit_ok(rc == NGX_DECLINED && flags == NGX_ICP_GATE_CACHE_LOCKED,
+            "cache: once its time is past, the next lookup asks again");
+
+    ngx_icp_gate_cache_release(cache, &other, hash, 0);
+
+    rc = unit_cache_get(cache, &other, 0, &got, &flags);
+    unit_ok(rc == NGX_DECLINED && flags == 0,
+            "cache: a placeholder released without a hold is gone");
 }
 
 
