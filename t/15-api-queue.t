@@ -17,6 +17,19 @@ sub statuses($list) {
     return join ', ', map { "$n{$_} × $_" } sort keys %n;
 }
 
+# nginx again with $main; $n cold domains at once, the API answering in
+# $delay ms; what they got
+sub burst($t, $n, $tag, $delay, $main) {
+    $t->stop_nginx;
+    $t->api_default('filed', delay_ms => $delay);
+    $t->api_reset;
+    $t->write_conf(IcpGate::Conf::gate_conf($t, workers => 1, redis => '',
+                                            main => $main));
+    $t->start_nginx;
+    return statuses($t->http_parallel($n, host => sub ($i) { "live.d$i-$tag.cn" },
+                                      path => '/index.html'));
+}
+
 # 100 cold filed domains on one worker, the API answering in 500 ms: 64
 # transfers at once (the default), the other 36 queued
 my $t = IcpGate::Test->gated(
@@ -28,17 +41,9 @@ is statuses($got), '100 × 200',
     '100 cold filed domains at once: every one plays (64 at once, 36 queued)';
 is $t->api_total, 100, 'each asked about once';
 unlike $t->error_log, qr/queue full|not sent/, 'nothing refused or dropped';
-$t->stop_nginx;
 
 # a queue of 16 × 2: 2 transfers, 32 waiting, the rest refused at once
-$t->api_default('filed', delay_ms => 100);
-$t->api_reset;
-$t->write_conf(IcpGate::Conf::gate_conf($t, workers => 1, redis => '',
-    main => 'icp_gate_api_concurrency 2;'));
-$t->start_nginx;
-$got = $t->http_parallel(40, host => sub ($i) { "live.d$i-full.cn" },
-                         path => '/index.html');
-is statuses($got), '34 × 200, 6 × 403',
+is burst($t, 40, 'full', 100, 'icp_gate_api_concurrency 2;'), '34 × 200, 6 × 403',
     '40 at once with 2 transfers and 32 places: 34 play, 6 are refused';
 is $t->api_total, 34, 'the refused were not asked about';
 my @full = $t->error_log =~ /(filing API queue full \(2 running, 32 waiting\))/g;
@@ -48,17 +53,11 @@ ok @full >= 1 && @full <= 2,
 like $t->error_log,
     qr/\d+ lookups refused since the last such line, the last one for "d\d+-full\.cn"/,
     'with how many it refused, and for which domain';
-$t->stop_nginx;
 
 # a request that waited longer than icp_gate_api_timeout is not sent
-$t->api_default('filed', delay_ms => 600);
-$t->api_reset;
-$t->write_conf(IcpGate::Conf::gate_conf($t, workers => 1, redis => '',
-    main => 'icp_gate_api_concurrency 1; icp_gate_api_timeout 1s;'));
-$t->start_nginx;
-$got = $t->http_parallel(5, host => sub ($i) { "live.d$i-late.cn" },
-                         path => '/index.html');
-is statuses($got), '2 × 200, 3 × 403',
+is burst($t, 5, 'late', 600,
+         'icp_gate_api_concurrency 1; icp_gate_api_timeout 1s;'),
+    '2 × 200, 3 × 403',
     'one transfer at a time of 600 ms: two within the API timeout play';
 is $t->api_total, 2, 'the three that waited past it were never sent';
 like $t->error_log, qr/filing API request for "d\d-late\.cn" not sent after \d+ ms in the queue/,
