@@ -205,7 +205,10 @@ ngx_icp_gate_api_done(void)
 }
 
 
-/* NGX_OK: the handler runs once, later; NGX_ERROR: it never runs */
+/*
+ * NGX_OK: the handler runs once, later; NGX_BUSY (the queue is full) or
+ * NGX_ERROR: it never runs
+ */
 
 ngx_int_t
 ngx_icp_gate_api_fetch(ngx_str_t *domain, ngx_icp_gate_api_pt handler,
@@ -220,7 +223,7 @@ ngx_icp_gate_api_fetch(ngx_str_t *domain, ngx_icp_gate_api_pt handler,
         && ngx_icp_gate_api_queued >= NGX_ICP_GATE_API_QUEUE * concurrency)
     {
         ngx_icp_gate_api_refuse(domain);
-        return NGX_ERROR;
+        return NGX_BUSY;
     }
 
     req = ngx_alloc(sizeof(ngx_icp_gate_api_request_t), ngx_cycle->log);
@@ -398,16 +401,16 @@ ngx_icp_gate_api_next(void)
 
         req = ngx_queue_data(q, ngx_icp_gate_api_request_t, queue);
 
-        if (ngx_current_msec - req->queued < ngx_icp_gate_api_conf->timeout
-            && ngx_icp_gate_api_start(req) == NGX_OK)
+        if (ngx_current_msec - req->queued >= ngx_icp_gate_api_conf->timeout)
         {
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "icp_gate: filing API request for \"%V\" not "
+                          "sent after %M ms in the queue", &req->domain,
+                          ngx_current_msec - req->queued);
+
+        } else if (ngx_icp_gate_api_start(req) == NGX_OK) {
             continue;
         }
-
-        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                      "icp_gate: filing API request for \"%V\" not sent "
-                      "after %M ms in the queue", &req->domain,
-                      ngx_current_msec - req->queued);
 
         req->handler(req->data, NGX_ERROR, NULL);
         ngx_icp_gate_api_free(req);

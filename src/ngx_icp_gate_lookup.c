@@ -51,7 +51,8 @@ static void ngx_icp_gate_flight_redis_done(void *data, ngx_int_t rc,
     ngx_icp_gate_verdict_t *v);
 static void ngx_icp_gate_flight_api_done(void *data, ngx_int_t rc,
     ngx_icp_gate_verdict_t *v);
-static void ngx_icp_gate_flight_fail(ngx_icp_gate_flight_t *f);
+static void ngx_icp_gate_flight_fail(ngx_icp_gate_flight_t *f,
+    ngx_msec_t hold);
 static void ngx_icp_gate_flight_finish(ngx_icp_gate_flight_t *f,
     ngx_int_t rc, ngx_icp_gate_verdict_t *v);
 static ngx_msec_t ngx_icp_gate_fresh_for(ngx_icp_gate_verdict_t *v);
@@ -407,20 +408,27 @@ ngx_icp_gate_flight_fetch(ngx_icp_gate_flight_t *f)
 static void
 ngx_icp_gate_flight_ask_api(ngx_icp_gate_flight_t *f, ngx_uint_t absent)
 {
+    ngx_int_t               rc;
     ngx_icp_gate_verdict_t  v;
 
     if (ngx_icp_gate_lookup_conf->api.url.len) {
-        if (ngx_icp_gate_api_fetch(&f->sn.str, ngx_icp_gate_flight_api_done, f)
-            != NGX_OK)
-        {
-            ngx_icp_gate_flight_fail(f);
+        rc = ngx_icp_gate_api_fetch(&f->sn.str, ngx_icp_gate_flight_api_done,
+                                    f);
+
+        /* a full queue is this worker's overload, no failure to remember */
+
+        if (rc != NGX_OK) {
+            ngx_icp_gate_flight_fail(f, (rc == NGX_BUSY)
+                                        ? 0
+                                        : ngx_icp_gate_lookup_conf
+                                          ->error_ttl);
         }
 
         return;
     }
 
     if (!absent) {
-        ngx_icp_gate_flight_fail(f);
+        ngx_icp_gate_flight_fail(f, ngx_icp_gate_lookup_conf->error_ttl);
         return;
     }
 
@@ -473,7 +481,7 @@ ngx_icp_gate_flight_api_done(void *data, ngx_int_t rc,
     }
 
     if (rc != NGX_OK) {
-        ngx_icp_gate_flight_fail(f);
+        ngx_icp_gate_flight_fail(f, ngx_icp_gate_lookup_conf->error_ttl);
         return;
     }
 
@@ -493,12 +501,14 @@ ngx_icp_gate_flight_api_done(void *data, ngx_int_t rc,
 }
 
 
+/* hold: how long the failure is remembered, 0 for not at all */
+
 static void
-ngx_icp_gate_flight_fail(ngx_icp_gate_flight_t *f)
+ngx_icp_gate_flight_fail(ngx_icp_gate_flight_t *f, ngx_msec_t hold)
 {
     if (f->owner) {
         ngx_icp_gate_cache_release(ngx_icp_gate_cache, &f->sn.str, f->hash,
-                                   ngx_icp_gate_lookup_conf->error_ttl);
+                                   hold);
     }
 
     ngx_icp_gate_flight_finish(f, NGX_ERROR, NULL);

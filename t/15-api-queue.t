@@ -18,7 +18,8 @@ sub statuses($list) {
 }
 
 # nginx again with $main; $n cold domains at once, the API answering in
-# $delay ms; what they got
+# $delay ms; what they got, by status, and the list of statuses
+my @last;
 sub burst($t, $n, $tag, $delay, $main) {
     $t->stop_nginx;
     $t->api_default('filed', delay_ms => $delay);
@@ -26,8 +27,9 @@ sub burst($t, $n, $tag, $delay, $main) {
     $t->write_conf(IcpGate::Conf::gate_conf($t, workers => 1, redis => '',
                                             main => $main));
     $t->start_nginx;
-    return statuses($t->http_parallel($n, host => sub ($i) { "live.d$i-$tag.cn" },
-                                      path => '/index.html'));
+    @last = @{ $t->http_parallel($n, host => sub ($i) { "live.d$i-$tag.cn" },
+                                 path => '/index.html') };
+    return statuses(\@last);
 }
 
 # 100 cold filed domains on one worker, the API answering in 500 ms: 64
@@ -53,6 +55,9 @@ ok @full >= 1 && @full <= 2,
 like $t->error_log,
     qr/\d+ lookups refused since the last such line, the last one for "d\d+-full\.cn"/,
     'with how many it refused, and for which domain';
+my ($refused) = grep { $last[$_] == 403 } 0 .. $#last;
+is $t->get("live.d$refused-full.cn")->{status}, 200,
+    'a full queue is no failure to remember: the refused domain plays next';
 
 # a request that waited longer than icp_gate_api_timeout is not sent
 is burst($t, 5, 'late', 600,
