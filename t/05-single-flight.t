@@ -11,6 +11,9 @@ use IcpGate::Test;
 my $t = IcpGate::Test->gated(
     redis => 1, api => {},
     conf => { workers => 2,
+              # the kernel spreads connections over both workers by hash,
+              # not to whichever wakes first (one, on a loaded machine)
+              listen => 'reuseport',
               redis => '',
               main => 'icp_gate_ttl 2s; icp_gate_negative_ttl 2s;',
               http => 'log_format pid "$pid $status $host";',

@@ -21,7 +21,7 @@ sub setup_html($t) {
 }
 
 # %o: workers, main, http, server, location, redis (line or ''), api (line
-# or ''), servers (extra server blocks)
+# or ''), servers (extra server blocks), listen (extra listen parameters)
 sub gate_conf($t, %o) {
     setup_html($t);
 
@@ -32,6 +32,7 @@ sub gate_conf($t, %o) {
     my $server   = $o{server}   // '';
     my $location = $o{location} // '';
     my $servers  = $o{servers}  // '';
+    my $listen   = $o{listen}   // '';
 
     return $t->conf_prelude(workers => $o{workers} // 2) . <<"EOF";
 $redis
@@ -45,7 +46,7 @@ http {
     $http
 
     server {
-        listen 127.0.0.1:%%HTTP_PORT%%;
+        listen 127.0.0.1:%%HTTP_PORT%% $listen;
         root %%DIR%%/html;
 
         add_header X-Result "\$icp_gate_result" always;
