@@ -213,6 +213,7 @@ ngx_http_icp_gate_act(ngx_http_request_t *r, ngx_http_icp_gate_ctx_t *ctx,
         return lcf->status;
 
     case NGX_ICP_GATE_RESULT_DRY_RUN:
+    case NGX_ICP_GATE_RESULT_NONE:      /* dry_run, before its verdict */
         ngx_http_icp_gate_log(r, ctx, lcf);
 
         return NGX_DECLINED;
@@ -253,7 +254,7 @@ ngx_http_icp_gate_log(ngx_http_request_t *r, ngx_http_icp_gate_ctx_t *ctx,
     fields[2].value.len = 0;
     fields[2].number = lcf->status;
 
-    ngx_icp_gate_log_refusal(lcf->gate.log, &ctx->judgement, &entry, r->pool,
+    ngx_icp_gate_log_refusal(&lcf->gate, &ctx->judgement, &entry, r->pool,
                              r->connection->log);
 }
 

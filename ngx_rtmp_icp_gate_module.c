@@ -256,6 +256,7 @@ ngx_rtmp_icp_gate_act(ngx_rtmp_session_t *s, ngx_rtmp_icp_gate_ctx_t *ctx)
         return NGX_ERROR;
 
     case NGX_ICP_GATE_RESULT_DRY_RUN:
+    case NGX_ICP_GATE_RESULT_NONE:      /* dry_run, before its verdict */
         ngx_rtmp_icp_gate_log(s, ctx);
         break;
 
@@ -358,7 +359,7 @@ ngx_rtmp_icp_gate_log(ngx_rtmp_session_t *s, ngx_rtmp_icp_gate_ctx_t *ctx)
     fields[2].value.data = name;
     fields[2].value.len = ngx_strlen(name);
 
-    ngx_icp_gate_log_refusal(gacf->gate.log, &ctx->judgement, &entry,
+    ngx_icp_gate_log_refusal(&gacf->gate, &ctx->judgement, &entry,
                              s->connection->pool, s->connection->log);
 }
 
@@ -438,8 +439,11 @@ ngx_rtmp_icp_gate_recheck(ngx_event_t *ev)
             return;
         }
 
+        /* an open judgement had its would-be refusal logged already */
+
         if (ctx->judgement.result == NGX_ICP_GATE_RESULT_DRY_RUN
-            && was != NGX_ICP_GATE_RESULT_DRY_RUN)
+            && was != NGX_ICP_GATE_RESULT_DRY_RUN
+            && was != NGX_ICP_GATE_RESULT_NONE)
         {
             ngx_rtmp_icp_gate_log(s, ctx);
         }

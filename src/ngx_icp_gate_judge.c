@@ -57,8 +57,10 @@ static ngx_uint_t  ngx_icp_gate_host_reasons[] = {
 
 
 /*
- * NGX_OK: j->result holds the verdict; NGX_AGAIN: the waiter's handler runs
- * once it is in (or icp_gate_wait ran out), until ngx_icp_gate_judge_cancel()
+ * NGX_OK: j->result holds the outcome, or, under dry_run, is still
+ * NGX_ICP_GATE_RESULT_NONE while the verdict is looked up; NGX_AGAIN: the
+ * waiter's handler runs once it is in (or icp_gate_wait ran out), until
+ * ngx_icp_gate_judge_cancel()
  */
 
 ngx_int_t
@@ -86,10 +88,20 @@ ngx_icp_gate_judge(ngx_icp_gate_conf_t *gcf, ngx_icp_gate_judgement_t *j,
 
     rc = ngx_icp_gate_lookup(&j->domain, j->hash, &j->verdict);
 
-    if (rc == NGX_DECLINED && gcf->wait
-        && ngx_icp_gate_judge_wait(gcf, j, pool) == NGX_OK)
-    {
-        return NGX_AGAIN;
+    if (rc == NGX_DECLINED && gcf->wait) {
+
+        /*
+         * a rollout never holds anyone: the outcome stays open, and the
+         * would-be refusal is logged once the verdict is in
+         */
+
+        if (gcf->mode == NGX_ICP_GATE_MODE_DRY_RUN) {
+            return NGX_OK;
+        }
+
+        if (ngx_icp_gate_judge_wait(gcf, j, pool) == NGX_OK) {
+            return NGX_AGAIN;
+        }
     }
 
     ngx_icp_gate_judge_verdict(gcf, j, rc);

@@ -74,6 +74,9 @@ typedef struct {
 
 #define ngx_icp_gate_judge_held(j)  ((j)->waiter && (j)->waiter->waiting)
 
+/* dry_run let it through before its verdict was known */
+#define ngx_icp_gate_judge_open(j)  ((j)->result == NGX_ICP_GATE_RESULT_NONE)
+
 
 extern ngx_str_t  ngx_icp_gate_result_names[];
 extern ngx_str_t  ngx_icp_gate_reason_names[];

@@ -14,22 +14,52 @@
 #include "ngx_icp_gate_log.h"
 
 
+/* a dry_run refusal waiting for its verdict, after its request is gone */
+
+typedef struct {
+    ngx_icp_gate_judgement_t    judgement;
+    ngx_icp_gate_waiter_t       waiter;
+    ngx_icp_gate_conf_t        *gate;
+    ngx_icp_gate_log_entry_t    entry;
+    ngx_pool_t                 *pool;
+} ngx_icp_gate_log_later_t;
+
+
+static void ngx_icp_gate_log_later(ngx_icp_gate_conf_t *gcf,
+    ngx_icp_gate_judgement_t *j, ngx_icp_gate_log_entry_t *entry);
+static void ngx_icp_gate_log_later_done(ngx_icp_gate_waiter_t *w);
+static ngx_int_t ngx_icp_gate_log_copy(ngx_pool_t *pool, ngx_str_t *dst,
+    ngx_str_t *src);
 static u_char *ngx_icp_gate_log_string(u_char *p, char *name, ngx_str_t *s);
 static ngx_uint_t ngx_icp_gate_log_utf8(u_char **p, u_char *last);
 
 
+/*
+ * a refusal, or a dry_run judgement still open, whose would-be refusal is
+ * written when its verdict is in
+ */
+
 void
-ngx_icp_gate_log_refusal(ngx_open_file_t *file, ngx_icp_gate_judgement_t *j,
-    ngx_icp_gate_log_entry_t *entry, ngx_pool_t *pool, ngx_log_t *log)
+ngx_icp_gate_log_refusal(ngx_icp_gate_conf_t *gcf,
+    ngx_icp_gate_judgement_t *j, ngx_icp_gate_log_entry_t *entry,
+    ngx_pool_t *pool, ngx_log_t *log)
 {
     u_char                    *buf, *p, *iso;
     size_t                     len;
     ssize_t                    n;
     ngx_uint_t                 i;
     ngx_time_t                *tp;
+    ngx_open_file_t           *file;
     ngx_icp_gate_log_field_t  *f;
 
+    file = gcf->log;
+
     if (file == NULL || file->fd == NGX_INVALID_FILE) {
+        return;
+    }
+
+    if (ngx_icp_gate_judge_open(j)) {
+        ngx_icp_gate_log_later(gcf, j, entry);
         return;
     }
 
@@ -105,6 +135,125 @@ ngx_icp_gate_log_refusal(ngx_open_file_t *file, ngx_icp_gate_judgement_t *j,
         ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
                       "icp_gate: writing to \"%s\" failed", file->name.data);
     }
+}
+
+
+/*
+ * Everything the line needs is copied into a pool of its own: the request
+ * or session may be long gone when the verdict comes.
+ */
+
+static void
+ngx_icp_gate_log_later(ngx_icp_gate_conf_t *gcf, ngx_icp_gate_judgement_t *j,
+    ngx_icp_gate_log_entry_t *entry)
+{
+    ngx_uint_t                 i;
+    ngx_pool_t                *pool;
+    ngx_icp_gate_log_field_t  *f;
+    ngx_icp_gate_log_later_t  *later;
+
+    pool = ngx_create_pool(1024, ngx_cycle->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    later = ngx_pcalloc(pool, sizeof(ngx_icp_gate_log_later_t));
+    f = ngx_pcalloc(pool, entry->nfields * sizeof(ngx_icp_gate_log_field_t));
+
+    if (later == NULL || f == NULL) {
+        goto failed;
+    }
+
+    later->pool = pool;
+    later->gate = gcf;
+    later->judgement = *j;
+    later->entry = *entry;
+    later->entry.fields = f;
+
+    if (ngx_icp_gate_log_copy(pool, &later->judgement.host, &j->host)
+        != NGX_OK
+        || ngx_icp_gate_log_copy(pool, &later->judgement.domain, &j->domain)
+           != NGX_OK
+        || ngx_icp_gate_log_copy(pool, &later->entry.client, &entry->client)
+           != NGX_OK)
+    {
+        goto failed;
+    }
+
+    /* proto, action and field names are the protocol modules' constants */
+
+    for (i = 0; i < entry->nfields; i++) {
+        f[i] = entry->fields[i];
+
+        if (f[i].value.data
+            && ngx_icp_gate_log_copy(pool, &f[i].value,
+                                     &entry->fields[i].value)
+               != NGX_OK)
+        {
+            goto failed;
+        }
+    }
+
+    later->waiter.handler = ngx_icp_gate_log_later_done;
+    later->waiter.data = later;
+    later->waiter.verdict = &later->judgement.verdict;
+    later->waiter.timer.log = ngx_cycle->log;
+    later->judgement.waiter = &later->waiter;
+
+    if (ngx_icp_gate_lookup_wait(&later->judgement.domain,
+                                 later->judgement.hash, &later->waiter,
+                                 gcf->wait)
+        != NGX_OK)
+    {
+        /* the flight is over already */
+        later->waiter.rc = ngx_icp_gate_lookup(&later->judgement.domain,
+                                               later->judgement.hash,
+                                               &later->judgement.verdict);
+        ngx_icp_gate_log_later_done(&later->waiter);
+    }
+
+    return;
+
+failed:
+
+    ngx_destroy_pool(pool);
+}
+
+
+static void
+ngx_icp_gate_log_later_done(ngx_icp_gate_waiter_t *w)
+{
+    ngx_icp_gate_log_later_t  *later = w->data;
+
+    ngx_icp_gate_judge_resume(later->gate, &later->judgement);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                   "icp_gate: dry_run verdict for \"%V\": %V",
+                   &later->judgement.domain,
+                   &ngx_icp_gate_result_names[later->judgement.result]);
+
+    if (later->judgement.result == NGX_ICP_GATE_RESULT_DRY_RUN) {
+        ngx_icp_gate_log_refusal(later->gate, &later->judgement,
+                                 &later->entry, later->pool, ngx_cycle->log);
+    }
+
+    ngx_destroy_pool(later->pool);
+}
+
+
+static ngx_int_t
+ngx_icp_gate_log_copy(ngx_pool_t *pool, ngx_str_t *dst, ngx_str_t *src)
+{
+    dst->len = src->len;
+    dst->data = ngx_pnalloc(pool, src->len + 1);
+
+    if (dst->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(dst->data, src->data, src->len);
+
+    return NGX_OK;
 }
 
 

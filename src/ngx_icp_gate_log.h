@@ -31,7 +31,7 @@ typedef struct {
 } ngx_icp_gate_log_entry_t;
 
 
-void ngx_icp_gate_log_refusal(ngx_open_file_t *file,
+void ngx_icp_gate_log_refusal(ngx_icp_gate_conf_t *gcf,
     ngx_icp_gate_judgement_t *j, ngx_icp_gate_log_entry_t *entry,
     ngx_pool_t *pool, ngx_log_t *log);
 size_t ngx_icp_gate_log_escape_len(u_char *src, size_t len);

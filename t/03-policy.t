@@ -5,6 +5,7 @@ use v5.36;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use Time::HiRes qw(sleep time);
 use IcpGate::Test;
 
 my $t = IcpGate::Test->gated(
@@ -55,7 +56,9 @@ is $r->{status}, 200, 'a domain distributed only overseas plays';
 is $r->{headers}{'x-result'}, 'exempt', 'as exempt';
 is $t->get('live.both.com')->{status}, 200, 'a filed global domain plays';
 
-# dry_run decides and logs, but lets through
+# dry_run decides and logs, but lets through (a known domain: see below
+# for one whose verdict is not in yet)
+is $t->get('live.unfiled.cn')->{status}, 403, 'unfiled.cn is refused';
 $r = $t->get('live.unfiled.cn', '/dry/index.html');
 is $r->{status}, 404, 'dry_run lets an unfiled domain through (to a 404 here)';
 is $r->{headers}{'x-result'}, 'dry_run', '$icp_gate_result is dry_run';
@@ -63,6 +66,42 @@ is $r->{headers}{'x-reason'}, 'unfiled', 'with the reason it would have had';
 my ($dry) = grep { ($_->{uri} // '') eq '/dry/index.html' }
             $t->log_lines('reject.log');
 ok $dry && $dry->{dry_run}, 'the would-be refusal is logged with dry_run true';
+
+# dry_run never holds a request: it answers at once, and logs the would-be
+# refusal when the verdict comes
+$t->api_set('hang.cn', 'hang');
+my $start = time;
+$r = $t->get('live.hang.cn', '/dry/index.html');
+my $took = time - $start;
+is $r->{status}, 404, 'dry_run with a hanging filing API lets through';
+ok $took < 0.05, sprintf 'at once (%.1f ms)', $took * 1000;
+diag sprintf 'dry_run answer with a hanging filing API: %.1f ms', $took * 1000;
+is $r->{headers}{'x-result'} // '', '', '$icp_gate_result is empty while the verdict is open';
+
+$t->api_set('late.cn', 'unfiled', delay_ms => 700);
+$start = time;
+$r = $t->get('live.late.cn', '/dry/late.html');
+$took = time - $start;
+ok $took < 0.05 && $r->{status} == 404,
+    sprintf 'dry_run with a slow filing API answers at once (%.1f ms)',
+            $took * 1000;
+my @late = grep { ($_->{uri} // '') eq '/dry/late.html' } $t->log_lines('reject.log');
+is scalar(@late), 0, 'nothing logged before the verdict';
+ok $t->wait_for(sub {
+    @late = grep { ($_->{uri} // '') eq '/dry/late.html' }
+            $t->log_lines('reject.log');
+    @late > 0 }, 3), 'the would-be refusal is logged when the verdict comes';
+is $late[0]{reason}, 'unfiled', 'with its reason';
+ok $late[0]{dry_run}, 'marked dry_run';
+is $late[0]{host}, 'live.late.cn', 'with the host the client sent';
+
+$t->api_set('latefiled.cn', 'filed', delay_ms => 300);
+$r = $t->get('live.latefiled.cn', '/dry/filed.html');
+sleep 0.8;
+is scalar(grep { ($_->{uri} // '') eq '/dry/filed.html' } $t->log_lines('reject.log')),
+    0, 'a filed domain whose verdict came late is not logged';
+is $t->get('live.latefiled.cn', '/dry/filed.html')->{headers}{'x-result'},
+    'allow', 'and is allowed from the zone next time';
 
 # no verdict to be had: icp_gate_on_error
 $r = $t->get('live.broken.cn');
