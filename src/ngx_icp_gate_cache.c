@@ -61,6 +61,7 @@ struct ngx_icp_gate_cache_node_s {
     ngx_queue_t                 queue;          /* LRU */
     ngx_msec_t                  expires;
     ngx_msec_t                  locked;
+    ngx_pid_t                   holder;         /* of the lock */
     uint32_t                    hash;
     uint32_t                    checked_at;     /* Unix time */
     uint32_t                    used;           /* when it last moved up */
@@ -401,13 +402,22 @@ ngx_icp_gate_cache_lock(ngx_icp_gate_cache_node_t *cn, ngx_msec_t lock_for)
         return 0;
     }
 
-    /* a lock past its deadline belonged to a worker that died or hung */
+    /*
+     * a lock past its deadline belonged to a worker that hung; one whose
+     * holder is gone (killed, or crashed) is taken over at once
+     */
 
-    if (cn->locked && (ngx_msec_int_t) (cn->locked - ngx_current_msec) > 0) {
+    if (cn->locked
+        && (ngx_msec_int_t) (cn->locked - ngx_current_msec) > 0
+        && (cn->holder == ngx_pid
+            || kill(cn->holder, 0) == 0
+            || ngx_errno != NGX_ESRCH))
+    {
         return 0;
     }
 
     cn->locked = ngx_current_msec + lock_for;
+    cn->holder = ngx_pid;
 
     if (cn->locked == 0) {
         cn->locked = 1;
@@ -476,6 +486,7 @@ ngx_icp_gate_cache_create(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     cn->icp_room = (u_char) room;
     cn->expires = 0;
     cn->locked = 0;
+    cn->holder = 0;
     cn->checked_at = 0;
     cn->used = (uint32_t) ngx_time();
     ngx_memcpy(cn->data, domain->data, domain->len);

@@ -99,6 +99,9 @@ ngx_icp_gate_lookup_init(ngx_cycle_t *cycle, ngx_icp_gate_lookup_conf_t *lcf)
 void
 ngx_icp_gate_lookup_done(void)
 {
+    ngx_rbtree_node_t      *node, *root, *sentinel;
+    ngx_icp_gate_flight_t  *f;
+
     if (ngx_icp_gate_lookup_conf == NULL) {
         return;
     }
@@ -106,6 +109,28 @@ ngx_icp_gate_lookup_done(void)
     /* callbacks that run while connections close must start nothing */
 
     ngx_icp_gate_exiting = 1;
+
+    /*
+     * the domains this worker was asking about: the other workers, and
+     * those of a reload, take them over now, not at the locks' deadline
+     */
+
+    root = ngx_icp_gate_flights.root;
+    sentinel = ngx_icp_gate_flights.sentinel;
+
+    if (root != sentinel) {
+        for (node = ngx_rbtree_min(root, sentinel);
+             node;
+             node = ngx_rbtree_next(&ngx_icp_gate_flights, node))
+        {
+            f = (ngx_icp_gate_flight_t *) node;
+
+            if (f->owner) {
+                ngx_icp_gate_cache_release(ngx_icp_gate_cache, &f->sn.str,
+                                           f->hash, 0);
+            }
+        }
+    }
 
     if (ngx_icp_gate_lookup_conf->redis.name.len) {
         ngx_icp_gate_redis_done();
