@@ -4,9 +4,11 @@
  *
  * The verdict cache all workers share: a hash table of the registrable
  * domains, chained through the entries, with an LRU queue for eviction
- * when the zone is full.  Entries expire lazily: an expired verdict keeps
- * answering while one worker, holding the entry's update lock, refreshes
- * it.
+ * when the zone is full.  Entries expire lazily, as RFC 5861 has it: an
+ * expired verdict keeps answering for a while ("stale") while one worker,
+ * holding the entry's update lock, refreshes it; past that, it answers
+ * only when the refresh fails, and not at all past its own TTL
+ * ("usable").
  *
  * A fresh verdict is read without the mutex and without a write
  * (ngx_icp_gate_cache_peek()): writers, under the mutex, make the zone's
@@ -65,6 +67,8 @@ struct ngx_icp_gate_cache_node_s {
     uint32_t                    hash;
     uint32_t                    checked_at;     /* Unix time */
     uint32_t                    used;           /* when it last moved up */
+    uint32_t                    usable;         /* Unix time: a verdict's
+                                                   last second */
     u_char                      status;
     u_char                      region;
     u_char                      len;
@@ -201,6 +205,7 @@ ngx_icp_gate_cache_peek(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     if (cn->status == NGX_ICP_GATE_STATUS_NONE
         || (ngx_msec_int_t) (cn->expires - ngx_current_msec) <= 0
         || cn->used != (uint32_t) ngx_time()
+        || cn->usable <= (uint32_t) ngx_time()
         || icp_len >= NGX_ICP_GATE_ICP_LEN)
     {
         return NGX_DECLINED;
@@ -229,11 +234,21 @@ ngx_icp_gate_cache_peek(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 }
 
 
+/*
+ * NGX_OK: *v is a verdict, fresh (NGX_ICP_GATE_CACHE_FRESH), expired less
+ * than "stale" ago, or (NGX_ICP_GATE_CACHE_STALE) too stale to answer but
+ * while its refresh fails; NGX_DECLINED: none, or only one past its own
+ * TTL (NGX_ICP_GATE_CACHE_FAILED: a lookup failed a moment ago); NGX_ERROR:
+ * no room even for a placeholder.  NGX_ICP_GATE_CACHE_LOCKED: the caller
+ * holds the entry's update lock (lock_for 0 never takes it).
+ */
+
 ngx_int_t
 ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
-    uint32_t hash, ngx_msec_t lock_for, ngx_icp_gate_verdict_t *v,
-    ngx_uint_t *flags)
+    uint32_t hash, ngx_msec_t lock_for, ngx_msec_t stale,
+    ngx_icp_gate_verdict_t *v, ngx_uint_t *flags)
 {
+    ngx_msec_int_t              age;
     uint32_t                    now;
     ngx_int_t                   rc;
     ngx_icp_gate_cache_node_t  *cn;
@@ -277,13 +292,14 @@ ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
         ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
     }
 
-    if (cn->status == NGX_ICP_GATE_STATUS_NONE) {
+    age = (ngx_msec_int_t) (ngx_current_msec - cn->expires);
+
+    if (cn->status == NGX_ICP_GATE_STATUS_NONE || now >= cn->usable) {
 
         /* nobody asks again while a failure is remembered */
 
-        *flags = ((ngx_msec_int_t) (cn->expires - ngx_current_msec) > 0)
-                 ? NGX_ICP_GATE_CACHE_FAILED
-                 : ngx_icp_gate_cache_lock(cn, lock_for);
+        *flags = (age < 0) ? NGX_ICP_GATE_CACHE_FAILED
+                           : ngx_icp_gate_cache_lock(cn, lock_for);
         rc = NGX_DECLINED;
 
     } else {
@@ -293,11 +309,15 @@ ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
         v->icp_len = cn->icp_len;
         ngx_memcpy(v->icp, cn->data + cn->len, cn->icp_len);
 
-        if ((ngx_msec_int_t) (cn->expires - ngx_current_msec) > 0) {
+        if (age < 0) {
             *flags = NGX_ICP_GATE_CACHE_FRESH;
 
         } else {
             *flags = ngx_icp_gate_cache_lock(cn, lock_for);
+
+            if (age >= (ngx_msec_int_t) stale) {
+                *flags |= NGX_ICP_GATE_CACHE_STALE;
+            }
         }
 
         rc = NGX_OK;
@@ -309,9 +329,12 @@ ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 }
 
 
+/* fresh_for: how long it answers alone; usable_for: at all, in seconds */
+
 void
 ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
-    uint32_t hash, ngx_icp_gate_verdict_t *v, ngx_msec_t fresh_for)
+    uint32_t hash, ngx_icp_gate_verdict_t *v, ngx_msec_t fresh_for,
+    time_t usable_for)
 {
     ngx_icp_gate_cache_node_t  *cn, *grown;
 
@@ -351,6 +374,7 @@ ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     ngx_memcpy(cn->data + cn->len, v->icp, v->icp_len);
 
     cn->expires = ngx_current_msec + fresh_for;
+    cn->usable = (uint32_t) (ngx_time() + usable_for);
     cn->locked = 0;
 
 done:
@@ -384,8 +408,13 @@ ngx_icp_gate_cache_release(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
                 ngx_icp_gate_cache_delete(cache, cn);
             }
 
-        } else if ((ngx_msec_int_t) (cn->expires - ngx_current_msec) <= 0) {
-            /* a failed refresh: serve the old verdict a while longer */
+        } else if (retry_after
+                   && (ngx_msec_int_t) (cn->expires - ngx_current_msec) <= 0)
+        {
+            /*
+             * a failed refresh: the old verdict answers a while longer
+             * (while it is usable), and nobody asks again meanwhile
+             */
             cn->expires = ngx_current_msec + retry_after;
         }
     }
@@ -489,6 +518,7 @@ ngx_icp_gate_cache_create(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     cn->holder = 0;
     cn->checked_at = 0;
     cn->used = (uint32_t) ngx_time();
+    cn->usable = 0;
     ngx_memcpy(cn->data, domain->data, domain->len);
 
     ngx_icp_gate_cache_link(cache, cn);

@@ -18,6 +18,7 @@
 #define NGX_ICP_GATE_CACHE_FRESH    0x01
 #define NGX_ICP_GATE_CACHE_LOCKED   0x02
 #define NGX_ICP_GATE_CACHE_FAILED   0x04    /* a lookup failed a while ago */
+#define NGX_ICP_GATE_CACHE_STALE    0x08    /* past stale-while-revalidate */
 
 
 typedef struct ngx_icp_gate_cache_s  ngx_icp_gate_cache_t;
@@ -30,10 +31,11 @@ ngx_shm_zone_t *ngx_icp_gate_cache_add(ngx_conf_t *cf, ngx_str_t *name,
 ngx_int_t ngx_icp_gate_cache_peek(ngx_icp_gate_cache_t *cache,
     ngx_str_t *domain, uint32_t hash, ngx_icp_gate_verdict_t *v);
 ngx_int_t ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache,
-    ngx_str_t *domain, uint32_t hash, ngx_msec_t lock_for,
+    ngx_str_t *domain, uint32_t hash, ngx_msec_t lock_for, ngx_msec_t stale,
     ngx_icp_gate_verdict_t *v, ngx_uint_t *flags);
 void ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
-    uint32_t hash, ngx_icp_gate_verdict_t *v, ngx_msec_t fresh_for);
+    uint32_t hash, ngx_icp_gate_verdict_t *v, ngx_msec_t fresh_for,
+    time_t usable_for);
 void ngx_icp_gate_cache_release(ngx_icp_gate_cache_t *cache,
     ngx_str_t *domain, uint32_t hash, ngx_msec_t retry_after);
 

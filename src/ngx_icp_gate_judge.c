@@ -88,7 +88,22 @@ ngx_icp_gate_judge(ngx_icp_gate_conf_t *gcf, ngx_icp_gate_judgement_t *j,
 
     rc = ngx_icp_gate_lookup(&j->domain, j->hash, &j->verdict);
 
-    if (rc == NGX_DECLINED && gcf->wait) {
+    if (rc == NGX_AGAIN) {
+
+        /*
+         * a verdict too stale to answer alone: its refresh is waited for,
+         * except where nothing may wait, which the stale verdict answers
+         */
+
+        if (gcf->wait && gcf->mode != NGX_ICP_GATE_MODE_DRY_RUN
+            && ngx_icp_gate_judge_wait(gcf, j, pool) == NGX_OK)
+        {
+            return NGX_AGAIN;
+        }
+
+        rc = NGX_OK;
+
+    } else if (rc == NGX_DECLINED && gcf->wait) {
 
         /*
          * a rollout never holds anyone: the outcome stays open, and the

@@ -147,6 +147,7 @@ static void
 ngx_icp_gate_log_later(ngx_icp_gate_conf_t *gcf, ngx_icp_gate_judgement_t *j,
     ngx_icp_gate_log_entry_t *entry)
 {
+    ngx_int_t                  rc;
     ngx_uint_t                 i;
     ngx_pool_t                *pool;
     ngx_icp_gate_log_field_t  *f;
@@ -206,9 +207,12 @@ ngx_icp_gate_log_later(ngx_icp_gate_conf_t *gcf, ngx_icp_gate_judgement_t *j,
         != NGX_OK)
     {
         /* the flight is over already */
-        later->waiter.rc = ngx_icp_gate_lookup(&later->judgement.domain,
-                                               later->judgement.hash,
-                                               &later->judgement.verdict);
+        rc = ngx_icp_gate_lookup(&later->judgement.domain,
+                                 later->judgement.hash,
+                                 &later->judgement.verdict);
+
+        later->waiter.rc = (rc == NGX_OK || rc == NGX_AGAIN) ? NGX_OK
+                                                             : NGX_ERROR;
         ngx_icp_gate_log_later_done(&later->waiter);
     }
 

@@ -34,6 +34,8 @@ typedef struct {
     ngx_msec_t                  started;
     uint32_t                    hash;
     unsigned                    owner:1;
+    unsigned                    has_stale:1;
+    ngx_icp_gate_verdict_t      stale;      /* answers if the refresh fails */
     u_char                      data[NGX_ICP_GATE_DOMAIN_LEN];
 } ngx_icp_gate_flight_t;
 
@@ -55,7 +57,9 @@ static void ngx_icp_gate_flight_fail(ngx_icp_gate_flight_t *f,
     ngx_msec_t hold);
 static void ngx_icp_gate_flight_finish(ngx_icp_gate_flight_t *f,
     ngx_int_t rc, ngx_icp_gate_verdict_t *v);
-static ngx_msec_t ngx_icp_gate_fresh_for(ngx_icp_gate_verdict_t *v);
+static void ngx_icp_gate_flight_store(ngx_icp_gate_flight_t *f,
+    ngx_icp_gate_verdict_t *v);
+static time_t ngx_icp_gate_ttl_of(ngx_icp_gate_verdict_t *v);
 static ngx_msec_t ngx_icp_gate_lock_for(void);
 
 
@@ -144,8 +148,10 @@ ngx_icp_gate_lookup_done(void)
 
 /*
  * NGX_OK: *v holds the verdict; NGX_DECLINED: none yet, a flight is
- * asking for it (ngx_icp_gate_lookup_wait() waits for it); NGX_ERROR: none
- * can be had.
+ * asking for it (ngx_icp_gate_lookup_wait() waits for it); NGX_AGAIN: *v
+ * holds a verdict past icp_gate_stale_while_revalidate, to be waited for
+ * the same way (the waiter gets this one if the refresh fails); NGX_ERROR:
+ * none can be had.
  */
 
 ngx_int_t
@@ -170,7 +176,40 @@ ngx_icp_gate_lookup(ngx_str_t *domain, uint32_t hash,
     f = ngx_icp_gate_flight_find(domain, hash);
 
     rc = ngx_icp_gate_cache_lookup(ngx_icp_gate_cache, domain, hash,
-                                   f ? 0 : ngx_icp_gate_lock_for(), v, &flags);
+                                   f ? 0 : ngx_icp_gate_lock_for(),
+                                   ngx_icp_gate_lookup_conf->stale, v,
+                                   &flags);
+
+    if (rc == NGX_OK && (flags & NGX_ICP_GATE_CACHE_STALE)) {
+
+        /*
+         * expired too long ago to answer at once: the caller waits for the
+         * refresh, and gets this copy only if the refresh fails
+         */
+
+        ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                       "icp_gate: \"%V\" is stale, waiting for its refresh",
+                       domain);
+
+        if (f == NULL) {
+            f = ngx_icp_gate_flight_create(domain, hash,
+                                           (flags & NGX_ICP_GATE_CACHE_LOCKED)
+                                           ? 1 : 0);
+            if (f == NULL) {
+                if (flags & NGX_ICP_GATE_CACHE_LOCKED) {
+                    ngx_icp_gate_cache_release(ngx_icp_gate_cache, domain,
+                                               hash, 0);
+                }
+
+                return NGX_OK;
+            }
+        }
+
+        f->stale = *v;
+        f->has_stale = 1;
+
+        return NGX_AGAIN;
+    }
 
     if (rc == NGX_OK) {
 
@@ -243,6 +282,7 @@ ngx_icp_gate_lookup_wait(ngx_str_t *domain, uint32_t hash,
 
     w->rc = NGX_ERROR;
     w->waiting = 1;
+    w->flight = f;
     ngx_queue_insert_tail(&f->waiters, &w->queue);
 
     w->timer.handler = ngx_icp_gate_waiter_timeout;
@@ -276,17 +316,33 @@ ngx_icp_gate_lookup_cancel(ngx_icp_gate_waiter_t *w)
 static void
 ngx_icp_gate_waiter_timeout(ngx_event_t *ev)
 {
+    ngx_icp_gate_flight_t  *f;
     ngx_icp_gate_waiter_t  *w;
 
     w = (ngx_icp_gate_waiter_t *)
             ((u_char *) ev - offsetof(ngx_icp_gate_waiter_t, timer));
 
-    ngx_log_error(NGX_LOG_WARN, ev->log, 0,
-                  "icp_gate: no verdict within icp_gate_wait");
+    f = w->flight;
 
     ngx_queue_remove(&w->queue);
     w->waiting = 0;
-    w->rc = NGX_ERROR;
+
+    /* a refresh too slow is a refresh that failed: the stale copy answers */
+
+    if (f->has_stale) {
+        ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                      "icp_gate: \"%V\" not refreshed within icp_gate_wait, "
+                      "answered from its stale verdict", &f->sn.str);
+
+        *w->verdict = f->stale;
+        w->rc = NGX_OK;
+
+    } else {
+        ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                      "icp_gate: no verdict within icp_gate_wait");
+
+        w->rc = NGX_ERROR;
+    }
 
     w->handler(w);
 }
@@ -361,9 +417,11 @@ ngx_icp_gate_flight_run(ngx_event_t *ev)
     }
 
     rc = ngx_icp_gate_cache_lookup(ngx_icp_gate_cache, &f->sn.str, f->hash,
-                                   ngx_icp_gate_lock_for(), &v, &flags);
+                                   ngx_icp_gate_lock_for(),
+                                   ngx_icp_gate_lookup_conf->stale, &v,
+                                   &flags);
 
-    if (rc == NGX_OK) {
+    if (rc == NGX_OK && !(flags & NGX_ICP_GATE_CACHE_STALE)) {
         if (flags & NGX_ICP_GATE_CACHE_LOCKED) {
             /* expired already: the next lookup refreshes it */
             ngx_icp_gate_cache_release(ngx_icp_gate_cache, &f->sn.str,
@@ -463,10 +521,7 @@ ngx_icp_gate_flight_ask_api(ngx_icp_gate_flight_t *f, ngx_uint_t absent)
     v.status = NGX_ICP_GATE_STATUS_UNFILED;
     v.checked_at = ngx_time();
 
-    ngx_icp_gate_cache_store(ngx_icp_gate_cache, &f->sn.str, f->hash, &v,
-                             ngx_icp_gate_fresh_for(&v));
-
-    ngx_icp_gate_flight_finish(f, NGX_OK, &v);
+    ngx_icp_gate_flight_store(f, &v);
 }
 
 
@@ -485,10 +540,7 @@ ngx_icp_gate_flight_redis_done(void *data, ngx_int_t rc,
         return;
     }
 
-    ngx_icp_gate_cache_store(ngx_icp_gate_cache, &f->sn.str, f->hash, v,
-                             ngx_icp_gate_fresh_for(v));
-
-    ngx_icp_gate_flight_finish(f, NGX_OK, v);
+    ngx_icp_gate_flight_store(f, v);
 }
 
 
@@ -497,9 +549,6 @@ ngx_icp_gate_flight_api_done(void *data, ngx_int_t rc,
     ngx_icp_gate_verdict_t *v)
 {
     ngx_icp_gate_flight_t  *f = data;
-
-    time_t                       ttl;
-    ngx_icp_gate_lookup_conf_t  *lcf;
 
     if (ngx_icp_gate_exiting) {
         return;
@@ -510,19 +559,11 @@ ngx_icp_gate_flight_api_done(void *data, ngx_int_t rc,
         return;
     }
 
-    lcf = ngx_icp_gate_lookup_conf;
-
-    if (lcf->redis.name.len) {
-        ttl = (v->status == NGX_ICP_GATE_STATUS_FILED)
-              ? lcf->ttl : lcf->negative_ttl;
-
-        ngx_icp_gate_redis_put(&f->sn.str, v, ttl);
+    if (ngx_icp_gate_lookup_conf->redis.name.len) {
+        ngx_icp_gate_redis_put(&f->sn.str, v, ngx_icp_gate_ttl_of(v));
     }
 
-    ngx_icp_gate_cache_store(ngx_icp_gate_cache, &f->sn.str, f->hash, v,
-                             ngx_icp_gate_fresh_for(v));
-
-    ngx_icp_gate_flight_finish(f, NGX_OK, v);
+    ngx_icp_gate_flight_store(f, v);
 }
 
 
@@ -536,7 +577,47 @@ ngx_icp_gate_flight_fail(ngx_icp_gate_flight_t *f, ngx_msec_t hold)
                                    hold);
     }
 
+    /* stale-if-error: the copy was usable when the refresh began */
+
+    if (f->has_stale) {
+        ngx_icp_gate_flight_finish(f, NGX_OK, &f->stale);
+        return;
+    }
+
     ngx_icp_gate_flight_finish(f, NGX_ERROR, NULL);
+}
+
+
+/*
+ * With Redis, the zone's copy only stands in for the Redis entry, fresh
+ * for icp_gate_local_ttl.  It may answer while its refresh runs for
+ * icp_gate_stale_while_revalidate past that, and when the refresh fails,
+ * for as long as the verdict's own TTL.
+ */
+
+static void
+ngx_icp_gate_flight_store(ngx_icp_gate_flight_t *f, ngx_icp_gate_verdict_t *v)
+{
+    time_t                       ttl, usable;
+    ngx_msec_t                   fresh;
+    ngx_icp_gate_lookup_conf_t  *lcf;
+
+    lcf = ngx_icp_gate_lookup_conf;
+
+    ttl = ngx_icp_gate_ttl_of(v);
+    fresh = (ngx_msec_t) ttl * 1000;
+
+    if (lcf->redis.name.len) {
+        fresh = ngx_min(fresh, lcf->local_ttl);
+    }
+
+    usable = (time_t) ((fresh + lcf->stale + 999) / 1000);
+    usable = ngx_max(usable, ttl);
+
+    ngx_icp_gate_cache_store(ngx_icp_gate_cache, &f->sn.str, f->hash, v,
+                             fresh, usable);
+
+    ngx_icp_gate_flight_finish(f, NGX_OK, v);
 }
 
 
@@ -596,22 +677,12 @@ ngx_icp_gate_flight_finish(ngx_icp_gate_flight_t *f, ngx_int_t rc,
 }
 
 
-static ngx_msec_t
-ngx_icp_gate_fresh_for(ngx_icp_gate_verdict_t *v)
+static time_t
+ngx_icp_gate_ttl_of(ngx_icp_gate_verdict_t *v)
 {
-    ngx_msec_t  fresh;
-
-    fresh = (v->status == NGX_ICP_GATE_STATUS_FILED)
-            ? (ngx_msec_t) ngx_icp_gate_lookup_conf->ttl * 1000
-            : (ngx_msec_t) ngx_icp_gate_lookup_conf->negative_ttl * 1000;
-
-    /* with Redis, the local copy only stands in for the Redis entry */
-
-    if (ngx_icp_gate_lookup_conf->redis.name.len) {
-        fresh = ngx_min(fresh, ngx_icp_gate_lookup_conf->local_ttl);
-    }
-
-    return fresh;
+    return (v->status == NGX_ICP_GATE_STATUS_FILED)
+           ? ngx_icp_gate_lookup_conf->ttl
+           : ngx_icp_gate_lookup_conf->negative_ttl;
 }
 
 

@@ -31,6 +31,7 @@ struct ngx_icp_gate_waiter_s {
     void                       *data;
     ngx_int_t                   rc;
     ngx_icp_gate_verdict_t     *verdict;    /* filled in when rc is NGX_OK */
+    void                       *flight;     /* waited for */
     unsigned                    waiting:1;
 };
 
@@ -42,6 +43,7 @@ typedef struct {
     time_t                      ttl;
     time_t                      negative_ttl;
     ngx_msec_t                  local_ttl;
+    ngx_msec_t                  stale;          /* while-revalidate */
     ngx_msec_t                  error_ttl;      /* a failure remembered */
 } ngx_icp_gate_lookup_conf_t;
 

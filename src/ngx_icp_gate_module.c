@@ -107,6 +107,13 @@ static ngx_command_t  ngx_icp_gate_commands[] = {
       offsetof(ngx_icp_gate_main_conf_t, lookup.error_ttl),
       NULL },
 
+    { ngx_string("icp_gate_stale_while_revalidate"),
+      NGX_MAIN_CONF|NGX_DIRECT_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      0,
+      offsetof(ngx_icp_gate_main_conf_t, lookup.stale),
+      NULL },
+
     { ngx_string("icp_gate_local_ttl"),
       NGX_MAIN_CONF|NGX_DIRECT_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
@@ -170,6 +177,7 @@ ngx_icp_gate_create_conf(ngx_cycle_t *cycle)
     mcf->lookup.negative_ttl = NGX_CONF_UNSET;
     mcf->lookup.local_ttl = NGX_CONF_UNSET_MSEC;
     mcf->lookup.error_ttl = NGX_CONF_UNSET_MSEC;
+    mcf->lookup.stale = NGX_CONF_UNSET_MSEC;
 
     return mcf;
 }
@@ -186,6 +194,7 @@ ngx_icp_gate_init_conf(ngx_cycle_t *cycle, void *conf)
     ngx_conf_init_value(mcf->lookup.negative_ttl, 1800);
     ngx_conf_init_msec_value(mcf->lookup.local_ttl, 60000);
     ngx_conf_init_msec_value(mcf->lookup.error_ttl, 5000);
+    ngx_conf_init_msec_value(mcf->lookup.stale, 10000);
 
     if (mcf->lookup.redis.prefix.data == NULL) {
         ngx_str_set(&mcf->lookup.redis.prefix, "icp:");

@@ -547,11 +547,33 @@ unit_cache_peek(ngx_pool_t *pool)
     unit_ok(rc == NGX_OK && got.status == NGX_ICP_GATE_STATUS_REVOKED,
             "cache peek: a read after a write sees the new verdict");
 
-    ngx_icp_gate_cache_store(cache, &domain, hash, &v, 0);
+    ngx_icp_gate_cache_store(cache, &domain, hash, &v, 0, 3600);
 
     unit_ok(ngx_icp_gate_cache_peek(cache, &domain, hash, &got)
             == NGX_DECLINED,
             "cache peek: an expired verdict is left to the locked lookup");
+
+    rc = ngx_icp_gate_cache_lookup(cache, &domain, hash, 0, 10000, &got,
+                                   &flags);
+    unit_ok(rc == NGX_OK && flags == 0
+            && got.status == NGX_ICP_GATE_STATUS_REVOKED,
+            "cache stale: within stale-while-revalidate it answers");
+
+    rc = ngx_icp_gate_cache_lookup(cache, &domain, hash, 0, 0, &got,
+                                   &flags);
+    unit_ok(rc == NGX_OK && flags == NGX_ICP_GATE_CACHE_STALE,
+            "cache stale: past it, it is marked stale");
+
+    ngx_icp_gate_cache_store(cache, &domain, hash, &v, 60000, 0);
+
+    rc = ngx_icp_gate_cache_lookup(cache, &domain, hash, 0, 10000, &got,
+                                   &flags);
+    unit_ok(rc == NGX_DECLINED
+            && ngx_icp_gate_cache_peek(cache, &domain, hash, &got)
+               == NGX_DECLINED,
+            "cache stale: past its own TTL a verdict never answers");
+
+    ngx_icp_gate_cache_store(cache, &domain, hash, &v, 0, 3600);
 
     ngx_str_set(&other, "placeholder.example.cn");
     (void) unit_cache_get(cache, &other, 1000, &got, &flags);
@@ -649,7 +671,7 @@ unit_cache_get(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     return ngx_icp_gate_cache_lookup(cache, domain,
                                      ngx_icp_gate_hash(domain->data,
                                                        domain->len),
-                                     lock_for, v, flags);
+                                     lock_for, 10000, v, flags);
 }
 
 
@@ -659,5 +681,5 @@ unit_cache_put(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 {
     ngx_icp_gate_cache_store(cache, domain,
                              ngx_icp_gate_hash(domain->data, domain->len),
-                             v, 60000);
+                             v, 60000, 3600);
 }

@@ -32,7 +32,7 @@ sub gate_conf($t, %o) {
     my $server   = $o{server}   // '';
     my $location = $o{location} // '';
     my $servers  = $o{servers}  // '';
-    my $listen   = $o{listen}   // '';
+    my $listen   = defined $o{listen} ? " $o{listen}" : '';
 
     return $t->conf_prelude(workers => $o{workers} // 2) . <<"EOF";
 $redis
@@ -46,7 +46,7 @@ http {
     $http
 
     server {
-        listen 127.0.0.1:%%HTTP_PORT%% $listen;
+        listen 127.0.0.1:%%HTTP_PORT%%$listen;
         root %%DIR%%/html;
 
         add_header X-Result "\$icp_gate_result" always;
