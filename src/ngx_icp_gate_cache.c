@@ -26,9 +26,13 @@
 #include "ngx_icp_gate_cache.h"
 
 
-/* a full zone lets entries go 8 at a time, at most 64 for one entry */
+/*
+ * A full zone: the least recently used entry whose slot is big enough
+ * goes, found among the last 64 of the LRU queue; failing that, the last 8
+ * go, which may free a page.
+ */
+#define NGX_ICP_GATE_CACHE_VICTIMS    64
 #define NGX_ICP_GATE_CACHE_EVICT      8
-#define NGX_ICP_GATE_CACHE_EVICT_MAX  64
 
 /* zone bytes a bucket: about one entry a bucket in a full zone */
 #define NGX_ICP_GATE_CACHE_BUCKET     128
@@ -103,6 +107,9 @@ static ngx_icp_gate_cache_node_t *ngx_icp_gate_cache_grow(
     ngx_icp_gate_cache_t *cache, ngx_icp_gate_cache_node_t *cn, size_t room);
 static ngx_icp_gate_cache_node_t *ngx_icp_gate_cache_alloc(
     ngx_icp_gate_cache_t *cache, size_t len, size_t *room);
+static size_t ngx_icp_gate_cache_evict(ngx_icp_gate_cache_t *cache,
+    size_t slot);
+static size_t ngx_icp_gate_cache_slot(size_t size);
 static void ngx_icp_gate_cache_link(ngx_icp_gate_cache_t *cache,
     ngx_icp_gate_cache_node_t *cn);
 static void ngx_icp_gate_cache_delete(ngx_icp_gate_cache_t *cache,
@@ -329,14 +336,20 @@ ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 }
 
 
-/* fresh_for: how long it answers alone; usable_for: at all, in seconds */
+/*
+ * fresh_for: how long it answers alone; usable_for: at all, in seconds.
+ * NGX_ERROR: the zone had no room for it.
+ */
 
-void
+ngx_int_t
 ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     uint32_t hash, ngx_icp_gate_verdict_t *v, ngx_msec_t fresh_for,
     time_t usable_for)
 {
+    ngx_int_t                   rc;
     ngx_icp_gate_cache_node_t  *cn, *grown;
+
+    rc = NGX_ERROR;
 
     ngx_shmtx_lock(&cache->shpool->mutex);
     ngx_icp_gate_cache_write_begin(cache);
@@ -377,10 +390,14 @@ ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     cn->usable = (uint32_t) (ngx_time() + usable_for);
     cn->locked = 0;
 
+    rc = NGX_OK;
+
 done:
 
     ngx_icp_gate_cache_write_end(cache);
     ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return rc;
 }
 
 
@@ -568,14 +585,11 @@ static ngx_icp_gate_cache_node_t *
 ngx_icp_gate_cache_alloc(ngx_icp_gate_cache_t *cache, size_t len,
     size_t *room)
 {
-    size_t                      size, slot;
-    ngx_uint_t                  n, evicted;
-    ngx_queue_t                *q;
+    size_t                      size, slot, freed;
     ngx_icp_gate_cache_node_t  *cn;
 
     size = offsetof(ngx_icp_gate_cache_node_t, data) + len;
-
-    for (slot = 8; slot < size + *room; slot <<= 1) { /* void */ }
+    slot = ngx_icp_gate_cache_slot(size + *room);
 
     if (slot <= ngx_pagesize / 2) {
         *room = ngx_min(slot - size, NGX_ICP_GATE_ICP_LEN);
@@ -583,30 +597,90 @@ ngx_icp_gate_cache_alloc(ngx_icp_gate_cache_t *cache, size_t len,
 
     cn = ngx_slab_alloc_locked(cache->shpool, size + *room);
 
-    /*
-     * the zone is full: the least recently used entries go until one of
-     * them leaves a slot of this size, or too many have gone
-     */
-
-    for (evicted = 0;
-         cn == NULL && evicted < NGX_ICP_GATE_CACHE_EVICT_MAX;
-         evicted += NGX_ICP_GATE_CACHE_EVICT)
-    {
-        for (n = 0; n < NGX_ICP_GATE_CACHE_EVICT; n++) {
-            if (ngx_queue_empty(&cache->sh->queue)) {
-                break;
-            }
-
-            q = ngx_queue_last(&cache->sh->queue);
-
-            ngx_icp_gate_cache_delete(cache,
-                ngx_queue_data(q, ngx_icp_gate_cache_node_t, queue));
-        }
-
-        cn = ngx_slab_alloc_locked(cache->shpool, size + *room);
+    if (cn || slot > ngx_pagesize / 2) {
+        return cn;
     }
 
-    return cn;
+    /*
+     * The zone is full.  The slab keeps a page to one slot size, so only
+     * an entry of this slot size or bigger is sure to leave room: the
+     * chunk it frees is asked for by its size.
+     */
+
+    freed = ngx_icp_gate_cache_evict(cache, slot);
+
+    *room = ngx_min(freed - size, NGX_ICP_GATE_ICP_LEN);
+
+    return ngx_slab_alloc_locked(cache->shpool, freed);
+}
+
+
+/*
+ * Makes room for an entry of "slot" bytes, and returns the size to ask the
+ * slab for: the slot of the least recently used entry at least as big,
+ * or, with none among the last few dozen, "slot" after the last few
+ * entries went, which may have emptied a page.  Entries being looked up
+ * stay.
+ */
+
+static size_t
+ngx_icp_gate_cache_evict(ngx_icp_gate_cache_t *cache, size_t slot)
+{
+    size_t                      have;
+    ngx_uint_t                  n;
+    ngx_queue_t                *q, *prev;
+    ngx_icp_gate_cache_node_t  *cn;
+
+    q = ngx_queue_last(&cache->sh->queue);
+
+    for (n = 0;
+         q != ngx_queue_sentinel(&cache->sh->queue)
+         && n < NGX_ICP_GATE_CACHE_VICTIMS;
+         n++, q = ngx_queue_prev(q))
+    {
+        cn = ngx_queue_data(q, ngx_icp_gate_cache_node_t, queue);
+
+        have = ngx_icp_gate_cache_slot(offsetof(ngx_icp_gate_cache_node_t,
+                                                data)
+                                       + cn->len + cn->icp_room);
+
+        if (have >= slot && have <= ngx_pagesize / 2
+            && (cn->locked == 0
+                || (ngx_msec_int_t) (cn->locked - ngx_current_msec) <= 0))
+        {
+            ngx_icp_gate_cache_delete(cache, cn);
+            return have;
+        }
+    }
+
+    q = ngx_queue_last(&cache->sh->queue);
+
+    for (n = 0;
+         q != ngx_queue_sentinel(&cache->sh->queue)
+         && n < NGX_ICP_GATE_CACHE_EVICT;
+         n++)
+    {
+        prev = ngx_queue_prev(q);
+        ngx_icp_gate_cache_delete(cache,
+                                  ngx_queue_data(q, ngx_icp_gate_cache_node_t,
+                                                 queue));
+        q = prev;
+    }
+
+    return slot;
+}
+
+
+/* the slab's slot for an allocation of size bytes */
+
+static size_t
+ngx_icp_gate_cache_slot(size_t size)
+{
+    size_t  slot;
+
+    for (slot = 8; slot < size; slot <<= 1) { /* void */ }
+
+    return slot;
 }
 
 

@@ -33,7 +33,8 @@ ngx_int_t ngx_icp_gate_cache_peek(ngx_icp_gate_cache_t *cache,
 ngx_int_t ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache,
     ngx_str_t *domain, uint32_t hash, ngx_msec_t lock_for, ngx_msec_t stale,
     ngx_icp_gate_verdict_t *v, ngx_uint_t *flags);
-void ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
+ngx_int_t ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache,
+    ngx_str_t *domain,
     uint32_t hash, ngx_icp_gate_verdict_t *v, ngx_msec_t fresh_for,
     time_t usable_for);
 void ngx_icp_gate_cache_release(ngx_icp_gate_cache_t *cache,

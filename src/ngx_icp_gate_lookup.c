@@ -27,6 +27,21 @@
 #define NGX_ICP_GATE_POLL_MIN        2
 #define NGX_ICP_GATE_POLL_MAX        20
 
+/*
+ * Verdicts the zone had no room for, kept by the worker while fresh: a
+ * full zone never costs a filing API request a request
+ */
+#define NGX_ICP_GATE_ASIDE           64
+
+typedef struct {
+    uint32_t                    hash;
+    ngx_msec_t                  expires;
+    ngx_icp_gate_verdict_t      verdict;
+    size_t                      len;
+    u_char                      data[NGX_ICP_GATE_DOMAIN_LEN];
+} ngx_icp_gate_aside_t;
+
+
 typedef struct {
     ngx_str_node_t              sn;
     ngx_queue_t                 waiters;
@@ -60,6 +75,10 @@ static void ngx_icp_gate_flight_finish(ngx_icp_gate_flight_t *f,
 static void ngx_icp_gate_flight_store(ngx_icp_gate_flight_t *f,
     ngx_icp_gate_verdict_t *v);
 static time_t ngx_icp_gate_ttl_of(ngx_icp_gate_verdict_t *v);
+static ngx_int_t ngx_icp_gate_aside_get(ngx_str_t *domain, uint32_t hash,
+    ngx_icp_gate_verdict_t *v);
+static void ngx_icp_gate_aside_put(ngx_str_t *domain, uint32_t hash,
+    ngx_icp_gate_verdict_t *v, ngx_msec_t fresh);
 static ngx_msec_t ngx_icp_gate_lock_for(void);
 
 
@@ -73,6 +92,7 @@ static ngx_icp_gate_cache_t        *ngx_icp_gate_cache;
 static ngx_rbtree_t                 ngx_icp_gate_flights;
 static ngx_rbtree_node_t            ngx_icp_gate_flights_sentinel;
 static ngx_uint_t                   ngx_icp_gate_exiting;
+static ngx_icp_gate_aside_t        *ngx_icp_gate_aside;
 
 
 ngx_int_t
@@ -84,6 +104,12 @@ ngx_icp_gate_lookup_init(ngx_cycle_t *cycle, ngx_icp_gate_lookup_conf_t *lcf)
 
     ngx_rbtree_init(&ngx_icp_gate_flights, &ngx_icp_gate_flights_sentinel,
                     ngx_str_rbtree_insert_value);
+
+    ngx_icp_gate_aside = ngx_pcalloc(cycle->pool, NGX_ICP_GATE_ASIDE
+                                                  * sizeof(ngx_icp_gate_aside_t));
+    if (ngx_icp_gate_aside == NULL) {
+        return NGX_ERROR;
+    }
 
     if (lcf->redis.name.len
         && ngx_icp_gate_redis_init(cycle, &lcf->redis) != NGX_OK)
@@ -170,6 +196,10 @@ ngx_icp_gate_lookup(ngx_str_t *domain, uint32_t hash,
         ngx_log_debug2(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
                        "icp_gate: \"%V\" is %V in the zone", domain,
                        &ngx_icp_gate_status_names[v->status]);
+        return NGX_OK;
+    }
+
+    if (ngx_icp_gate_aside_get(domain, hash, v) == NGX_OK) {
         return NGX_OK;
     }
 
@@ -614,8 +644,12 @@ ngx_icp_gate_flight_store(ngx_icp_gate_flight_t *f, ngx_icp_gate_verdict_t *v)
     usable = (time_t) ((fresh + lcf->stale + 999) / 1000);
     usable = ngx_max(usable, ttl);
 
-    ngx_icp_gate_cache_store(ngx_icp_gate_cache, &f->sn.str, f->hash, v,
-                             fresh, usable);
+    if (ngx_icp_gate_cache_store(ngx_icp_gate_cache, &f->sn.str, f->hash, v,
+                                 fresh, usable)
+        != NGX_OK)
+    {
+        ngx_icp_gate_aside_put(&f->sn.str, f->hash, v, fresh);
+    }
 
     ngx_icp_gate_flight_finish(f, NGX_OK, v);
 }
@@ -674,6 +708,50 @@ ngx_icp_gate_flight_finish(ngx_icp_gate_flight_t *f, ngx_int_t rc,
 
         w->handler(w);
     }
+}
+
+
+static ngx_int_t
+ngx_icp_gate_aside_get(ngx_str_t *domain, uint32_t hash,
+    ngx_icp_gate_verdict_t *v)
+{
+    ngx_icp_gate_aside_t  *a;
+
+    a = &ngx_icp_gate_aside[hash % NGX_ICP_GATE_ASIDE];
+
+    if (a->len != domain->len || a->hash != hash
+        || (ngx_msec_int_t) (a->expires - ngx_current_msec) <= 0
+        || ngx_memcmp(a->data, domain->data, domain->len) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                   "icp_gate: \"%V\" kept aside by the worker", domain);
+
+    *v = a->verdict;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_icp_gate_aside_put(ngx_str_t *domain, uint32_t hash,
+    ngx_icp_gate_verdict_t *v, ngx_msec_t fresh)
+{
+    ngx_icp_gate_aside_t  *a;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                   "icp_gate: no room in the zone for \"%V\", kept aside",
+                   domain);
+
+    a = &ngx_icp_gate_aside[hash % NGX_ICP_GATE_ASIDE];
+
+    a->hash = hash;
+    a->len = domain->len;
+    a->expires = ngx_current_msec + fresh;
+    a->verdict = *v;
+    ngx_memcpy(a->data, domain->data, domain->len);
 }
 
 

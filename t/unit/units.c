@@ -475,9 +475,12 @@ unit_cache(ngx_pool_t *pool)
         }
     }
 
-    /* an entry that finds no slot even after 64 evictions is not held */
+    /*
+     * an insert evicts at most 8 entries: until they empty a page, an
+     * entry of the bigger size is not held (the lookup keeps it aside)
+     */
 
-    unit_ok(held >= 190 && wrong == 0, "cache: a zone full of smaller "
+    unit_ok(held >= 150 && wrong == 0, "cache: a zone full of smaller "
             "entries holds %lu of 200 long filing numbers, %lu cut",
             (unsigned long) held, (unsigned long) wrong);
 }
