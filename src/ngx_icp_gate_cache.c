@@ -85,6 +85,8 @@ struct ngx_icp_gate_cache_node_s {
 typedef struct {
     ngx_queue_t                 queue;
     ngx_atomic_t                seq;            /* odd while written */
+    ngx_uint_t                  budget;         /* API requests, in 1/1000 */
+    ngx_msec_t                  budget_at;
     ngx_uint_t                  mask;
     ngx_icp_gate_cache_node_t  *buckets[1];
 } ngx_icp_gate_cache_sh_t;
@@ -438,6 +440,52 @@ ngx_icp_gate_cache_release(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 
     ngx_icp_gate_cache_write_end(cache);
     ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+/*
+ * The node's filing API budget, a token bucket all workers share: rate is
+ * in thousandths of a request a second, and a second's worth, or at least
+ * one request, may be spent at once.  NGX_BUSY: spent.
+ */
+
+ngx_int_t
+ngx_icp_gate_cache_spend(ngx_icp_gate_cache_t *cache, ngx_uint_t rate)
+{
+    ngx_int_t                 rc;
+    ngx_uint_t                earned;
+    ngx_msec_int_t            elapsed;
+    ngx_icp_gate_cache_sh_t  *sh;
+
+    sh = cache->sh;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    /*
+     * each worker has its own clock: one a little behind earns nothing,
+     * and the time is counted once it has earned something
+     */
+
+    elapsed = (ngx_msec_int_t) (ngx_current_msec - sh->budget_at);
+    earned = (elapsed > 1000) ? rate
+             : (elapsed > 0) ? rate * (ngx_uint_t) elapsed / 1000 : 0;
+
+    if (earned) {
+        sh->budget = ngx_min(sh->budget + earned, ngx_max(rate, 1000));
+        sh->budget_at = ngx_current_msec;
+    }
+
+    if (sh->budget >= 1000) {
+        sh->budget -= 1000;
+        rc = NGX_OK;
+
+    } else {
+        rc = NGX_BUSY;
+    }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return rc;
 }
 
 

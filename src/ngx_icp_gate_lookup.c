@@ -49,6 +49,7 @@ typedef struct {
     ngx_msec_t                  started;
     uint32_t                    hash;
     unsigned                    owner:1;
+    unsigned                    known:1;    /* a refresh: off the budget */
     unsigned                    has_stale:1;
     ngx_icp_gate_verdict_t      stale;      /* answers if the refresh fails */
     u_char                      data[NGX_ICP_GATE_DOMAIN_LEN];
@@ -75,6 +76,7 @@ static void ngx_icp_gate_flight_finish(ngx_icp_gate_flight_t *f,
 static void ngx_icp_gate_flight_store(ngx_icp_gate_flight_t *f,
     ngx_icp_gate_verdict_t *v);
 static time_t ngx_icp_gate_ttl_of(ngx_icp_gate_verdict_t *v);
+static void ngx_icp_gate_over_budget(void);
 static ngx_int_t ngx_icp_gate_aside_get(ngx_str_t *domain, uint32_t hash,
     ngx_icp_gate_verdict_t *v);
 static void ngx_icp_gate_aside_put(ngx_str_t *domain, uint32_t hash,
@@ -93,6 +95,8 @@ static ngx_rbtree_t                 ngx_icp_gate_flights;
 static ngx_rbtree_node_t            ngx_icp_gate_flights_sentinel;
 static ngx_uint_t                   ngx_icp_gate_exiting;
 static ngx_icp_gate_aside_t        *ngx_icp_gate_aside;
+static ngx_uint_t                   ngx_icp_gate_refused;
+static time_t                       ngx_icp_gate_refused_logged;
 
 
 ngx_int_t
@@ -237,6 +241,7 @@ ngx_icp_gate_lookup(ngx_str_t *domain, uint32_t hash,
 
         f->stale = *v;
         f->has_stale = 1;
+        f->known = 1;
 
         return NGX_AGAIN;
     }
@@ -249,10 +254,15 @@ ngx_icp_gate_lookup(ngx_str_t *domain, uint32_t hash,
             ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
                            "icp_gate: \"%V\" expired, refreshing it", domain);
 
-            if (ngx_icp_gate_flight_create(domain, hash, 1) == NULL) {
+            f = ngx_icp_gate_flight_create(domain, hash, 1);
+
+            if (f == NULL) {
                 ngx_icp_gate_cache_release(ngx_icp_gate_cache, domain, hash,
                                            ngx_icp_gate_lookup_conf
                                            ->error_ttl);
+
+            } else {
+                f->known = 1;
             }
         }
 
@@ -525,6 +535,19 @@ ngx_icp_gate_flight_ask_api(ngx_icp_gate_flight_t *f, ngx_uint_t absent)
     ngx_icp_gate_verdict_t  v;
 
     if (ngx_icp_gate_lookup_conf->api.url.len) {
+
+        /* only domains without a verdict spend the node's API budget */
+
+        if (ngx_icp_gate_lookup_conf->api_rate && !f->known
+            && ngx_icp_gate_cache_spend(ngx_icp_gate_cache,
+                                        ngx_icp_gate_lookup_conf->api_rate)
+               != NGX_OK)
+        {
+            ngx_icp_gate_over_budget();
+            ngx_icp_gate_flight_fail(f, 0);
+            return;
+        }
+
         rc = ngx_icp_gate_api_fetch(&f->sn.str, ngx_icp_gate_flight_api_done,
                                     f);
 
@@ -708,6 +731,27 @@ ngx_icp_gate_flight_finish(ngx_icp_gate_flight_t *f, ngx_int_t rc,
 
         w->handler(w);
     }
+}
+
+
+/* one warning a second at most, with the count since the last one */
+
+static void
+ngx_icp_gate_over_budget(void)
+{
+    ngx_icp_gate_refused++;
+
+    if (ngx_time() == ngx_icp_gate_refused_logged) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                  "icp_gate: filing API budget (icp_gate_api_rate) spent: "
+                  "%ui lookups of new domains failed since the last warning",
+                  ngx_icp_gate_refused);
+
+    ngx_icp_gate_refused = 0;
+    ngx_icp_gate_refused_logged = ngx_time();
 }
 
 

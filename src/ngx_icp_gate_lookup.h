@@ -45,6 +45,7 @@ typedef struct {
     ngx_msec_t                  local_ttl;
     ngx_msec_t                  stale;          /* while-revalidate */
     ngx_msec_t                  error_ttl;      /* a failure remembered */
+    ngx_uint_t                  api_rate;       /* 1/1000 a second, 0: any */
 } ngx_icp_gate_lookup_conf_t;
 
 

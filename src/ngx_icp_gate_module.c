@@ -20,6 +20,7 @@ typedef struct {
     ngx_icp_gate_lookup_conf_t  lookup;
     ngx_flag_t                  used;
     ngx_flag_t                  default_zone;
+    ngx_flag_t                  api_rate_set;
 } ngx_icp_gate_main_conf_t;
 
 
@@ -30,6 +31,8 @@ static char *ngx_icp_gate_zone(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_icp_gate_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_icp_gate_api(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_icp_gate_api_rate(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_icp_gate_init_module(ngx_cycle_t *cycle);
 static void ngx_icp_gate_exit_process(ngx_cycle_t *cycle);
@@ -77,6 +80,13 @@ static ngx_command_t  ngx_icp_gate_commands[] = {
       ngx_conf_set_num_slot,
       0,
       offsetof(ngx_icp_gate_main_conf_t, lookup.api.concurrency),
+      NULL },
+
+    { ngx_string("icp_gate_api_rate"),
+      NGX_MAIN_CONF|NGX_DIRECT_CONF|NGX_CONF_TAKE1,
+      ngx_icp_gate_api_rate,
+      0,
+      0,
       NULL },
 
     { ngx_string("icp_gate_api_timeout"),
@@ -229,6 +239,65 @@ ngx_icp_gate_init_conf(ngx_cycle_t *cycle, void *conf)
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
                       "\"icp_gate_redis_prefix\" is longer than 128 bytes");
         return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* N/s or N/m, as limit_req's rate, or off */
+
+static char *
+ngx_icp_gate_api_rate(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_icp_gate_main_conf_t  *mcf = conf;
+
+    size_t      len;
+    ngx_int_t   rate, scale;
+    ngx_str_t  *value;
+
+    if (mcf->api_rate_set) {
+        return "is duplicate";
+    }
+
+    mcf->api_rate_set = 1;
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        mcf->lookup.api_rate = 0;
+        return NGX_CONF_OK;
+    }
+
+    len = value[1].len;
+    scale = 1;
+
+    if (len > 2 && ngx_strncmp(value[1].data + len - 2, "/s", 2) == 0) {
+        len -= 2;
+
+    } else if (len > 2
+               && ngx_strncmp(value[1].data + len - 2, "/m", 2) == 0)
+    {
+        len -= 2;
+        scale = 60;
+
+    } else {
+        len = 0;
+    }
+
+    rate = len ? ngx_atoi(value[1].data, len) : NGX_ERROR;
+
+    if (rate <= 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid rate \"%V\" in \"icp_gate_api_rate\", "
+                           "expected N/s, N/m or off", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    mcf->lookup.api_rate = rate * 1000 / scale;
+
+    if (mcf->lookup.api_rate == 0) {
+        mcf->lookup.api_rate = 1;
     }
 
     return NGX_CONF_OK;

@@ -33,6 +33,12 @@ my @bad = (
     [main => 'icp_gate_error_ttl 0;', 'icp_gate_error_ttl'],
     [main => 'icp_gate_error_ttl often;', 'icp_gate_error_ttl'],
     [main => 'icp_gate_api_concurrency many;', 'icp_gate_api_concurrency'],
+    [main => 'icp_gate_api_rate fast;', 'icp_gate_api_rate'],
+    [main => 'icp_gate_api_rate 10;', 'icp_gate_api_rate'],
+    [main => 'icp_gate_api_rate 0/s;', 'icp_gate_api_rate'],
+    [main => 'icp_gate_api_rate 5/s; icp_gate_api_rate 6/s;', 'icp_gate_api_rate'],
+    [main => 'icp_gate_stale_while_revalidate later;',
+     'icp_gate_stale_while_revalidate'],
     [main => 'icp_gate_ttl 0;', 'icp_gate_ttl'],
     [main => 'icp_gate_ttl soon;', 'icp_gate_ttl'],
     [main => 'icp_gate_local_ttl -1;', 'icp_gate_local_ttl'],
@@ -76,7 +82,8 @@ like $out, qr/"icp_gate_zone" directive must come before the first "icp_gate"/,
           . ' icp_gate_api_header Authorization "Bearer x";'
           . ' icp_gate_api_timeout 1s; icp_gate_api_concurrency 16;'
           . ' icp_gate_ttl 12h; icp_gate_error_ttl 10s;'
-          . ' icp_gate_negative_ttl 10m; icp_gate_local_ttl 30s;',
+          . ' icp_gate_negative_ttl 10m; icp_gate_local_ttl 30s;'
+          . ' icp_gate_stale_while_revalidate 5s; icp_gate_api_rate 20/s;',
     http => 'icp_gate_region global; icp_gate_wait 2s; icp_gate_on_error allow;'
           . ' icp_gate_status 451;');
 is $code, 0, 'every directive at once passes nginx -t' or diag $out;
