@@ -70,6 +70,30 @@ ok $r->{elapsed} >= 1.4 && $r->{elapsed} < 2.5,
 like $t->error_log, qr/filing API request for "hang\.cn" failed: .*timed out/,
     'the timeout is logged';
 
+# an API that answers a byte at a time: icp_gate_api_timeout ends it too
+$t->api_set('drip.cn', 'drip');
+$r = $t->get('live.drip.cn', '/patient/x');
+is $r->{status}, 403, 'a slow-drip API: refused';
+ok $r->{elapsed} >= 1.4 && $r->{elapsed} < 2.5,
+    sprintf 'after icp_gate_api_timeout (%.2fs)', $r->{elapsed};
+like $t->error_log, qr/filing API request for "drip\.cn" failed: .*timed out/,
+    'the timeout is logged';
+
+# a failing API over 10 s of steady requests: one API request per
+# icp_gate_error_ttl (1s here)
+$t->api_set('down.cn', '500');
+my $deadline = time + 10;
+my $sent = 0;
+while (time < $deadline) {
+    $sent++;
+    $t->get('live.down.cn');
+    sleep 0.05;
+}
+my $asked = $t->api_count('down.cn');
+ok $asked >= 5 && $asked <= 11,
+    "$sent requests over 10 s of a failing API: $asked API requests";
+diag "a failing API (error_ttl 1s), $sent requests over 10 s: $asked API requests";
+
 # the API gone altogether
 $t->stop_api;
 $r = $t->get('live.gone.cn');

@@ -19,6 +19,7 @@ Modes:
   badstatus 200, {"status":"maybe"}
   notobject 200, ["filed"]
   hang      sleep HANG_SECONDS, then close without answering
+  drip      200 and a filed answer, its body one byte every DRIP_SECONDS
 Every mode first sleeps delay_ms when one is configured.
 
 Control (GET or POST, parameters in the query string):
@@ -44,6 +45,7 @@ FILING_PREFIX = "/v1/filing/"
 CONTROL_PREFIX = "/_control/"
 DEFAULT_ICP = "京ICP备12345678号-1"
 HANG_SECONDS = 60
+DRIP_SECONDS = 0.25
 
 STATUS_MODES = ("filed", "pending", "revoked", "unfiled")
 FIXED_ANSWERS = {
@@ -55,7 +57,7 @@ FIXED_ANSWERS = {
     "badstatus": (200, b'{"status":"maybe"}'),
     "notobject": (200, b'["filed"]'),
 }
-MODES = STATUS_MODES + tuple(FIXED_ANSWERS) + ("hang",)
+MODES = STATUS_MODES + tuple(FIXED_ANSWERS) + ("hang", "drip")
 
 
 class BadRequest(Exception):
@@ -178,6 +180,9 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(HANG_SECONDS)
             self.close_connection = True
             return
+        if mode == "drip":
+            self.drip(json.dumps({"domain": requested, "status": "filed"}).encode())
+            return
         if mode in FIXED_ANSWERS:
             status, body = FIXED_ANSWERS[mode]
             self.reply(status, body, "application/json")
@@ -190,6 +195,20 @@ class Handler(BaseHTTPRequestHandler):
         if "region" in entry:
             answer["region"] = entry["region"]
         self.reply_json(answer)
+
+    def drip(self, body):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            for i in range(len(body)):
+                self.wfile.write(body[i:i + 1])
+                self.wfile.flush()
+                time.sleep(DRIP_SECONDS)
+        except OSError:
+            pass    # the client gave up
+        self.close_connection = True
 
     # --- control endpoints
 
