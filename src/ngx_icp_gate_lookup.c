@@ -684,6 +684,7 @@ ngx_icp_gate_flight_finish(ngx_icp_gate_flight_t *f, ngx_int_t rc,
 {
     ngx_queue_t             waiters, *q;
     ngx_icp_gate_waiter_t  *w;
+    ngx_icp_gate_verdict_t  verdict;
 
     ngx_log_debug2(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
                    "icp_gate: flight for \"%V\" finished: %V", &f->sn.str,
@@ -705,6 +706,13 @@ ngx_icp_gate_flight_finish(ngx_icp_gate_flight_t *f, ngx_int_t rc,
 
     if (f->event.timer_set) {
         ngx_del_timer(&f->event);
+    }
+
+    /* the verdict may be the flight's own stale copy */
+
+    if (v) {
+        verdict = *v;
+        v = &verdict;
     }
 
     ngx_free(f);
