@@ -98,7 +98,8 @@ static ngx_uint_t                   ngx_icp_gate_psl_depth;
 /*
  * Names that only a wildcard rule names, as "*.kobe.jp" does "kobe.jp".
  * libpsl counts them as public suffixes; the list's own algorithm does
- * not: only "jp" matches "kobe.jp", which is a registrable domain.
+ * not for such a host itself: only "jp" matches "kobe.jp", which is a
+ * registrable domain.
  */
 static ngx_array_t                 *ngx_icp_gate_psl_parents;
 
