@@ -24,12 +24,13 @@ all: $(NGINX_BIN)
 $(NGINX_BIN): $(SOURCES) util/build.sh | need-build
 	util/build.sh $(BUILD)
 
-$(ASAN_BIN): $(SOURCES) util/build.sh | need-build
+# clang: the packages of the test group
+$(ASAN_BIN): $(SOURCES) util/build.sh | need-test
 	util/build.sh $(ASAN_BUILD) asan
 
 asan: $(ASAN_BIN)
 
-# the suite twice: against the product binary, then under ASan + UBSan
+# the suite twice: against the product binary, then under clang's ASan + UBSan
 test: test-plain test-asan
 
 test-plain: need-test $(NGINX_BIN)

@@ -6,11 +6,12 @@
 Starts, on loopback: our nginx (no gate, icp_gate, auth_request to an auth
 service), Debian's nginx with lua-nginx-module (no gate, a lua_shared_dict
 check), redis-server, the filing API stand-in of the tests and an auth
-service, then measures the hot path, a host mix, cold misses, the Redis
-tier, RTMP publishing and the zone's capacity.  Variants alternate within
-each round and every figure that has a baseline is a ratio to a baseline
-measured in the same round, so drift of a noisy machine cancels.  Writes
-OUT/latest.md, OUT/latest.json and OUT/cpu-per-request.png.
+service, then measures the hot path, a host mix, a host of 127 labels,
+cold misses, the Redis tier, RTMP publishing and the zone's capacity.
+Variants alternate within each round and every figure that has a baseline
+is a ratio to a baseline measured in the same round, so drift of a noisy
+machine cancels.  Writes OUT/latest.md, OUT/latest.json and
+OUT/cpu-per-request.png.
 
 BENCH_ROUNDS (9) and BENCH_SECONDS (2) set the rounds and their length.
 """
@@ -85,6 +86,15 @@ HTTP_VARIANTS = (
 TWO_WORKER_VARIANTS = (
     ("nginx_2w", "nginx, no gate, 2 workers", "two", None),
     ("icp_gate_2w", "icp_gate on, 2 workers", "two", "nginx_2w"),
+)
+# a hostile host, as many labels as a name holds (127 of one letter, 253
+# bytes), next to an ordinary one; both filed and cached, one gated nginx
+LABEL_HOSTS = {"ordinary": "www.example.com",
+               "many_labels": ".".join(["a"] * 127)}
+LABEL_VARIANTS = (
+    ("ordinary", "icp_gate on, www.example.com", "ordinary", None),
+    ("many_labels", "icp_gate on, a 127-label host", "many_labels",
+     "ordinary"),
 )
 RTMP_VARIANTS = (
     ("open", "nginx-rtmp, no gate", "open", None),
@@ -445,6 +455,25 @@ class Bench:
         self.results["mix_api_requests"] = asked
         self.results["mix"] = self.http_rounds("mix", script_args=[self.hosts])
 
+    def many_labels(self):
+        """A host too long for the per-worker memo, so every request
+        reduces it again: 127 labels against www.example.com."""
+        say("HTTP hostile host: 127 labels vs www.example.com, both cached")
+        for host in LABEL_HOSTS.values():
+            self.expect_200(PORT["icp_gate"], host)
+            clients.wrk(PORT["icp_gate"], 1, host=host)
+
+        def measure(key, host_key):
+            before = self.ours.cpu()
+            run = clients.wrk(PORT["icp_gate"], self.seconds,
+                              host=LABEL_HOSTS[host_key])
+            run["cpu_us"] = (self.ours.cpu() - before) * 1e6 / run["requests"]
+            run["rate"] = run["rps"]
+            return run
+
+        self.results["labels"] = self.paired_rounds("labels", LABEL_VARIANTS,
+                                                    measure)
+
     # -- latency of misses ------------------------------------------------
 
     def redis_tier(self, count=REDIS_DOMAINS):
@@ -758,8 +787,8 @@ class Bench:
             report.write(self.results, self.args.out)
 
 
-SCENARIOS = ("hot_path", "two_workers", "host_mix", "instructions",
-             "redis_tier", "cold", "rtmp", "capacity")
+SCENARIOS = ("hot_path", "two_workers", "host_mix", "many_labels",
+             "instructions", "redis_tier", "cold", "rtmp", "capacity")
 
 
 def main():

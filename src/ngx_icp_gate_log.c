@@ -267,6 +267,12 @@ ngx_icp_gate_log_escape_len(u_char *src, size_t len)
     u_char  *p, *last, *start;
     size_t   n;
 
+    /* a missing host has no data: NULL + 0 is no pointer to compute */
+
+    if (len == 0) {
+        return 0;
+    }
+
     n = 0;
     p = src;
     last = src + len;
@@ -308,6 +314,10 @@ ngx_icp_gate_log_escape(u_char *dst, u_char *src, size_t len)
 {
     u_char         *p, *last, *start;
     static u_char   hex[] = "0123456789abcdef";
+
+    if (len == 0) {
+        return dst;
+    }
 
     p = src;
     last = src + len;

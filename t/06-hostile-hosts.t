@@ -1,5 +1,6 @@
-# Hostile Host headers: quotes, backslashes, UTF-8 (valid and not), long
-# labels and names.  Every one is refused or served as it should be, every
+# Hostile Host headers: quotes, backslashes, UTF-8 (valid and not), control
+# bytes, long labels and names, as many labels as a name holds, addresses
+# in disguise.  Every one is refused or served as it should be, every
 # rejection log line stays valid JSON carrying the host as sent, and no
 # worker dies.
 
@@ -11,7 +12,8 @@ use JSON::PP ();
 use IcpGate::Test;
 
 my $t = IcpGate::Test->gated(
-    redis => 1, api => { 'filed.cn' => 'filed' }, api_default => 'unfiled',
+    redis => 1, api_default => 'unfiled',
+    api => { 'filed.cn' => 'filed', 'f.cn' => 'filed', 'a.a' => 'filed' },
     conf => { http => 'large_client_header_buffers 4 16k;' });
 my @workers = $t->worker_pids;
 
@@ -36,6 +38,14 @@ my @hosts = (
     ['filed.cn:port', 200, undef],           # nginx drops all after ":"
     ['"},{"injected":true', 403, 'invalid_host'],
     ['2130706433', 403, 'ip_literal'],
+    # NUL and control bytes: nginx itself refuses them, before the gate
+    ["a.filed.cn\x00.evil.cn", 400, undef],
+    ["\xe4\xbe\x8b.cn\x00.filed.cn", 400, undef],
+    ["a\x01b.filed.cn", 400, undef],
+    ["a.filed.cn\x7f", 400, undef],
+    # the wildcard rule "*.kobe.jp" does not match its parent
+    ['kobe.jp', 403, 'unfiled'],
+    ['x.kobe.jp', 403, 'invalid_host'],
 );
 
 for my $case (@hosts) {
@@ -47,6 +57,17 @@ for my $case (@hosts) {
     is $r->{status}, $status, "Host $printable: $status";
     is $r->{headers}{'x-reason'}, $reason, "Host $printable: reason "
         . ($reason // 'none') if $status == 403;
+}
+
+# as many labels as 253 bytes hold: 126 under a filed domain, 127 of "a"
+for my $case ([join('.', ('a') x 124, 'f', 'cn'), 'f.cn'],
+              [join('.', ('a') x 127), 'a.a'])
+{
+    my ($host, $domain) = @$case;
+    my $r = $t->get($host);
+    my $labels = 1 + ($host =~ tr/.//);
+    is $r->{status}, 200, "$labels labels, " . length($host) . " bytes: 200";
+    is $r->{headers}{'x-domain'}, $domain, "$labels labels: domain $domain";
 }
 
 is_deeply [$t->worker_pids], \@workers, 'every worker is alive';
@@ -68,5 +89,17 @@ my ($inject) = grep { $_->{host} =~ /injected/ } @lines;
 is $inject->{host}, '"},{"injected"', 'an injection attempt is a plain string';
 my ($bytes) = grep { $_->{host} =~ /^\x{ff}/ } @lines;
 is $bytes->{host}, "\x{ff}\x{fe}\x{fd}.cn", 'bytes that are not UTF-8 are written as \\u00XX';
+
+# IPv4 in the forms the WHATWG URL parser takes: refused without a lookup
+my $asked = $t->api_total;
+for my $host ('0x7f.0x0.0x0.0x1', '0x7f000001', '017700000001', '127.1',
+              '1.0x2', 'a.0X')
+{
+    my $r = $t->get($host);
+    is $r->{status}, 403, "Host $host: 403";
+    is $r->{headers}{'x-reason'}, 'ip_literal', "Host $host: ip_literal";
+    is $r->{headers}{'x-result'}, 'deny', "Host $host: deny";
+}
+is $t->api_total, $asked, 'no filing API request for an address';
 
 $t->finish;

@@ -1,6 +1,7 @@
 # Builds t/unit/units.c against the objects of the nginx under test and runs
 # it: the engine's parsing and escaping, each on its own.  Its output is the
-# TAP of this file.
+# TAP of this file, and one test more: 10 000 hosts reduced by the gate and
+# by the Public Suffix List's own algorithm agree (t/unit/psl.py).
 
 use v5.36;
 use FindBin;
@@ -17,9 +18,10 @@ unless (-f "$objs/Makefile") {
     exit 0;
 }
 
-# the include dirs and libraries nginx itself was built with
+# the compiler, include dirs and libraries nginx itself was built with
 open my $mk, '<', "$objs/Makefile" or die "$objs/Makefile: $!";
 my $makefile = do { local $/; <$mk> };
+my ($cc) = $makefile =~ /^CC =\s*(\S+)/m;
 my ($incs) = $makefile =~ /^ALL_INCS = (.*?)\n\n/ms;
 my ($cflags) = $makefile =~ /^CFLAGS =\s*(.*)$/m;
 my ($link) = $makefile =~ /\$\(LINK\) -o objs\/nginx \\\n(.*?)\n\n/s;
@@ -37,7 +39,7 @@ system('objcopy', '--redefine-sym', 'main=ngx_nginx_main',
     or die "objcopy failed\n";
 
 my @sanitize = $ENV{ICP_GATE_ASAN} ? ('-fsanitize=address,undefined') : ();
-my @cmd = ('cc', split(' ', $cflags), @sanitize, @incs,
+my @cmd = ($cc // 'cc', split(' ', $cflags), @sanitize, @incs,
            '-o', "$dir/units", "$FindBin::Bin/unit/units.c",
            "$dir/nginx-nomain.o", @objects, @libs);
 system(join(' ', map { "'$_'" } @cmd) . " > '$dir/cc.log' 2>&1") == 0 or do {
@@ -48,5 +50,24 @@ system(join(' ', map { "'$_'" } @cmd) . " > '$dir/cc.log' 2>&1") == 0 or do {
 
 $ENV{UBSAN_OPTIONS} = "print_stacktrace=1:halt_on_error=1";
 $ENV{ASAN_OPTIONS} = "detect_leaks=0";
-my $status = system("$dir/units");
-exit($status ? 1 : 0);
+
+# the units' TAP, its plan moved to the end
+my @tap = `'$dir/units'`;
+my $failed = $?;
+my ($plan) = map { /^1\.\.(\d+)$/ ? $1 : () } @tap;
+print grep { !/^1\.\.\d+$/ } @tap;
+
+my $list = '/usr/share/publicsuffix/public_suffix_list.dat';
+my $n = ($plan // 0) + 1;
+if (-f $list) {
+    my $cmd = "python3 '$FindBin::Bin/unit/psl.py' '$dir/units' --list '$list'";
+    my $diff = `$cmd 2>&1`;
+    my $ok = $? == 0;
+    $failed ||= !$ok;
+    print $ok ? "ok $n" : "not ok $n", " - 10 000 hosts: the gate and the ",
+        "Public Suffix List's algorithm agree\n", $diff;
+} else {
+    print "ok $n # SKIP no $list\n";
+}
+print "1..$n\n";
+exit($failed || !defined $plan ? 1 : 0);

@@ -13,13 +13,17 @@ src=$top/build/src
 "$top/util/sources.sh" "$src"
 
 work=$prefix/nginx
+cc=cc
 cc_opt="-O2 -g"
 ld_opt=""
 debug=""
 
 if [ "$variant" = asan ]; then
+    # clang: its UBSan checks what gcc's does not, pointer-overflow among
+    # them (NULL + 0 and the like); the product build stays with gcc
     # NGX_DEBUG_PALLOC: one malloc an allocation, so ASan sees pool overruns
     # alignment: nginx and nginx-rtmp load unaligned words on purpose (x86)
+    cc=clang
     cc_opt="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined"
     cc_opt="$cc_opt -fno-sanitize=alignment"
     cc_opt="$cc_opt -DNGX_DEBUG_PALLOC=1"
@@ -30,14 +34,14 @@ fi
 # auth_request: make bench compares the gate with it
 modules="--with-http_auth_request_module"
 
-stamp="$cc_opt|$ld_opt|$modules|$prefix|$(cksum < "$top/config")|$(ls "$top"/*.c | tr "\n" " ")"
+stamp="$cc|$cc_opt|$ld_opt|$modules|$prefix|$(cksum < "$top/config")|$(ls "$top"/*.c | tr "\n" " ")"
 
 if [ ! -f "$work/objs/Makefile" ] || [ "$(cat "$work/.icp_gate_stamp" 2>/dev/null)" != "$stamp" ]; then
     rm -rf "$work"
     mkdir -p "$prefix"
     cp -a "$src/nginx" "$work"
     cd "$work"
-    ./configure --prefix="$prefix" \
+    ./configure --prefix="$prefix" --with-cc="$cc" \
         --with-cc-opt="$cc_opt" --with-ld-opt="$ld_opt" $debug $modules \
         --add-module="$src/nginx-rtmp-module" \
         --add-module="$top" > "$prefix/configure.log" 2>&1 || {

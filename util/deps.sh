@@ -15,8 +15,10 @@ build="gcc make libc6-dev libpcre2-dev zlib1g-dev libssl-dev
 libhiredis-dev libcurl4-openssl-dev libpsl-dev libidn2-dev libjansson-dev
 dpkg-dev xz-utils ca-certificates curl"
 
-# the suite (prove -r t/); publicsuffix is the list libpsl reads at run time
-test="publicsuffix redis-server redis-tools python3 perl curl ffmpeg"
+# the suite (prove -r t/); publicsuffix is the list libpsl reads at run time;
+# clang and its sanitizer runtimes build the suite's second nginx (make asan)
+test="publicsuffix redis-server redis-tools python3 perl curl ffmpeg
+clang libclang-rt-14-dev"
 
 # make run: the demo, and the curl and ffmpeg commands it prints
 run="publicsuffix redis-server redis-tools python3 curl ffmpeg"

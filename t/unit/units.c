@@ -6,7 +6,9 @@
  * built nginx (t/12-units.t builds and runs this): host reduction, tcUrl
  * parsing, the filing API's answers, the rejection log's escaping, the
  * verdict cache in a zone of its own.
- * Prints TAP.
+ * Prints TAP; "units reduce" instead reduces each line of its input and
+ * prints "KIND DOMAIN" a line, for a comparison with the Public Suffix
+ * List's own algorithm (t/unit/psl.py).
  */
 
 
@@ -37,7 +39,9 @@ typedef struct {
 
 
 static void unit_ok(int pass, const char *fmt, ...);
+static int unit_reduce(ngx_pool_t *pool);
 static void unit_hosts(ngx_pool_t *pool);
+static void unit_host_bytes(ngx_pool_t *pool);
 static void unit_urls(void);
 static void unit_answers(void);
 static void unit_escape(void);
@@ -103,6 +107,43 @@ static unit_host_t  unit_host_cases[] = {
     { "::1", NGX_ICP_GATE_HOST_IP_LITERAL, "" },
     { "[::1", NGX_ICP_GATE_HOST_INVALID, "" },
     { "[zz::1]", NGX_ICP_GATE_HOST_INVALID, "" },
+    /* the WHATWG URL parser's IPv4 forms: a last label of digits or 0x */
+    { "0x7f.0x0.0x0.0x1", NGX_ICP_GATE_HOST_IP_LITERAL, "" },
+    { "0X7F000001", NGX_ICP_GATE_HOST_IP_LITERAL, "" },
+    { "017700000001", NGX_ICP_GATE_HOST_IP_LITERAL, "" },
+    { "127.1", NGX_ICP_GATE_HOST_IP_LITERAL, "" },
+    { "1.0x2", NGX_ICP_GATE_HOST_IP_LITERAL, "" },
+    { "a.0x", NGX_ICP_GATE_HOST_IP_LITERAL, "" },
+    { "a.0xcafe.", NGX_ICP_GATE_HOST_IP_LITERAL, "" },
+    { "a.0xg", NGX_ICP_GATE_HOST_VALID, "a.0xg" },
+    { "x.0x7f.cn", NGX_ICP_GATE_HOST_VALID, "0x7f.cn" },
+    /* a wildcard rule's bare parent is registrable, as the list says */
+    { "kobe.jp", NGX_ICP_GATE_HOST_VALID, "kobe.jp" },
+    { "nom.br", NGX_ICP_GATE_HOST_VALID, "nom.br" },
+    { "sch.uk", NGX_ICP_GATE_HOST_VALID, "sch.uk" },
+    { "www.kobe.jp", NGX_ICP_GATE_HOST_INVALID, "" },
+    { "a.b.kobe.jp", NGX_ICP_GATE_HOST_VALID, "a.b.kobe.jp" },
+    { "city.kobe.jp", NGX_ICP_GATE_HOST_VALID, "city.kobe.jp" },
+    { "www.city.kobe.jp", NGX_ICP_GATE_HOST_VALID, "city.kobe.jp" },
+    { "ck", NGX_ICP_GATE_HOST_INVALID, "" },
+    { "a.ck", NGX_ICP_GATE_HOST_INVALID, "" },
+    { "x.www.ck", NGX_ICP_GATE_HOST_VALID, "www.ck" },
+    /* the deepest rules, and more labels than any rule has */
+    { "pvt.k12.ma.us", NGX_ICP_GATE_HOST_INVALID, "" },
+    { "b.x.pvt.k12.ma.us", NGX_ICP_GATE_HOST_VALID, "x.pvt.k12.ma.us" },
+    { "a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.x.pvt.k12.ma.us",
+      NGX_ICP_GATE_HOST_VALID, "x.pvt.k12.ma.us" },
+    /* 126 labels under a filed domain; 127, the most 253 bytes hold */
+    { "a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a"
+      ".a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a"
+      ".a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a"
+      ".a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.f.cn",
+      NGX_ICP_GATE_HOST_VALID, "f.cn" },
+    { "a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a"
+      ".a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a"
+      ".a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a"
+      ".a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a",
+      NGX_ICP_GATE_HOST_VALID, "a.a" },
     { NULL, 0, NULL }
 };
 
@@ -136,7 +177,7 @@ static unit_answer_t  unit_answer_cases[] = {
 
 
 int
-main(void)
+main(int argc, char **argv)
 {
     ngx_uint_t        n;
     ngx_log_t         log;
@@ -178,7 +219,12 @@ main(void)
         return 1;
     }
 
+    if (argc > 1 && ngx_strcmp(argv[1], "reduce") == 0) {
+        return unit_reduce(pool);
+    }
+
     unit_hosts(pool);
+    unit_host_bytes(pool);
     unit_urls();
     unit_answers();
     unit_escape();
@@ -244,6 +290,86 @@ unit_hosts(ngx_pool_t *pool)
                     round ? ", from the memo" : "");
         }
     }
+}
+
+
+/* hosts that are no C strings: a NUL, other control bytes, no data */
+
+#define unit_bytes(s)  s, sizeof(s) - 1
+
+static void
+unit_host_bytes(ngx_pool_t *pool)
+{
+    uint32_t    hash;
+    ngx_str_t   host, domain;
+    ngx_uint_t  i, kind;
+
+    static struct {
+        char        *data;
+        size_t       len;
+        ngx_uint_t   kind;
+        char        *name;
+    } cases[] = {
+        { unit_bytes("a.filed.cn\0.x"), NGX_ICP_GATE_HOST_INVALID, "a NUL" },
+        { unit_bytes("\xe4\xbe\x8b.cn\0.filed.cn"), NGX_ICP_GATE_HOST_INVALID,
+          "a NUL after UTF-8" },
+        { unit_bytes("\xe4\xbe\x8b.filed.cn\0"), NGX_ICP_GATE_HOST_INVALID,
+          "a NUL at the end" },
+        { unit_bytes("a\x01" "b.cn"), NGX_ICP_GATE_HOST_INVALID, "a \\x01" },
+        { unit_bytes("\xe4\xbe\x8b\x1f.cn"), NGX_ICP_GATE_HOST_INVALID,
+          "UTF-8 and a \\x1f" },
+        { unit_bytes("a.cn\x7f"), NGX_ICP_GATE_HOST_INVALID, "a DEL" },
+        { unit_bytes("[::1\0]"), NGX_ICP_GATE_HOST_INVALID,
+          "a NUL in brackets" },
+        { unit_bytes("a.cn:80\0"), NGX_ICP_GATE_HOST_INVALID,
+          "a NUL after the port" },
+        { NULL, 0, NGX_ICP_GATE_HOST_MISSING, "no data at all" }
+    };
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        host.data = (u_char *) cases[i].data;
+        host.len = cases[i].len;
+
+        kind = ngx_icp_gate_domain_registrable(pool, &host, &domain, &hash);
+
+        unit_ok(kind == cases[i].kind && domain.len == 0,
+                "host with %s -> %s", cases[i].name, unit_host_kinds[kind]);
+    }
+}
+
+
+/* each line of stdin reduced: "KIND DOMAIN", the domain empty if none */
+
+static int
+unit_reduce(ngx_pool_t *pool)
+{
+    char       *line;
+    size_t      size;
+    ssize_t     n;
+    uint32_t    hash;
+    ngx_str_t   host, domain;
+    ngx_uint_t  kind;
+
+    line = NULL;
+    size = 0;
+
+    while ((n = getline(&line, &size, stdin)) != -1) {
+        if (n > 0 && line[n - 1] == '\n') {
+            n--;
+        }
+
+        host.data = (u_char *) line;
+        host.len = n;
+
+        kind = ngx_icp_gate_domain_registrable(pool, &host, &domain, &hash);
+
+        printf("%s %.*s\n", unit_host_kinds[kind], (int) domain.len,
+               domain.len ? (char *) domain.data : "");
+    }
+
+    free(line);
+
+    return 0;
 }
 
 
@@ -332,6 +458,13 @@ unit_escape(void)
         { "\xf4\x90\x80\x80", "\\u00f4\\u0090\\u0080\\u0080" },
         { "\xf0\x9f\x98\x80", "\xf0\x9f\x98\x80" }
     };
+
+    /* a request without a host: no data, no length */
+
+    last = ngx_icp_gate_log_escape(out, NULL, 0);
+
+    unit_ok(last == out && ngx_icp_gate_log_escape_len(NULL, 0) == 0,
+            "log escape of no string at all");
 
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         len = ngx_strlen(cases[i][0]);
