@@ -57,6 +57,8 @@ static void ngx_icp_gate_flight_finish(ngx_icp_gate_flight_t *f,
     ngx_int_t rc, ngx_icp_gate_verdict_t *v);
 static ngx_msec_t ngx_icp_gate_fresh_for(ngx_icp_gate_verdict_t *v);
 static ngx_msec_t ngx_icp_gate_lock_for(void);
+static void ngx_icp_gate_lookup_unwritten(ngx_str_t *domain,
+    ngx_icp_gate_verdict_t *v, time_t ttl);
 
 
 #if (NGX_DEBUG)
@@ -80,6 +82,8 @@ ngx_icp_gate_lookup_init(ngx_cycle_t *cycle, ngx_icp_gate_lookup_conf_t *lcf)
 
     ngx_rbtree_init(&ngx_icp_gate_flights, &ngx_icp_gate_flights_sentinel,
                     ngx_str_rbtree_insert_value);
+
+    lcf->redis.unwritten = ngx_icp_gate_lookup_unwritten;
 
     if (lcf->redis.name.len
         && ngx_icp_gate_redis_init(cycle, &lcf->redis) != NGX_OK)
@@ -474,6 +478,7 @@ ngx_icp_gate_flight_api_done(void *data, ngx_int_t rc,
     ngx_icp_gate_flight_t  *f = data;
 
     time_t                       ttl;
+    ngx_msec_t                   fresh;
     ngx_icp_gate_lookup_conf_t  *lcf;
 
     if (ngx_icp_gate_exiting) {
@@ -486,16 +491,21 @@ ngx_icp_gate_flight_api_done(void *data, ngx_int_t rc,
     }
 
     lcf = ngx_icp_gate_lookup_conf;
+    fresh = ngx_icp_gate_fresh_for(v);
 
     if (lcf->redis.name.len) {
         ttl = (v->status == NGX_ICP_GATE_STATUS_FILED)
               ? lcf->ttl : lcf->negative_ttl;
 
-        ngx_icp_gate_redis_put(&f->sn.str, v, ttl);
+        /* Redis down: the zone keeps the only copy as long as Redis would */
+
+        if (ngx_icp_gate_redis_put(&f->sn.str, v, ttl) != NGX_OK) {
+            fresh = (ngx_msec_t) ttl * 1000;
+        }
     }
 
     ngx_icp_gate_cache_store(ngx_icp_gate_cache, &f->sn.str, f->hash, v,
-                             ngx_icp_gate_fresh_for(v));
+                             fresh);
 
     ngx_icp_gate_flight_finish(f, NGX_OK, v);
 }
@@ -587,6 +597,22 @@ ngx_icp_gate_fresh_for(ngx_icp_gate_verdict_t *v)
     }
 
     return fresh;
+}
+
+
+/* a verdict ngx_icp_gate_redis_put() could not write: ttl is what is left */
+
+static void
+ngx_icp_gate_lookup_unwritten(ngx_str_t *domain, ngx_icp_gate_verdict_t *v,
+    time_t ttl)
+{
+    if (ngx_icp_gate_exiting) {
+        return;
+    }
+
+    ngx_icp_gate_cache_extend(ngx_icp_gate_cache, domain,
+                              ngx_icp_gate_hash(domain->data, domain->len),
+                              v, (ngx_msec_t) ttl * 1000);
 }
 
 
