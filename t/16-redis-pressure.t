@@ -90,6 +90,29 @@ ok $t->wait_for(sub {
               0 .. 9
 }, 10), 'once Redis answers again, the verdicts are written to it';
 
+# a stopped Redis and a stream of cold domains: 256 reads in flight at most,
+# a read beyond them is not sent and the lookup asks the API at once
+$t->stop_nginx;
+$t->write_conf(gate_conf($t, workers => 1,
+    redis  => 'icp_gate_redis 127.0.0.1:%%REDIS_PORT%% timeout=10s;',
+    http   => 'icp_gate_wait 10ms;',
+    server => 'location /patient/ { icp_gate_wait 3s; }'));
+$t->start_nginx;
+is $t->get('live.warm.cn')->{status}, 200, 'Redis answers';
+kill 'STOP', $t->redis_pid;
+my $start = time;
+$t->get("live.d$_-cap.cn") for 1 .. 256;
+$r = $t->get('live.d257-cap.cn', '/patient/x');
+my $filled = time - $start;
+kill 'CONT', $t->redis_pid;
+is $r->{status}, 404, sprintf 'with 256 reads unanswered (%.1fs), the next'
+    . ' domain plays', $filled;
+ok $r->{elapsed} < 1, sprintf 'at once, from the API (%.2fs)', $r->{elapsed};
+is $t->api_count('d257-cap.cn'), 1, 'which was asked';
+ok $t->wait_for(sub {
+    $t->error_log =~ /, 1 reads not sent with 256 in flight/
+}, 7), 'the read not sent is logged';
+
 # a Redis that is gone: a verdict it could not take is kept locally for
 # its icp_gate_ttl (1h here), not icp_gate_local_ttl (1s)
 $t->stop_nginx;
