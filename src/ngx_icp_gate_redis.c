@@ -88,6 +88,7 @@ typedef struct {
     ngx_event_t                 timer;      /* the next deadline */
     ngx_event_t                 retry;
     ngx_msec_t                  backoff;
+    ngx_msec_t                  answered;   /* when Redis last answered */
     ngx_uint_t                  pending;    /* commands sent, not answered */
     ngx_uint_t                  inflight;   /* reads or writes among them */
     ngx_uint_t                  setups;     /* AUTH, SELECT, PING unanswered */
@@ -533,6 +534,7 @@ ngx_icp_gate_redis_connect(ngx_icp_gate_redis_conn_t *c)
     c->ctx = ac;
     c->ready = 0;
     c->lost = 0;
+    c->answered = ngx_current_msec;
 
     redisAsyncSetConnectCallback(ac, ngx_icp_gate_redis_on_connect);
     redisAsyncSetDisconnectCallback(ac, ngx_icp_gate_redis_on_disconnect);
@@ -748,6 +750,8 @@ ngx_icp_gate_redis_answered(ngx_icp_gate_redis_conn_t *c, redisReply *reply)
         c->lost++;
         return;
     }
+
+    c->answered = ngx_current_msec;
 
     /* a Redis that answers, not one that only accepts, resets the backoff */
 
@@ -1294,16 +1298,18 @@ ngx_icp_gate_redis_put_reply(redisAsyncContext *ac, void *r, void *privdata)
 
 /*
  * The commands' deadlines: a read past it fails now, and the lookup goes
- * on without it; a connection whose oldest command waited twice the
- * timeout, or whose setup is late, is closed and opened again: a dead
- * peer, or a Redis so far behind that what it still has to answer for us
- * is better thrown away than waited for.
+ * on without it.  A connection whose setup is late is closed and opened
+ * again, and so is the read connection whose oldest command waited twice
+ * the timeout: a dead peer, or a Redis so far behind that what it still
+ * owes us is better thrown away than waited for.  Nobody waits for a
+ * write: the write connection goes only when Redis said nothing on it for
+ * twice the timeout, so that a slow Redis still takes the verdicts.
  */
 
 static void
 ngx_icp_gate_redis_deadline(ngx_event_t *ev)
 {
-    ngx_msec_t                  timeout, next;
+    ngx_msec_t                  timeout, next, since;
     ngx_uint_t                  i, n, late, drop;
     ngx_queue_t                *q;
     ngx_icp_gate_redis_cmd_t   *cmd;
@@ -1325,8 +1331,16 @@ ngx_icp_gate_redis_deadline(ngx_event_t *ev)
     q = ngx_queue_head(&c->cmds);
     cmd = ngx_queue_data(q, ngx_icp_gate_redis_cmd_t, queue);
 
-    drop = (ngx_current_msec - cmd->sent >= 2 * timeout);
-    next = 2 * timeout - (ngx_current_msec - cmd->sent);
+    since = cmd->sent;
+
+    if (c == &ngx_icp_gate_redis_wr
+        && (ngx_msec_int_t) (c->answered - since) > 0)
+    {
+        since = c->answered;
+    }
+
+    drop = (ngx_current_msec - since >= 2 * timeout);
+    next = 2 * timeout - (ngx_current_msec - since);
 
     n = 0;
     late = 0;

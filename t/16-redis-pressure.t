@@ -67,6 +67,8 @@ is $r->{headers}{'x-reason'}, 'revoked',
     sprintf 'an operator\'s entry is read from Redis meanwhile (%.2fs)',
             $r->{elapsed};
 is $t->api_count('manual.cn'), 0, 'without asking the API';
+ok $t->wait_for(sub { scalar grep { /-slow\.cn$/ } $t->redis('KEYS', '*') }, 5),
+    'and the slow Redis takes the verdicts all the same';
 
 # a Redis that stops answering altogether
 $t->stop_nginx;

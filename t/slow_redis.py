@@ -4,12 +4,13 @@
     python3 t/slow_redis.py --port N --upstream PORT [--delay-ms 500]
 
 Each client connection gets its own connection to the Redis on 127.0.0.1:
-PORT.  Commands go through at once; the replies come back one at a time,
-each --delay-ms after the one before it on the same connection, or after
-it arrived when the connection was idle: a Redis that takes the delay to
-answer each command, whose queue grows while the client keeps sending.
-Python 3 standard library only; prints nothing to stdout, errors go to
-stderr.
+PORT.  The commands go on to Redis one at a time, each --delay-ms after the
+one before it on the same connection, or after it came when the connection
+was idle; the replies come back at once: a Redis that takes the delay to
+carry out each command (a write lands only then), whose queue grows while
+the client keeps sending.  Python 3 standard library only; prints nothing
+to stdout, errors go to stderr.  Commands must be RESP arrays, as hiredis
+sends them.
 """
 
 import argparse
@@ -18,8 +19,8 @@ import socket
 import sys
 
 
-def reply_end(buf, pos=0):
-    """The end of the RESP reply at buf[pos:], or None while incomplete."""
+def resp_end(buf, pos=0):
+    """The end of the RESP value at buf[pos:], or None while incomplete."""
     eol = buf.find(b"\r\n", pos)
     if eol < 0:
         return None
@@ -35,28 +36,15 @@ def reply_end(buf, pos=0):
     if kind == b"*":
         count = int(head)
         for _ in range(max(count, 0)):
-            end = reply_end(buf, end)
+            end = resp_end(buf, end)
             if end is None:
                 return None
         return end
-    raise ValueError("not a RESP reply: %r" % buf[pos:pos + 20])
+    raise ValueError("not RESP: %r" % buf[pos:pos + 20])
 
 
-async def pump_commands(reader, writer):
-    """client -> Redis, as it comes"""
-    try:
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                break
-            writer.write(data)
-            await writer.drain()
-    finally:
-        writer.close()
-
-
-async def pump_replies(reader, writer, delay):
-    """Redis -> client, one reply per delay"""
+async def pump_commands(reader, queue, delay, gone):
+    """client -> the queue, each command stamped with its time to go"""
     loop = asyncio.get_running_loop()
     buf = b""
     last = loop.time()
@@ -67,14 +55,44 @@ async def pump_replies(reader, writer, delay):
                 break
             buf += data
             while True:
-                end = reply_end(buf)
+                end = resp_end(buf)
                 if end is None:
                     break
-                reply, buf = buf[:end], buf[end:]
+                command, buf = buf[:end], buf[end:]
                 last = max(last, loop.time()) + delay
-                await asyncio.sleep(last - loop.time())
-                writer.write(reply)
-                await writer.drain()
+                await queue.put((last, command))
+    finally:
+        gone.set()
+        await queue.put((None, None))
+
+
+async def release_commands(queue, writer, gone):
+    """the queue -> Redis, each command at its time, while the client is
+    there: Redis drops what a client that left did not have carried out"""
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            at, command = await queue.get()
+            if command is None:
+                break
+            await asyncio.sleep(max(at - loop.time(), 0))
+            if gone.is_set():
+                break
+            writer.write(command)
+            await writer.drain()
+    finally:
+        writer.close()
+
+
+async def pump_replies(reader, writer):
+    """Redis -> client, as it comes"""
+    try:
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
     finally:
         writer.close()
 
@@ -89,8 +107,11 @@ async def serve(upstream, delay):
         except OSError:
             c_writer.close()
             return
-        await asyncio.gather(pump_commands(c_reader, r_writer),
-                             pump_replies(r_reader, c_writer, delay),
+        queue = asyncio.Queue()
+        gone = asyncio.Event()
+        await asyncio.gather(pump_commands(c_reader, queue, delay, gone),
+                             release_commands(queue, r_writer, gone),
+                             pump_replies(r_reader, c_writer),
                              return_exceptions=True)
 
     return client
