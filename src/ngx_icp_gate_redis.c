@@ -99,6 +99,13 @@ typedef struct {
 } ngx_icp_gate_redis_conn_t;
 
 
+/* a read given up at its deadline, its handler still to run */
+typedef struct {
+    ngx_icp_gate_redis_pt       handler;
+    void                       *data;
+} ngx_icp_gate_redis_late_t;
+
+
 typedef struct {
     ngx_uint_t                  timed_out;
     ngx_uint_t                  refused;    /* reads over the cap */
@@ -1314,10 +1321,7 @@ ngx_icp_gate_redis_deadline(ngx_event_t *ev)
     ngx_queue_t                *q;
     ngx_icp_gate_redis_cmd_t   *cmd;
     ngx_icp_gate_redis_conn_t  *c;
-    struct {
-        ngx_icp_gate_redis_pt   handler;
-        void                   *data;
-    }                           failed[NGX_ICP_GATE_REDIS_READS_MAX];
+    ngx_icp_gate_redis_late_t   failed[NGX_ICP_GATE_REDIS_READS_MAX];
 
     c = (ngx_icp_gate_redis_conn_t *)
             ((u_char *) ev - offsetof(ngx_icp_gate_redis_conn_t, timer));
