@@ -489,6 +489,34 @@ ngx_icp_gate_cache_spend(ngx_icp_gate_cache_t *cache, ngx_uint_t rate)
 }
 
 
+/*
+ * The entry stays fresh for at least fresh_for if it still holds the
+ * verdict v: a newer one, or an operator's, is left as it is
+ */
+
+void
+ngx_icp_gate_cache_extend(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
+    uint32_t hash, ngx_icp_gate_verdict_t *v, ngx_msec_t fresh_for)
+{
+    ngx_icp_gate_cache_node_t  *cn;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+    ngx_icp_gate_cache_write_begin(cache);
+
+    cn = ngx_icp_gate_cache_find(cache, domain, hash);
+
+    if (cn
+        && cn->status == v->status
+        && cn->checked_at == (uint32_t) v->checked_at
+        && (ngx_msec_int_t) (ngx_current_msec + fresh_for - cn->expires) > 0)
+    {
+        cn->expires = ngx_current_msec + fresh_for;
+    }
+
+    ngx_icp_gate_cache_write_end(cache);
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
 static ngx_uint_t
 ngx_icp_gate_cache_lock(ngx_icp_gate_cache_node_t *cn, ngx_msec_t lock_for)
 {

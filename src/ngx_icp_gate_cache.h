@@ -41,6 +41,8 @@ ngx_int_t ngx_icp_gate_cache_spend(ngx_icp_gate_cache_t *cache,
     ngx_uint_t rate);
 void ngx_icp_gate_cache_release(ngx_icp_gate_cache_t *cache,
     ngx_str_t *domain, uint32_t hash, ngx_msec_t retry_after);
+void ngx_icp_gate_cache_extend(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
+    uint32_t hash, ngx_icp_gate_verdict_t *v, ngx_msec_t fresh_for);
 
 
 #endif /* _NGX_ICP_GATE_CACHE_H_INCLUDED_ */

@@ -74,7 +74,7 @@ static void ngx_icp_gate_flight_fail(ngx_icp_gate_flight_t *f,
 static void ngx_icp_gate_flight_finish(ngx_icp_gate_flight_t *f,
     ngx_int_t rc, ngx_icp_gate_verdict_t *v);
 static void ngx_icp_gate_flight_store(ngx_icp_gate_flight_t *f,
-    ngx_icp_gate_verdict_t *v);
+    ngx_icp_gate_verdict_t *v, ngx_uint_t redis);
 static time_t ngx_icp_gate_ttl_of(ngx_icp_gate_verdict_t *v);
 static void ngx_icp_gate_over_budget(void);
 static ngx_int_t ngx_icp_gate_aside_get(ngx_str_t *domain, uint32_t hash,
@@ -82,6 +82,8 @@ static ngx_int_t ngx_icp_gate_aside_get(ngx_str_t *domain, uint32_t hash,
 static void ngx_icp_gate_aside_put(ngx_str_t *domain, uint32_t hash,
     ngx_icp_gate_verdict_t *v, ngx_msec_t fresh);
 static ngx_msec_t ngx_icp_gate_lock_for(void);
+static void ngx_icp_gate_lookup_unwritten(ngx_str_t *domain,
+    ngx_icp_gate_verdict_t *v, time_t ttl);
 
 
 #if (NGX_DEBUG)
@@ -114,6 +116,8 @@ ngx_icp_gate_lookup_init(ngx_cycle_t *cycle, ngx_icp_gate_lookup_conf_t *lcf)
     if (ngx_icp_gate_aside == NULL) {
         return NGX_ERROR;
     }
+
+    lcf->redis.unwritten = ngx_icp_gate_lookup_unwritten;
 
     if (lcf->redis.name.len
         && ngx_icp_gate_redis_init(cycle, &lcf->redis) != NGX_OK)
@@ -574,7 +578,8 @@ ngx_icp_gate_flight_ask_api(ngx_icp_gate_flight_t *f, ngx_uint_t absent)
     v.status = NGX_ICP_GATE_STATUS_UNFILED;
     v.checked_at = ngx_time();
 
-    ngx_icp_gate_flight_store(f, &v);
+    ngx_icp_gate_flight_store(f, &v,
+                              ngx_icp_gate_lookup_conf->redis.name.len != 0);
 }
 
 
@@ -593,7 +598,7 @@ ngx_icp_gate_flight_redis_done(void *data, ngx_int_t rc,
         return;
     }
 
-    ngx_icp_gate_flight_store(f, v);
+    ngx_icp_gate_flight_store(f, v, 1);
 }
 
 
@@ -612,11 +617,13 @@ ngx_icp_gate_flight_api_done(void *data, ngx_int_t rc,
         return;
     }
 
-    if (ngx_icp_gate_lookup_conf->redis.name.len) {
-        ngx_icp_gate_redis_put(&f->sn.str, v, ngx_icp_gate_ttl_of(v));
-    }
+    /* Redis down: the zone keeps the only copy as long as Redis would */
 
-    ngx_icp_gate_flight_store(f, v);
+    ngx_icp_gate_flight_store(f, v,
+                              ngx_icp_gate_lookup_conf->redis.name.len
+                              && ngx_icp_gate_redis_put(&f->sn.str, v,
+                                                        ngx_icp_gate_ttl_of(v))
+                                 == NGX_OK);
 }
 
 
@@ -642,14 +649,15 @@ ngx_icp_gate_flight_fail(ngx_icp_gate_flight_t *f, ngx_msec_t hold)
 
 
 /*
- * With Redis, the zone's copy only stands in for the Redis entry, fresh
- * for icp_gate_local_ttl.  It may answer while its refresh runs for
- * icp_gate_stale_while_revalidate past that, and when the refresh fails,
- * for as long as the verdict's own TTL.
+ * When Redis has the verdict ("redis"), the zone's copy only stands in for
+ * it, fresh for icp_gate_local_ttl.  It may answer while its refresh runs
+ * for icp_gate_stale_while_revalidate past that, and when the refresh
+ * fails, for as long as the verdict's own TTL.
  */
 
 static void
-ngx_icp_gate_flight_store(ngx_icp_gate_flight_t *f, ngx_icp_gate_verdict_t *v)
+ngx_icp_gate_flight_store(ngx_icp_gate_flight_t *f, ngx_icp_gate_verdict_t *v,
+    ngx_uint_t redis)
 {
     time_t                       ttl, usable;
     ngx_msec_t                   fresh;
@@ -660,7 +668,7 @@ ngx_icp_gate_flight_store(ngx_icp_gate_flight_t *f, ngx_icp_gate_verdict_t *v)
     ttl = ngx_icp_gate_ttl_of(v);
     fresh = (ngx_msec_t) ttl * 1000;
 
-    if (lcf->redis.name.len) {
+    if (redis) {
         fresh = ngx_min(fresh, lcf->local_ttl);
     }
 
@@ -813,6 +821,22 @@ ngx_icp_gate_ttl_of(ngx_icp_gate_verdict_t *v)
     return (v->status == NGX_ICP_GATE_STATUS_FILED)
            ? ngx_icp_gate_lookup_conf->ttl
            : ngx_icp_gate_lookup_conf->negative_ttl;
+}
+
+
+/* a verdict ngx_icp_gate_redis_put() could not write: ttl is what is left */
+
+static void
+ngx_icp_gate_lookup_unwritten(ngx_str_t *domain, ngx_icp_gate_verdict_t *v,
+    time_t ttl)
+{
+    if (ngx_icp_gate_exiting) {
+        return;
+    }
+
+    ngx_icp_gate_cache_extend(ngx_icp_gate_cache, domain,
+                              ngx_icp_gate_hash(domain->data, domain->len),
+                              v, (ngx_msec_t) ttl * 1000);
 }
 
 

@@ -2,10 +2,19 @@
 /*
  * Copyright (C) icp_gate authors
  *
- * One hiredis async connection per worker, driven by the nginx event loop.
- * hiredis 0.14 has no timeouts and owns its socket: the timers here are
- * ours, and the nginx connection wrapped around the socket is only freed,
- * never closed.
+ * Two hiredis async connections per worker, driven by the nginx event loop:
+ * one for the lookups' reads, one for the verdicts' writes, so that a
+ * write never waits ahead of a read in a queue.  hiredis 0.14 has no
+ * timeouts and owns its sockets: the deadlines here are ours, and the
+ * nginx connection wrapped around a socket is only freed, never closed.
+ *
+ * Every command (or MULTI ... EXEC group) has a record in its connection's
+ * queue, oldest first, as Redis answers them.  A read not answered within
+ * the timeout fails at its deadline; its record stays, marked, until the
+ * late reply comes, which is then dropped.  A connection whose oldest
+ * command waited twice the timeout is closed and opened again.  Verdicts
+ * that cannot be written wait in a bounded backlog, and go out once the
+ * write connection answers.
  */
 
 
@@ -26,22 +35,108 @@
     (NGX_ICP_GATE_REDIS_PREFIX_MAX + sizeof("domain:")                        \
      + NGX_ICP_GATE_DOMAIN_LEN)
 
+/*
+ * Reads in flight on the read connection, late ones included: a healthy
+ * Redis answers this many HGETALLs in a few milliseconds, so only a slow
+ * one fills it, and then a read behind them would miss its deadline anyway
+ */
+#define NGX_ICP_GATE_REDIS_READS_MAX     256
+
+/* verdicts being written at once; the rest wait in the backlog */
+#define NGX_ICP_GATE_REDIS_WRITES_MAX    16
+
+/* verdicts waiting for Redis, per worker; the oldest go first when full */
+#define NGX_ICP_GATE_REDIS_BACKLOG_MAX   1024
+
+/*
+ * one line about timeouts at most this often (ms), the first of an episode
+ * after a moment, so that it counts the commands that were late together
+ */
+#define NGX_ICP_GATE_REDIS_LOG_EVERY     5000
+#define NGX_ICP_GATE_REDIS_LOG_FIRST     1000
+
+#define NGX_ICP_GATE_REDIS_SETUP         0
+#define NGX_ICP_GATE_REDIS_READ          1
+#define NGX_ICP_GATE_REDIS_WRITE         2
+
 
 typedef struct {
-    ngx_icp_gate_redis_pt       handler;
+    ngx_queue_t                 queue;      /* in the backlog */
+    time_t                      expires;    /* the Redis entry's, Unix time */
+    ngx_icp_gate_verdict_t      verdict;
+    size_t                      len;
+    unsigned                    told:1;     /* the owner knows: not in Redis */
+    u_char                      domain[NGX_ICP_GATE_DOMAIN_LEN];
+} ngx_icp_gate_redis_write_t;
+
+
+typedef struct {
+    ngx_queue_t                 queue;      /* its connection's, oldest first */
+    ngx_msec_t                  sent;
+    ngx_uint_t                  kind;
+    ngx_icp_gate_redis_pt       handler;    /* a read's; NULL once it is late */
     void                       *data;
+    ngx_icp_gate_redis_write_t *write;      /* a write's */
+    unsigned                    late:1;     /* past its deadline, counted */
 } ngx_icp_gate_redis_cmd_t;
 
 
-static void ngx_icp_gate_redis_connect(void);
-static ngx_int_t ngx_icp_gate_redis_setup(redisAsyncContext *ac,
+typedef struct {
+    redisAsyncContext          *ctx;
+    char                       *role;       /* for logs */
+    ngx_queue_t                 cmds;
+    ngx_event_t                 timer;      /* the next deadline */
+    ngx_event_t                 retry;
+    ngx_msec_t                  backoff;
+    ngx_msec_t                  answered;   /* when Redis last answered */
+    ngx_uint_t                  pending;    /* commands sent, not answered */
+    ngx_uint_t                  inflight;   /* reads or writes among them */
+    ngx_uint_t                  setups;     /* AUTH, SELECT, PING unanswered */
+
+    /* commands a lost connection took with it: hiredis fails them first */
+    ngx_uint_t                  lost;
+    unsigned                    ready:1;    /* its setup was answered */
+} ngx_icp_gate_redis_conn_t;
+
+
+/* a read given up at its deadline, its handler still to run */
+typedef struct {
+    ngx_icp_gate_redis_pt       handler;
+    void                       *data;
+} ngx_icp_gate_redis_late_t;
+
+
+typedef struct {
+    ngx_uint_t                  timed_out;
+    ngx_uint_t                  refused;    /* reads over the cap */
+    ngx_uint_t                  inflight;   /* when the last was refused */
+    ngx_uint_t                  reopened;   /* connections closed for late */
+    ngx_uint_t                  forgotten;  /* verdicts the backlog let go */
+} ngx_icp_gate_redis_stats_t;
+
+
+static void ngx_icp_gate_redis_conn_init(ngx_icp_gate_redis_conn_t *c,
+    char *role, ngx_log_t *log);
+static void ngx_icp_gate_redis_connect(ngx_icp_gate_redis_conn_t *c);
+static ngx_int_t ngx_icp_gate_redis_setup(ngx_icp_gate_redis_conn_t *c,
     char *command, ngx_str_t *arg);
-static void ngx_icp_gate_redis_drop(void);
-static void ngx_icp_gate_redis_schedule(void);
-static ngx_int_t ngx_icp_gate_redis_send(redisAsyncContext *ac,
-    redisCallbackFn *fn, void *privdata, ngx_uint_t argc, const char **argv,
-    size_t *argvlen);
-static void ngx_icp_gate_redis_answered(redisReply *reply);
+static void ngx_icp_gate_redis_drop(ngx_icp_gate_redis_conn_t *c);
+static void ngx_icp_gate_redis_gone(ngx_icp_gate_redis_conn_t *c);
+static void ngx_icp_gate_redis_schedule(ngx_icp_gate_redis_conn_t *c);
+static ngx_int_t ngx_icp_gate_redis_send(ngx_icp_gate_redis_conn_t *c,
+    redisCallbackFn *fn, ngx_icp_gate_redis_cmd_t *cmd, ngx_uint_t argc,
+    const char **argv, size_t *argvlen);
+static ngx_icp_gate_redis_cmd_t *ngx_icp_gate_redis_cmd(ngx_uint_t kind);
+static void ngx_icp_gate_redis_cmd_done(ngx_icp_gate_redis_conn_t *c,
+    ngx_icp_gate_redis_cmd_t *cmd);
+static void ngx_icp_gate_redis_answered(ngx_icp_gate_redis_conn_t *c,
+    redisReply *reply);
+static ngx_int_t ngx_icp_gate_redis_write(ngx_icp_gate_redis_conn_t *c,
+    ngx_icp_gate_redis_write_t *w, time_t ttl);
+static void ngx_icp_gate_redis_flush(void);
+static void ngx_icp_gate_redis_keep(ngx_icp_gate_redis_write_t *w);
+static void ngx_icp_gate_redis_tell(ngx_icp_gate_redis_write_t *w);
+static void ngx_icp_gate_redis_note(void);
 static size_t ngx_icp_gate_redis_key(u_char *buf, ngx_str_t *domain);
 static ngx_int_t ngx_icp_gate_redis_parse_hash(redisReply *reply,
     ngx_icp_gate_verdict_t *v);
@@ -54,13 +149,16 @@ static void ngx_icp_gate_redis_setup_reply(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_icp_gate_redis_get_reply(redisAsyncContext *ac, void *r,
     void *privdata);
+static void ngx_icp_gate_redis_part_reply(redisAsyncContext *ac, void *r,
+    void *privdata);
 static void ngx_icp_gate_redis_put_reply(redisAsyncContext *ac, void *r,
     void *privdata);
 
-static void ngx_icp_gate_redis_timeout(ngx_event_t *ev);
+static void ngx_icp_gate_redis_deadline(ngx_event_t *ev);
 static void ngx_icp_gate_redis_retry(ngx_event_t *ev);
-static void ngx_icp_gate_redis_read(ngx_event_t *rev);
-static void ngx_icp_gate_redis_write(ngx_event_t *wev);
+static void ngx_icp_gate_redis_report(ngx_event_t *ev);
+static void ngx_icp_gate_redis_read_handler(ngx_event_t *rev);
+static void ngx_icp_gate_redis_write_handler(ngx_event_t *wev);
 
 static void ngx_icp_gate_redis_add_read(void *privdata);
 static void ngx_icp_gate_redis_del_read(void *privdata);
@@ -69,17 +167,18 @@ static void ngx_icp_gate_redis_del_write(void *privdata);
 static void ngx_icp_gate_redis_cleanup(void *privdata);
 
 
-static ngx_icp_gate_redis_conf_t  *ngx_icp_gate_redis_conf;
-static redisAsyncContext          *ngx_icp_gate_redis_ctx;
-static ngx_event_t                 ngx_icp_gate_redis_timer;
-static ngx_event_t                 ngx_icp_gate_redis_retry_ev;
-static ngx_msec_t                  ngx_icp_gate_redis_backoff;
-static ngx_uint_t                  ngx_icp_gate_redis_pending;
+static ngx_icp_gate_redis_conf_t   *ngx_icp_gate_redis_conf;
+static ngx_icp_gate_redis_conn_t    ngx_icp_gate_redis_rd;
+static ngx_icp_gate_redis_conn_t    ngx_icp_gate_redis_wr;
+static ngx_uint_t                   ngx_icp_gate_redis_exiting;
 
-/* commands a lost connection took with it: hiredis fails them first */
-static ngx_uint_t                  ngx_icp_gate_redis_lost;
-static ngx_uint_t                  ngx_icp_gate_redis_connected;
-static ngx_uint_t                  ngx_icp_gate_redis_exiting;
+static ngx_queue_t                  ngx_icp_gate_redis_backlog;
+static ngx_uint_t                   ngx_icp_gate_redis_backlog_n;
+
+static ngx_icp_gate_redis_stats_t   ngx_icp_gate_redis_stats;
+static ngx_event_t                  ngx_icp_gate_redis_report_ev;
+static ngx_msec_t                   ngx_icp_gate_redis_reported;
+static ngx_uint_t                   ngx_icp_gate_redis_reported_once;
 
 
 char *
@@ -212,21 +311,26 @@ ngx_icp_gate_redis_init(ngx_cycle_t *cycle, ngx_icp_gate_redis_conf_t *rcf)
 
     ngx_icp_gate_redis_conf = rcf;
     ngx_icp_gate_redis_exiting = 0;
-    ngx_icp_gate_redis_backoff = 0;
 
-    /* neither timer may keep an exiting worker alive */
+    ngx_queue_init(&ngx_icp_gate_redis_backlog);
+    ngx_icp_gate_redis_backlog_n = 0;
 
-    ngx_icp_gate_redis_timer.handler = ngx_icp_gate_redis_timeout;
-    ngx_icp_gate_redis_timer.data = ngx_icp_gate_timer_ident;
-    ngx_icp_gate_redis_timer.log = cycle->log;
-    ngx_icp_gate_redis_timer.cancelable = 1;
+    ngx_memzero(&ngx_icp_gate_redis_stats, sizeof(ngx_icp_gate_redis_stats_t));
+    ngx_icp_gate_redis_reported_once = 0;
 
-    ngx_icp_gate_redis_retry_ev.handler = ngx_icp_gate_redis_retry;
-    ngx_icp_gate_redis_retry_ev.data = ngx_icp_gate_timer_ident;
-    ngx_icp_gate_redis_retry_ev.log = cycle->log;
-    ngx_icp_gate_redis_retry_ev.cancelable = 1;
+    /* no timer may keep an exiting worker alive */
 
-    ngx_icp_gate_redis_connect();
+    ngx_icp_gate_redis_report_ev.handler = ngx_icp_gate_redis_report;
+    ngx_icp_gate_redis_report_ev.data = ngx_icp_gate_timer_ident;
+    ngx_icp_gate_redis_report_ev.log = cycle->log;
+    ngx_icp_gate_redis_report_ev.cancelable = 1;
+
+    ngx_icp_gate_redis_conn_init(&ngx_icp_gate_redis_rd, "reads", cycle->log);
+    ngx_icp_gate_redis_conn_init(&ngx_icp_gate_redis_wr, "writes",
+                                 cycle->log);
+
+    ngx_icp_gate_redis_connect(&ngx_icp_gate_redis_rd);
+    ngx_icp_gate_redis_connect(&ngx_icp_gate_redis_wr);
 
     return NGX_OK;
 }
@@ -235,30 +339,68 @@ ngx_icp_gate_redis_init(ngx_cycle_t *cycle, ngx_icp_gate_redis_conf_t *rcf)
 void
 ngx_icp_gate_redis_done(void)
 {
+    ngx_queue_t                 *q;
+    ngx_icp_gate_redis_write_t  *w;
+
     ngx_icp_gate_redis_exiting = 1;
 
-    if (ngx_icp_gate_redis_retry_ev.timer_set) {
-        ngx_del_timer(&ngx_icp_gate_redis_retry_ev);
+    if (ngx_icp_gate_redis_rd.retry.timer_set) {
+        ngx_del_timer(&ngx_icp_gate_redis_rd.retry);
     }
 
-    ngx_icp_gate_redis_drop();
+    if (ngx_icp_gate_redis_wr.retry.timer_set) {
+        ngx_del_timer(&ngx_icp_gate_redis_wr.retry);
+    }
+
+    if (ngx_icp_gate_redis_report_ev.timer_set) {
+        ngx_del_timer(&ngx_icp_gate_redis_report_ev);
+    }
+
+    ngx_icp_gate_redis_drop(&ngx_icp_gate_redis_rd);
+    ngx_icp_gate_redis_drop(&ngx_icp_gate_redis_wr);
+
+    while (!ngx_queue_empty(&ngx_icp_gate_redis_backlog)) {
+        q = ngx_queue_head(&ngx_icp_gate_redis_backlog);
+        ngx_queue_remove(q);
+        w = ngx_queue_data(q, ngx_icp_gate_redis_write_t, queue);
+        ngx_free(w);
+    }
+
+    ngx_icp_gate_redis_backlog_n = 0;
 }
 
+
+/* NGX_ERROR at once when the read cannot be sent: the caller goes on */
 
 ngx_int_t
 ngx_icp_gate_redis_get(ngx_str_t *domain, ngx_icp_gate_redis_pt handler,
     void *data)
 {
-    size_t                     argvlen[2];
-    const char                *argv[2];
-    ngx_icp_gate_redis_cmd_t  *cmd;
-    u_char                     key[NGX_ICP_GATE_REDIS_KEY_LEN];
+    size_t                      argvlen[2];
+    const char                 *argv[2];
+    ngx_icp_gate_redis_cmd_t   *cmd;
+    ngx_icp_gate_redis_conn_t  *c;
+    u_char                      key[NGX_ICP_GATE_REDIS_KEY_LEN];
 
-    if (ngx_icp_gate_redis_ctx == NULL) {
+    c = &ngx_icp_gate_redis_rd;
+
+    if (c->ctx == NULL) {
         return NGX_ERROR;
     }
 
-    cmd = ngx_alloc(sizeof(ngx_icp_gate_redis_cmd_t), ngx_cycle->log);
+    if (c->inflight >= NGX_ICP_GATE_REDIS_READS_MAX) {
+        ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                       "icp_gate: redis HGETALL not sent, %ui reads in "
+                       "flight", c->inflight);
+
+        ngx_icp_gate_redis_stats.refused++;
+        ngx_icp_gate_redis_stats.inflight = c->inflight;
+        ngx_icp_gate_redis_note();
+
+        return NGX_ERROR;
+    }
+
+    cmd = ngx_icp_gate_redis_cmd(NGX_ICP_GATE_REDIS_READ);
     if (cmd == NULL) {
         return NGX_ERROR;
     }
@@ -271,8 +413,7 @@ ngx_icp_gate_redis_get(ngx_str_t *domain, ngx_icp_gate_redis_pt handler,
     argv[1] = (char *) key;
     argvlen[1] = ngx_icp_gate_redis_key(key, domain);
 
-    if (ngx_icp_gate_redis_send(ngx_icp_gate_redis_ctx,
-                                ngx_icp_gate_redis_get_reply, cmd,
+    if (ngx_icp_gate_redis_send(c, ngx_icp_gate_redis_get_reply, cmd,
                                 2, argv, argvlen)
         != NGX_OK)
     {
@@ -284,43 +425,397 @@ ngx_icp_gate_redis_get(ngx_str_t *domain, ngx_icp_gate_redis_pt handler,
 }
 
 
-void
+/*
+ * NGX_OK: the verdict is on its way to Redis, and the conf's "unwritten"
+ * handler hears of it if it does not get there; NGX_DECLINED: Redis is
+ * known to be down, the verdict waits in the backlog and the caller keeps
+ * it for its whole ttl
+ */
+
+ngx_int_t
 ngx_icp_gate_redis_put(ngx_str_t *domain, ngx_icp_gate_verdict_t *v,
     time_t ttl)
 {
-    size_t               argvlen[12];
-    ngx_str_t           *name;
-    ngx_uint_t           argc;
-    const char          *argv[12];
-    redisAsyncContext   *ac;
-    u_char               key[NGX_ICP_GATE_REDIS_KEY_LEN];
-    u_char               checked[NGX_TIME_T_LEN], expire[NGX_TIME_T_LEN];
+    ngx_int_t                    rc;
+    ngx_icp_gate_redis_conn_t   *c;
+    ngx_icp_gate_redis_write_t  *w;
 
-    ac = ngx_icp_gate_redis_ctx;
+    c = &ngx_icp_gate_redis_wr;
+
+    w = ngx_alloc(sizeof(ngx_icp_gate_redis_write_t), ngx_cycle->log);
+    if (w == NULL) {
+        return NGX_DECLINED;
+    }
+
+    w->expires = ngx_time() + ttl;
+    w->verdict = *v;
+    w->len = ngx_min(domain->len, NGX_ICP_GATE_DOMAIN_LEN);
+    ngx_memcpy(w->domain, domain->data, w->len);
+
+    /* down: no connection, or one after a failure not answering yet */
+
+    w->told = (c->ctx == NULL || (!c->ready && c->backoff));
+    rc = w->told ? NGX_DECLINED : NGX_OK;
+
+    ngx_icp_gate_redis_keep(w);
+    ngx_icp_gate_redis_flush();
+
+    return rc;
+}
+
+
+static void
+ngx_icp_gate_redis_conn_init(ngx_icp_gate_redis_conn_t *c, char *role,
+    ngx_log_t *log)
+{
+    ngx_memzero(c, sizeof(ngx_icp_gate_redis_conn_t));
+
+    c->role = role;
+    ngx_queue_init(&c->cmds);
+
+    c->timer.handler = ngx_icp_gate_redis_deadline;
+    c->timer.data = ngx_icp_gate_timer_ident;
+    c->timer.log = log;
+    c->timer.cancelable = 1;
+
+    c->retry.handler = ngx_icp_gate_redis_retry;
+    c->retry.data = ngx_icp_gate_timer_ident;
+    c->retry.log = log;
+    c->retry.cancelable = 1;
+}
+
+
+static void
+ngx_icp_gate_redis_connect(ngx_icp_gate_redis_conn_t *c)
+{
+    ngx_str_t                   number;
+    ngx_connection_t           *nc;
+    redisAsyncContext          *ac;
+    ngx_icp_gate_redis_conf_t  *rcf;
+    u_char                      db[NGX_INT_T_LEN];
+
+    rcf = ngx_icp_gate_redis_conf;
+
+    if (rcf->path.len) {
+        ac = redisAsyncConnectUnix((char *) rcf->path.data);
+
+    } else {
+        ac = redisAsyncConnect((char *) rcf->host.data, rcf->port);
+    }
 
     if (ac == NULL) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "icp_gate: redis %V: out of memory", &rcf->name);
+        ngx_icp_gate_redis_schedule(c);
         return;
     }
 
-    argv[1] = (char *) key;
-    argvlen[1] = ngx_icp_gate_redis_key(key, domain);
+    if (ac->err) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "icp_gate: redis %V connect failed: %s",
+                      &rcf->name, ac->errstr);
+        redisAsyncFree(ac);
+        ngx_icp_gate_redis_schedule(c);
+        return;
+    }
 
-    /* replace the whole hash and its expiry at once */
+    nc = ngx_icp_gate_socket_wrap(ac->c.fd, ngx_icp_gate_redis_read_handler,
+                                  ngx_icp_gate_redis_write_handler, ac);
+    if (nc == NULL) {
+        redisAsyncFree(ac);
+        ngx_icp_gate_redis_schedule(c);
+        return;
+    }
 
-    argv[0] = "MULTI";
-    argvlen[0] = sizeof("MULTI") - 1;
+    /* before the connect callback: hiredis 0.14 adds a write event there */
 
-    if (ngx_icp_gate_redis_send(ac, ngx_icp_gate_redis_put_reply, NULL,
-                                1, argv, argvlen)
+    ac->ev.data = nc;
+    ac->ev.addRead = ngx_icp_gate_redis_add_read;
+    ac->ev.delRead = ngx_icp_gate_redis_del_read;
+    ac->ev.addWrite = ngx_icp_gate_redis_add_write;
+    ac->ev.delWrite = ngx_icp_gate_redis_del_write;
+    ac->ev.cleanup = ngx_icp_gate_redis_cleanup;
+
+    ac->data = c;
+
+    c->ctx = ac;
+    c->ready = 0;
+    c->lost = 0;
+    c->answered = ngx_current_msec;
+
+    redisAsyncSetConnectCallback(ac, ngx_icp_gate_redis_on_connect);
+    redisAsyncSetDisconnectCallback(ac, ngx_icp_gate_redis_on_disconnect);
+
+    /*
+     * hiredis sends these once connected, ahead of every other command,
+     * and the connect is bounded by their deadline; a PING when there is
+     * nothing to set up, so that a live Redis answers and resets the
+     * backoff even on a connection nothing has used yet
+     */
+
+    number.data = db;
+    number.len = ngx_sprintf(db, "%ui", rcf->db) - db;
+
+    if ((rcf->password.len
+         && ngx_icp_gate_redis_setup(c, "AUTH", &rcf->password) != NGX_OK)
+        || (rcf->db
+            && ngx_icp_gate_redis_setup(c, "SELECT", &number) != NGX_OK)
+        || (rcf->password.len == 0 && rcf->db == 0
+            && ngx_icp_gate_redis_setup(c, "PING", NULL) != NGX_OK))
+    {
+        /* a connection that skipped AUTH or SELECT must not be used */
+        ngx_icp_gate_redis_drop(c);
+    }
+}
+
+
+static ngx_int_t
+ngx_icp_gate_redis_setup(ngx_icp_gate_redis_conn_t *c, char *command,
+    ngx_str_t *arg)
+{
+    size_t                     argvlen[2];
+    const char                *argv[2];
+    ngx_icp_gate_redis_cmd_t  *cmd;
+
+    cmd = ngx_icp_gate_redis_cmd(NGX_ICP_GATE_REDIS_SETUP);
+    if (cmd == NULL) {
+        return NGX_ERROR;
+    }
+
+    argv[0] = command;
+    argvlen[0] = ngx_strlen(command);
+
+    if (arg) {
+        argv[1] = (char *) arg->data;
+        argvlen[1] = arg->len;
+    }
+
+    if (ngx_icp_gate_redis_send(c, ngx_icp_gate_redis_setup_reply, cmd,
+                                arg ? 2 : 1, argv, argvlen)
         != NGX_OK)
+    {
+        ngx_free(cmd);
+        return NGX_ERROR;
+    }
+
+    c->setups++;
+
+    return NGX_OK;
+}
+
+
+/* every pending callback runs, with no reply, before or after this returns */
+
+static void
+ngx_icp_gate_redis_drop(ngx_icp_gate_redis_conn_t *c)
+{
+    redisAsyncContext  *ac;
+
+    ac = c->ctx;
+
+    ngx_icp_gate_redis_gone(c);
+
+    if (ac) {
+        redisAsyncFree(ac);
+    }
+
+    ngx_icp_gate_redis_schedule(c);
+}
+
+
+/* the connection is no more; its commands' callbacks may still run */
+
+static void
+ngx_icp_gate_redis_gone(ngx_icp_gate_redis_conn_t *c)
+{
+    ngx_queue_t                 *q;
+    ngx_icp_gate_redis_write_t  *w;
+
+    c->ctx = NULL;
+    c->ready = 0;
+    c->setups = 0;
+
+    if (c->timer.timer_set) {
+        ngx_del_timer(&c->timer);
+    }
+
+    if (c != &ngx_icp_gate_redis_wr) {
+        return;
+    }
+
+    /* what waits for this connection will not get to Redis soon */
+
+    for (q = ngx_queue_head(&ngx_icp_gate_redis_backlog);
+         q != ngx_queue_sentinel(&ngx_icp_gate_redis_backlog);
+         q = ngx_queue_next(q))
+    {
+        w = ngx_queue_data(q, ngx_icp_gate_redis_write_t, queue);
+        ngx_icp_gate_redis_tell(w);
+    }
+}
+
+
+static void
+ngx_icp_gate_redis_schedule(ngx_icp_gate_redis_conn_t *c)
+{
+    if (ngx_icp_gate_redis_exiting || ngx_exiting || ngx_quit
+        || ngx_terminate || c->retry.timer_set)
     {
         return;
     }
 
+    c->backoff = c->backoff ? ngx_min(c->backoff * 2,
+                                      NGX_ICP_GATE_REDIS_BACKOFF_MAX)
+                            : NGX_ICP_GATE_REDIS_BACKOFF_MIN;
+
+    ngx_add_timer(&c->retry, c->backoff);
+}
+
+
+/* cmd: the record of the command's reply, NULL for a part of a group */
+
+static ngx_int_t
+ngx_icp_gate_redis_send(ngx_icp_gate_redis_conn_t *c, redisCallbackFn *fn,
+    ngx_icp_gate_redis_cmd_t *cmd, ngx_uint_t argc, const char **argv,
+    size_t *argvlen)
+{
+    if (redisAsyncCommandArgv(c->ctx, fn, cmd, (int) argc, argv, argvlen)
+        != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    c->pending++;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                   "icp_gate: redis %*s sent, %ui pending",
+                   argvlen[0], argv[0], c->pending);
+
+    if (cmd == NULL) {
+        return NGX_OK;
+    }
+
+    cmd->sent = ngx_current_msec;
+    ngx_queue_insert_tail(&c->cmds, &cmd->queue);
+
+    if (cmd->kind != NGX_ICP_GATE_REDIS_SETUP) {
+        c->inflight++;
+    }
+
+    /* the commands go out in order: an armed timer is due sooner */
+
+    if (!c->timer.timer_set) {
+        ngx_add_timer(&c->timer, ngx_icp_gate_redis_conf->timeout);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_icp_gate_redis_cmd_t *
+ngx_icp_gate_redis_cmd(ngx_uint_t kind)
+{
+    ngx_icp_gate_redis_cmd_t  *cmd;
+
+    cmd = ngx_calloc(sizeof(ngx_icp_gate_redis_cmd_t), ngx_cycle->log);
+    if (cmd == NULL) {
+        return NULL;
+    }
+
+    cmd->kind = kind;
+
+    return cmd;
+}
+
+
+static void
+ngx_icp_gate_redis_cmd_done(ngx_icp_gate_redis_conn_t *c,
+    ngx_icp_gate_redis_cmd_t *cmd)
+{
+    ngx_queue_remove(&cmd->queue);
+
+    if (cmd->kind != NGX_ICP_GATE_REDIS_SETUP && c->inflight) {
+        c->inflight--;
+    }
+
+    if (ngx_queue_empty(&c->cmds) && c->timer.timer_set) {
+        ngx_del_timer(&c->timer);
+    }
+
+    ngx_free(cmd);
+}
+
+
+static void
+ngx_icp_gate_redis_answered(ngx_icp_gate_redis_conn_t *c, redisReply *reply)
+{
+    if (c->pending) {
+        c->pending--;
+    }
+
+    if (reply == NULL) {
+        c->lost++;
+        return;
+    }
+
+    c->answered = ngx_current_msec;
+
+    /* a Redis that answers, not one that only accepts, resets the backoff */
+
+    if (reply->type != REDIS_REPLY_ERROR) {
+        c->backoff = 0;
+    }
+}
+
+
+/* replaces the whole hash and its expiry at once */
+
+static ngx_int_t
+ngx_icp_gate_redis_write(ngx_icp_gate_redis_conn_t *c,
+    ngx_icp_gate_redis_write_t *w, time_t ttl)
+{
+    size_t                     argvlen[12];
+    ngx_str_t                 *name;
+    ngx_uint_t                 argc;
+    const char                *argv[12];
+    ngx_icp_gate_verdict_t    *v;
+    ngx_icp_gate_redis_cmd_t  *cmd;
+    ngx_str_t                  domain;
+    u_char                     key[NGX_ICP_GATE_REDIS_KEY_LEN];
+    u_char                     checked[NGX_TIME_T_LEN];
+    u_char                     expire[NGX_TIME_T_LEN];
+
+    cmd = ngx_icp_gate_redis_cmd(NGX_ICP_GATE_REDIS_WRITE);
+    if (cmd == NULL) {
+        return NGX_ERROR;
+    }
+
+    cmd->write = w;
+
+    v = &w->verdict;
+    domain.data = w->domain;
+    domain.len = w->len;
+
+    argv[1] = (char *) key;
+    argvlen[1] = ngx_icp_gate_redis_key(key, &domain);
+
+    argv[0] = "MULTI";
+    argvlen[0] = sizeof("MULTI") - 1;
+
+    if (ngx_icp_gate_redis_send(c, ngx_icp_gate_redis_part_reply, NULL,
+                                1, argv, argvlen)
+        != NGX_OK)
+    {
+        ngx_free(cmd);
+        return NGX_ERROR;
+    }
+
+    /* hiredis refuses a command only on a connection that is going */
+
     argv[0] = "DEL";
     argvlen[0] = sizeof("DEL") - 1;
 
-    (void) ngx_icp_gate_redis_send(ac, ngx_icp_gate_redis_put_reply, NULL,
+    (void) ngx_icp_gate_redis_send(c, ngx_icp_gate_redis_part_reply, NULL,
                                    2, argv, argvlen);
 
     name = &ngx_icp_gate_status_names[v->status];
@@ -358,7 +853,7 @@ ngx_icp_gate_redis_put(ngx_str_t *domain, ngx_icp_gate_verdict_t *v,
         argvlen[argc++] = name->len;
     }
 
-    (void) ngx_icp_gate_redis_send(ac, ngx_icp_gate_redis_put_reply, NULL,
+    (void) ngx_icp_gate_redis_send(c, ngx_icp_gate_redis_part_reply, NULL,
                                    argc, argv, argvlen);
 
     argv[0] = "EXPIRE";
@@ -366,216 +861,187 @@ ngx_icp_gate_redis_put(ngx_str_t *domain, ngx_icp_gate_verdict_t *v,
     argv[2] = (char *) expire;
     argvlen[2] = ngx_sprintf(expire, "%T", ttl) - expire;
 
-    (void) ngx_icp_gate_redis_send(ac, ngx_icp_gate_redis_put_reply, NULL,
+    (void) ngx_icp_gate_redis_send(c, ngx_icp_gate_redis_part_reply, NULL,
                                    3, argv, argvlen);
 
     argv[0] = "EXEC";
     argvlen[0] = sizeof("EXEC") - 1;
 
-    (void) ngx_icp_gate_redis_send(ac, ngx_icp_gate_redis_put_reply, NULL,
-                                   1, argv, argvlen);
-}
-
-
-static void
-ngx_icp_gate_redis_connect(void)
-{
-    ngx_str_t                   number;
-    ngx_connection_t           *c;
-    redisAsyncContext          *ac;
-    ngx_icp_gate_redis_conf_t  *rcf;
-    u_char                      db[NGX_INT_T_LEN];
-
-    rcf = ngx_icp_gate_redis_conf;
-
-    if (rcf->path.len) {
-        ac = redisAsyncConnectUnix((char *) rcf->path.data);
-
-    } else {
-        ac = redisAsyncConnect((char *) rcf->host.data, rcf->port);
-    }
-
-    if (ac == NULL) {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "icp_gate: redis %V: out of memory", &rcf->name);
-        ngx_icp_gate_redis_schedule();
-        return;
-    }
-
-    if (ac->err) {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "icp_gate: redis %V connect failed: %s",
-                      &rcf->name, ac->errstr);
-        redisAsyncFree(ac);
-        ngx_icp_gate_redis_schedule();
-        return;
-    }
-
-    c = ngx_icp_gate_socket_wrap(ac->c.fd, ngx_icp_gate_redis_read,
-                                 ngx_icp_gate_redis_write, ac);
-    if (c == NULL) {
-        redisAsyncFree(ac);
-        ngx_icp_gate_redis_schedule();
-        return;
-    }
-
-    /* before the connect callback: hiredis 0.14 adds a write event there */
-
-    ac->ev.data = c;
-    ac->ev.addRead = ngx_icp_gate_redis_add_read;
-    ac->ev.delRead = ngx_icp_gate_redis_del_read;
-    ac->ev.addWrite = ngx_icp_gate_redis_add_write;
-    ac->ev.delWrite = ngx_icp_gate_redis_del_write;
-    ac->ev.cleanup = ngx_icp_gate_redis_cleanup;
-
-    ngx_icp_gate_redis_ctx = ac;
-    ngx_icp_gate_redis_connected = 0;
-    ngx_icp_gate_redis_lost = 0;
-
-    redisAsyncSetConnectCallback(ac, ngx_icp_gate_redis_on_connect);
-    redisAsyncSetDisconnectCallback(ac, ngx_icp_gate_redis_on_disconnect);
-
-    ngx_add_timer(&ngx_icp_gate_redis_timer, rcf->timeout);
-
-    /*
-     * hiredis sends these once connected, ahead of every other command;
-     * a PING when there is nothing to set up, so that a live Redis answers
-     * and resets the backoff even on a connection no lookup has used yet
-     */
-
-    number.data = db;
-    number.len = ngx_sprintf(db, "%ui", rcf->db) - db;
-
-    if ((rcf->password.len
-         && ngx_icp_gate_redis_setup(ac, "AUTH", &rcf->password) != NGX_OK)
-        || (rcf->db
-            && ngx_icp_gate_redis_setup(ac, "SELECT", &number) != NGX_OK)
-        || (rcf->password.len == 0 && rcf->db == 0
-            && ngx_icp_gate_redis_setup(ac, "PING", NULL) != NGX_OK))
+    if (ngx_icp_gate_redis_send(c, ngx_icp_gate_redis_put_reply, cmd,
+                                1, argv, argvlen)
+        != NGX_OK)
     {
-        /* a connection that skipped AUTH or SELECT must not be used */
-        ngx_icp_gate_redis_drop();
-    }
-}
-
-
-static ngx_int_t
-ngx_icp_gate_redis_setup(redisAsyncContext *ac, char *command, ngx_str_t *arg)
-{
-    size_t       argvlen[2];
-    const char  *argv[2];
-
-    argv[0] = command;
-    argvlen[0] = ngx_strlen(command);
-
-    if (arg) {
-        argv[1] = (char *) arg->data;
-        argvlen[1] = arg->len;
-    }
-
-    return ngx_icp_gate_redis_send(ac, ngx_icp_gate_redis_setup_reply, NULL,
-                                   arg ? 2 : 1, argv, argvlen);
-}
-
-
-static void
-ngx_icp_gate_redis_drop(void)
-{
-    redisAsyncContext  *ac;
-
-    ac = ngx_icp_gate_redis_ctx;
-
-    ngx_icp_gate_redis_ctx = NULL;
-    ngx_icp_gate_redis_connected = 0;
-
-    if (ngx_icp_gate_redis_timer.timer_set) {
-        ngx_del_timer(&ngx_icp_gate_redis_timer);
-    }
-
-    if (ac) {
-        /* every pending callback runs now, with no reply */
-        redisAsyncFree(ac);
-    }
-
-    ngx_icp_gate_redis_schedule();
-}
-
-
-static void
-ngx_icp_gate_redis_schedule(void)
-{
-    if (ngx_icp_gate_redis_exiting || ngx_exiting || ngx_quit
-        || ngx_terminate || ngx_icp_gate_redis_retry_ev.timer_set)
-    {
-        return;
-    }
-
-    ngx_icp_gate_redis_backoff = ngx_icp_gate_redis_backoff
-        ? ngx_min(ngx_icp_gate_redis_backoff * 2,
-                  NGX_ICP_GATE_REDIS_BACKOFF_MAX)
-        : NGX_ICP_GATE_REDIS_BACKOFF_MIN;
-
-    ngx_add_timer(&ngx_icp_gate_redis_retry_ev, ngx_icp_gate_redis_backoff);
-}
-
-
-static ngx_int_t
-ngx_icp_gate_redis_send(redisAsyncContext *ac, redisCallbackFn *fn,
-    void *privdata, ngx_uint_t argc, const char **argv, size_t *argvlen)
-{
-    if (redisAsyncCommandArgv(ac, fn, privdata, (int) argc, argv, argvlen)
-        != REDIS_OK)
-    {
+        ngx_free(cmd);
         return NGX_ERROR;
-    }
-
-    ngx_icp_gate_redis_pending++;
-
-    ngx_log_debug3(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
-                   "icp_gate: redis %*s sent, %ui pending",
-                   argvlen[0], argv[0], ngx_icp_gate_redis_pending);
-
-    if (!ngx_icp_gate_redis_timer.timer_set) {
-        ngx_add_timer(&ngx_icp_gate_redis_timer,
-                      ngx_icp_gate_redis_conf->timeout);
     }
 
     return NGX_OK;
 }
 
 
+/* sends what the backlog holds, as many at once as the write path takes */
+
 static void
-ngx_icp_gate_redis_answered(redisReply *reply)
+ngx_icp_gate_redis_flush(void)
 {
-    if (ngx_icp_gate_redis_pending) {
-        ngx_icp_gate_redis_pending--;
+    time_t                       ttl;
+    ngx_queue_t                 *q;
+    ngx_icp_gate_redis_conn_t   *c;
+    ngx_icp_gate_redis_write_t  *w;
+
+    c = &ngx_icp_gate_redis_wr;
+
+    while (c->ctx && c->ready
+           && c->inflight < NGX_ICP_GATE_REDIS_WRITES_MAX
+           && !ngx_queue_empty(&ngx_icp_gate_redis_backlog))
+    {
+        q = ngx_queue_head(&ngx_icp_gate_redis_backlog);
+        w = ngx_queue_data(q, ngx_icp_gate_redis_write_t, queue);
+
+        /* what is left of its time to live, as if written when judged */
+
+        ttl = w->expires - ngx_time();
+
+        ngx_queue_remove(q);
+        ngx_icp_gate_redis_backlog_n--;
+
+        if (ttl <= 0) {
+            ngx_free(w);
+            continue;
+        }
+
+        if (ngx_icp_gate_redis_write(c, w, ttl) != NGX_OK) {
+            ngx_queue_insert_head(&ngx_icp_gate_redis_backlog, q);
+            ngx_icp_gate_redis_backlog_n++;
+            return;
+        }
+    }
+}
+
+
+/* into the backlog; a full one lets its oldest verdict go */
+
+static void
+ngx_icp_gate_redis_keep(ngx_icp_gate_redis_write_t *w)
+{
+    ngx_queue_t                 *q;
+    ngx_icp_gate_redis_write_t  *old;
+
+    if (ngx_icp_gate_redis_backlog_n == NGX_ICP_GATE_REDIS_BACKLOG_MAX) {
+        q = ngx_queue_head(&ngx_icp_gate_redis_backlog);
+        ngx_queue_remove(q);
+        ngx_icp_gate_redis_backlog_n--;
+
+        old = ngx_queue_data(q, ngx_icp_gate_redis_write_t, queue);
+        ngx_icp_gate_redis_tell(old);
+        ngx_free(old);
+
+        ngx_icp_gate_redis_stats.forgotten++;
+        ngx_icp_gate_redis_note();
     }
 
-    if (reply == NULL) {
-        ngx_icp_gate_redis_lost++;
-    }
+    ngx_queue_insert_tail(&ngx_icp_gate_redis_backlog, &w->queue);
+    ngx_icp_gate_redis_backlog_n++;
+}
 
-    /* a Redis that answers, not one that only accepts, resets the backoff */
 
-    if (reply && reply->type != REDIS_REPLY_ERROR) {
-        ngx_icp_gate_redis_backoff = 0;
-    }
+/* the owner keeps its copy as long as Redis would have */
 
-    if (ngx_icp_gate_redis_ctx == NULL) {
+static void
+ngx_icp_gate_redis_tell(ngx_icp_gate_redis_write_t *w)
+{
+    time_t      ttl;
+    ngx_str_t   domain;
+
+    if (w->told || ngx_icp_gate_redis_exiting) {
         return;
     }
 
-    /* replies come in order: one means all before it came too */
+    w->told = 1;
 
-    if (ngx_icp_gate_redis_pending) {
-        ngx_add_timer(&ngx_icp_gate_redis_timer,
-                      ngx_icp_gate_redis_conf->timeout);
+    ttl = w->expires - ngx_time();
 
-    } else if (ngx_icp_gate_redis_connected
-               && ngx_icp_gate_redis_timer.timer_set)
-    {
-        ngx_del_timer(&ngx_icp_gate_redis_timer);
+    if (ttl <= 0 || ngx_icp_gate_redis_conf->unwritten == NULL) {
+        return;
     }
+
+    domain.data = w->domain;
+    domain.len = w->len;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                   "icp_gate: redis has no copy of \"%V\" yet, kept %Ts "
+                   "here", &domain, ttl);
+
+    ngx_icp_gate_redis_conf->unwritten(&domain, &w->verdict, ttl);
+}
+
+
+/* a line now and then about a Redis that is late, not one per command */
+
+static void
+ngx_icp_gate_redis_note(void)
+{
+    ngx_msec_int_t  wait;
+
+    if (ngx_icp_gate_redis_report_ev.timer_set) {
+        return;
+    }
+
+    wait = ngx_icp_gate_redis_reported_once
+           ? (ngx_msec_int_t) (ngx_icp_gate_redis_reported
+                               + NGX_ICP_GATE_REDIS_LOG_EVERY
+                               - ngx_current_msec)
+           : 0;
+
+    wait = ngx_max(wait, NGX_ICP_GATE_REDIS_LOG_FIRST);
+
+    ngx_add_timer(&ngx_icp_gate_redis_report_ev, (ngx_msec_t) wait);
+}
+
+
+static void
+ngx_icp_gate_redis_report(ngx_event_t *ev)
+{
+    u_char                      *p, *last;
+    ngx_icp_gate_redis_stats_t  *st;
+    u_char                       buf[NGX_MAX_ERROR_STR];
+
+    st = &ngx_icp_gate_redis_stats;
+
+    if (st->timed_out + st->refused + st->reopened + st->forgotten == 0) {
+        return;
+    }
+
+    p = buf;
+    last = buf + sizeof(buf);
+
+    if (st->refused) {
+        p = ngx_slprintf(p, last, ", %ui reads not sent with %ui in flight",
+                         st->refused, st->inflight);
+    }
+
+    if (st->reopened) {
+        p = ngx_slprintf(p, last, ", %ui connections closed as too late "
+                         "and opened again", st->reopened);
+    }
+
+    if (st->forgotten) {
+        p = ngx_slprintf(p, last, ", %ui verdicts never written (backlog "
+                         "of %d full)", st->forgotten,
+                         NGX_ICP_GATE_REDIS_BACKLOG_MAX);
+    }
+
+    ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                  "icp_gate: redis %V: %ui command%s timed out in the last "
+                  "%ds%*s", &ngx_icp_gate_redis_conf->name, st->timed_out,
+                  st->timed_out == 1 ? "" : "s",
+                  NGX_ICP_GATE_REDIS_LOG_EVERY / 1000, (size_t) (p - buf),
+                  buf);
+
+    ngx_memzero(st, sizeof(ngx_icp_gate_redis_stats_t));
+
+    ngx_icp_gate_redis_reported = ngx_current_msec;
+    ngx_icp_gate_redis_reported_once = 1;
 }
 
 
@@ -642,8 +1108,10 @@ ngx_icp_gate_redis_parse_hash(redisReply *reply, ngx_icp_gate_verdict_t *v)
 static void
 ngx_icp_gate_redis_on_connect(const redisAsyncContext *ac, int status)
 {
+    ngx_icp_gate_redis_conn_t  *c;
     ngx_icp_gate_redis_conf_t  *rcf;
 
+    c = ac->data;
     rcf = ngx_icp_gate_redis_conf;
 
     if (status != REDIS_OK) {
@@ -653,59 +1121,44 @@ ngx_icp_gate_redis_on_connect(const redisAsyncContext *ac, int status)
 
         /* hiredis frees the context itself once this returns */
 
-        if (ac == ngx_icp_gate_redis_ctx) {
-            ngx_icp_gate_redis_ctx = NULL;
-
-            if (ngx_icp_gate_redis_timer.timer_set) {
-                ngx_del_timer(&ngx_icp_gate_redis_timer);
-            }
-
-            ngx_icp_gate_redis_schedule();
+        if (ac == c->ctx) {
+            ngx_icp_gate_redis_gone(c);
+            ngx_icp_gate_redis_schedule(c);
         }
 
         return;
     }
 
     ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
-                  "icp_gate: redis %V connected", &rcf->name);
-
-    ngx_icp_gate_redis_connected = 1;
-
-    if (ngx_icp_gate_redis_pending == 0
-        && ngx_icp_gate_redis_timer.timer_set)
-    {
-        ngx_del_timer(&ngx_icp_gate_redis_timer);
-    }
+                  "icp_gate: redis %V connected for %s", &rcf->name, c->role);
 }
 
 
 static void
 ngx_icp_gate_redis_on_disconnect(const redisAsyncContext *ac, int status)
 {
-    ngx_uint_t  level;
+    ngx_uint_t                  level;
+    ngx_icp_gate_redis_conn_t  *c;
 
-    if (ac != ngx_icp_gate_redis_ctx) {
+    c = ac->data;
+
+    if (ac != c->ctx) {
         return;
     }
 
     /* a Redis "timeout" closes idle connections: no error then */
 
-    level = ngx_icp_gate_redis_lost ? NGX_LOG_ERR : NGX_LOG_INFO;
+    level = c->lost ? NGX_LOG_ERR : NGX_LOG_INFO;
 
     ngx_log_error(level, ngx_cycle->log, 0,
                   "icp_gate: redis %V connection lost: %s",
                   &ngx_icp_gate_redis_conf->name,
                   ac->errstr[0] ? ac->errstr : "closed");
 
-    ngx_icp_gate_redis_ctx = NULL;
-    ngx_icp_gate_redis_connected = 0;
-    ngx_icp_gate_redis_lost = 0;
+    c->lost = 0;
 
-    if (ngx_icp_gate_redis_timer.timer_set) {
-        ngx_del_timer(&ngx_icp_gate_redis_timer);
-    }
-
-    ngx_icp_gate_redis_schedule();
+    ngx_icp_gate_redis_gone(c);
+    ngx_icp_gate_redis_schedule(c);
 }
 
 
@@ -713,17 +1166,34 @@ static void
 ngx_icp_gate_redis_setup_reply(redisAsyncContext *ac, void *r,
     void *privdata)
 {
-    redisReply  *reply = r;
+    ngx_icp_gate_redis_cmd_t  *cmd = privdata;
 
-    ngx_icp_gate_redis_answered(reply);
+    redisReply                 *reply = r;
+    ngx_icp_gate_redis_conn_t  *c;
 
-    if (reply && reply->type == REDIS_REPLY_ERROR) {
+    c = ac->data;
+
+    ngx_icp_gate_redis_answered(c, reply);
+    ngx_icp_gate_redis_cmd_done(c, cmd);
+
+    if (reply == NULL || ac != c->ctx) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "icp_gate: redis %V refused setup: %s",
                       &ngx_icp_gate_redis_conf->name, reply->str);
 
-        if (ac == ngx_icp_gate_redis_ctx) {
-            ngx_icp_gate_redis_drop();
+        ngx_icp_gate_redis_drop(c);
+        return;
+    }
+
+    if (c->setups && --c->setups == 0) {
+        c->ready = 1;
+
+        if (c == &ngx_icp_gate_redis_wr) {
+            ngx_icp_gate_redis_flush();
         }
     }
 }
@@ -734,23 +1204,34 @@ ngx_icp_gate_redis_get_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     ngx_icp_gate_redis_cmd_t  *cmd = privdata;
 
-    void                     *data;
-    ngx_int_t                 rc;
-    redisReply               *reply = r;
-    ngx_icp_gate_redis_pt     handler;
-    ngx_icp_gate_verdict_t    v;
+    void                       *data;
+    ngx_int_t                   rc;
+    redisReply                 *reply = r;
+    ngx_icp_gate_redis_pt       handler;
+    ngx_icp_gate_verdict_t      v;
+    ngx_icp_gate_redis_conn_t  *c;
 
-    ngx_icp_gate_redis_answered(reply);
+    c = ac->data;
+
+    ngx_icp_gate_redis_answered(c, reply);
 
     handler = cmd->handler;
     data = cmd->data;
-    ngx_free(cmd);
 
-    ngx_log_debug2(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
-                   "icp_gate: redis answered HGETALL: %s, %uz elements",
+    ngx_icp_gate_redis_cmd_done(c, cmd);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                   "icp_gate: redis answered HGETALL: %s, %uz elements%s",
                    reply == NULL ? "no reply"
                    : reply->type == REDIS_REPLY_ARRAY ? "a hash"
-                   : "not a hash", reply ? reply->elements : 0);
+                   : "not a hash", reply ? reply->elements : 0,
+                   handler ? "" : ", too late");
+
+    /* its deadline passed: the lookup went on without it */
+
+    if (handler == NULL) {
+        return;
+    }
 
     if (reply == NULL) {
         rc = NGX_ERROR;
@@ -772,11 +1253,11 @@ ngx_icp_gate_redis_get_reply(redisAsyncContext *ac, void *r, void *privdata)
 
 
 static void
-ngx_icp_gate_redis_put_reply(redisAsyncContext *ac, void *r, void *privdata)
+ngx_icp_gate_redis_part_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     redisReply  *reply = r;
 
-    ngx_icp_gate_redis_answered(reply);
+    ngx_icp_gate_redis_answered(ac->data, reply);
 
     if (reply && reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
@@ -787,27 +1268,165 @@ ngx_icp_gate_redis_put_reply(redisAsyncContext *ac, void *r, void *privdata)
 
 
 static void
-ngx_icp_gate_redis_timeout(ngx_event_t *ev)
+ngx_icp_gate_redis_put_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
-    ngx_log_error(NGX_LOG_ERR, ev->log, 0,
-                  "icp_gate: redis %V timed out",
-                  &ngx_icp_gate_redis_conf->name);
+    ngx_icp_gate_redis_cmd_t  *cmd = privdata;
 
-    ngx_icp_gate_redis_drop();
+    redisReply                  *reply = r;
+    ngx_icp_gate_redis_conn_t   *c;
+    ngx_icp_gate_redis_write_t  *w;
+
+    c = ac->data;
+    w = cmd->write;
+
+    ngx_icp_gate_redis_part_reply(ac, r, NULL);
+    ngx_icp_gate_redis_cmd_done(c, cmd);
+
+    if (reply && reply->type == REDIS_REPLY_ARRAY) {
+        ngx_free(w);
+        ngx_icp_gate_redis_flush();
+        return;
+    }
+
+    if (reply == NULL && !ngx_icp_gate_redis_exiting) {
+        /* the connection went with it: again once Redis answers */
+
+        ngx_icp_gate_redis_tell(w);
+        ngx_icp_gate_redis_keep(w);
+        return;
+    }
+
+    /* refused, or EXEC aborted: Redis said no, asking again would not help */
+
+    ngx_icp_gate_redis_tell(w);
+    ngx_free(w);
+}
+
+
+/*
+ * The commands' deadlines: a read past it fails now, and the lookup goes
+ * on without it.  A connection whose setup is late is closed and opened
+ * again, and so is the read connection whose oldest command waited twice
+ * the timeout: a dead peer, or a Redis so far behind that what it still
+ * owes us is better thrown away than waited for.  Nobody waits for a
+ * write: the write connection goes only when Redis said nothing on it for
+ * twice the timeout, so that a slow Redis still takes the verdicts.
+ */
+
+static void
+ngx_icp_gate_redis_deadline(ngx_event_t *ev)
+{
+    ngx_msec_t                  timeout, next, since;
+    ngx_uint_t                  i, n, late, drop;
+    ngx_queue_t                *q;
+    ngx_icp_gate_redis_cmd_t   *cmd;
+    ngx_icp_gate_redis_conn_t  *c;
+    ngx_icp_gate_redis_late_t   failed[NGX_ICP_GATE_REDIS_READS_MAX];
+
+    c = (ngx_icp_gate_redis_conn_t *)
+            ((u_char *) ev - offsetof(ngx_icp_gate_redis_conn_t, timer));
+
+    if (ngx_queue_empty(&c->cmds)) {
+        return;
+    }
+
+    timeout = ngx_icp_gate_redis_conf->timeout;
+
+    q = ngx_queue_head(&c->cmds);
+    cmd = ngx_queue_data(q, ngx_icp_gate_redis_cmd_t, queue);
+
+    since = cmd->sent;
+
+    if (c == &ngx_icp_gate_redis_wr
+        && (ngx_msec_int_t) (c->answered - since) > 0)
+    {
+        since = c->answered;
+    }
+
+    drop = (ngx_current_msec - since >= 2 * timeout);
+    next = 2 * timeout - (ngx_current_msec - since);
+
+    n = 0;
+    late = 0;
+
+    for ( /* void */ ; q != ngx_queue_sentinel(&c->cmds);
+         q = ngx_queue_next(q))
+    {
+        cmd = ngx_queue_data(q, ngx_icp_gate_redis_cmd_t, queue);
+
+        if (cmd->late) {
+            continue;
+        }
+
+        if (ngx_current_msec - cmd->sent < timeout) {
+            /* in the order sent: the rest are due later */
+            next = ngx_min(next, timeout - (ngx_current_msec - cmd->sent));
+            break;
+        }
+
+        cmd->late = 1;
+        late++;
+
+        if (cmd->kind == NGX_ICP_GATE_REDIS_SETUP) {
+            drop = 1;
+
+        } else if (cmd->kind == NGX_ICP_GATE_REDIS_READ
+                   && n < NGX_ICP_GATE_REDIS_READS_MAX)
+        {
+            failed[n].handler = cmd->handler;
+            failed[n].data = cmd->data;
+            n++;
+
+            cmd->handler = NULL;
+        }
+    }
+
+    ngx_log_debug4(NGX_LOG_DEBUG_CORE, ev->log, 0,
+                   "icp_gate: redis %s: %ui commands late, %ui of them "
+                   "reads given up%s", c->role, late, n,
+                   drop ? ", reopening" : "");
+
+    ngx_icp_gate_redis_stats.timed_out += late;
+
+    if (drop) {
+        ngx_icp_gate_redis_stats.reopened++;
+
+        /* the commands not late yet fail now, in their callbacks */
+
+        ngx_icp_gate_redis_drop(c);
+
+    } else {
+        ngx_add_timer(&c->timer, next);
+    }
+
+    if (late || drop) {
+        ngx_icp_gate_redis_note();
+    }
+
+    /* last: a lookup that goes on may send to Redis again */
+
+    for (i = 0; i < n; i++) {
+        failed[i].handler(failed[i].data, NGX_ERROR, NULL);
+    }
 }
 
 
 static void
 ngx_icp_gate_redis_retry(ngx_event_t *ev)
 {
-    if (ngx_icp_gate_redis_ctx == NULL && !ngx_icp_gate_redis_exiting) {
-        ngx_icp_gate_redis_connect();
+    ngx_icp_gate_redis_conn_t  *c;
+
+    c = (ngx_icp_gate_redis_conn_t *)
+            ((u_char *) ev - offsetof(ngx_icp_gate_redis_conn_t, retry));
+
+    if (c->ctx == NULL && !ngx_icp_gate_redis_exiting) {
+        ngx_icp_gate_redis_connect(c);
     }
 }
 
 
 static void
-ngx_icp_gate_redis_read(ngx_event_t *rev)
+ngx_icp_gate_redis_read_handler(ngx_event_t *rev)
 {
     ngx_connection_t  *c = rev->data;
 
@@ -816,7 +1435,7 @@ ngx_icp_gate_redis_read(ngx_event_t *rev)
 
 
 static void
-ngx_icp_gate_redis_write(ngx_event_t *wev)
+ngx_icp_gate_redis_write_handler(ngx_event_t *wev)
 {
     ngx_connection_t  *c = wev->data;
 

@@ -14,6 +14,14 @@
 #include "ngx_icp_gate_verdict.h"
 
 
+/*
+ * A verdict given to ngx_icp_gate_redis_put() that did not reach Redis, or
+ * not yet: ttl is what is left of its time to live there
+ */
+typedef void (*ngx_icp_gate_redis_unwritten_pt)(ngx_str_t *domain,
+    ngx_icp_gate_verdict_t *v, time_t ttl);
+
+
 typedef struct {
     ngx_str_t                   name;       /* as configured, for logs */
     ngx_str_t                   host;       /* an address: never resolved */
@@ -23,6 +31,9 @@ typedef struct {
     ngx_str_t                   password;
     ngx_msec_t                  timeout;
     ngx_str_t                   prefix;
+
+    /* the caller's, set before ngx_icp_gate_redis_init() */
+    ngx_icp_gate_redis_unwritten_pt  unwritten;
 } ngx_icp_gate_redis_conf_t;
 
 
@@ -37,8 +48,8 @@ ngx_int_t ngx_icp_gate_redis_init(ngx_cycle_t *cycle,
 void ngx_icp_gate_redis_done(void);
 ngx_int_t ngx_icp_gate_redis_get(ngx_str_t *domain,
     ngx_icp_gate_redis_pt handler, void *data);
-void ngx_icp_gate_redis_put(ngx_str_t *domain, ngx_icp_gate_verdict_t *v,
-    time_t ttl);
+ngx_int_t ngx_icp_gate_redis_put(ngx_str_t *domain,
+    ngx_icp_gate_verdict_t *v, time_t ttl);
 
 
 #endif /* _NGX_ICP_GATE_REDIS_H_INCLUDED_ */
