@@ -17,7 +17,7 @@ SOURCES     = config $(wildcard *.c src/*.c src/*.h)
 DEPS        = build test run $(if $(filter-out 0 no,$(BENCH)),bench)
 NEEDS       = need-build need-test need-run need-bench
 
-.PHONY: all asan test test-asan test-plain run bench deps clean $(NEEDS)
+.PHONY: all asan test test-asan test-plain run bench soak deps clean $(NEEDS)
 
 all: $(NGINX_BIN)
 
@@ -44,6 +44,10 @@ run: need-run $(NGINX_BIN)
 
 bench: need-bench $(NGINX_BIN)
 	python3 bench/run.py --nginx $(NGINX_BIN)
+
+# 100 000 cold domains (SOAK_DOMAINS=N): worker memory and descriptors flat
+soak: need-bench $(NGINX_BIN)
+	python3 bench/run.py --nginx $(NGINX_BIN) --only soak
 
 deps:
 	@util/deps.sh install $(DEPS)

@@ -46,7 +46,7 @@ PORT = {
     "auth_request_keepalive": 28004, "debian": 28005, "lua": 28006,
     "cold": 28010, "capacity": 28011, "rtmp": 28035,
     "callgrind_nginx": 28021, "callgrind_icp_gate": 28022,
-    "nginx_2w": 28031, "icp_gate_2w": 28032,
+    "nginx_2w": 28031, "icp_gate_2w": 28032, "soak": 28040,
 }
 HOT_HOST = "live.filed-bench.cn"
 HOSTS_LUA = os.path.join(TOP, "bench", "hosts.lua")
@@ -62,6 +62,9 @@ RTMP_PUBLISHERS = 4
 CAPACITY_ZONE_MB = 1
 CAPACITY_FILL = 12000
 CAPACITY_HOT_EVERY = 50
+SOAK_DOMAINS = int(os.environ.get("SOAK_DOMAINS", "100000"))
+SOAK_CLIENTS = 16
+SOAK_SAMPLES = 10
 
 # what report.py says the figures were measured with
 PARAMS = {
@@ -264,6 +267,17 @@ http {
 # the gate's entry points: under --toggle-collect, callgrind counts the
 # instructions from their entry to their return, calls included
 GATE_ENTRY_POINTS = ("ngx_http_icp_gate_handler", "ngx_http_icp_gate_cleanup")
+
+SOAK_CONF = """
+http {
+%(common)s
+    server {
+        listen 127.0.0.1:%(soak)d reuseport backlog=4096;
+        root %(html)s;
+        icp_gate on;
+    }
+}
+"""
 
 CAPACITY_CONF = """
 http {
@@ -752,6 +766,66 @@ class Bench:
         say("  %s" % self.results["capacity"])
         cap.stop()
 
+    def soak(self, count=SOAK_DOMAINS):
+        """make soak: cold domains by the hundred thousand through a small
+        zone, Redis and the API; the workers' memory and descriptors must
+        stay flat"""
+        say("Soak: %d cold domains, %d clients, 2 workers, a 1 MB zone"
+            % (count, SOAK_CLIENTS))
+        soak = self.gated_nginx("soak", SOAK_CONF, [PORT["soak"]], zone="1m",
+                                workers=2)
+        statuses, samples, lock = {}, [], threading.Lock()
+        done = [0]
+
+        def sample():
+            rss = fds = 0
+            for pid in soak.workers:
+                with open("/proc/%d/status" % pid) as f:
+                    rss += next(int(line.split()[1]) for line in f
+                                if line.startswith("VmRSS:"))
+                fds += len(os.listdir("/proc/%d/fd" % pid))
+            samples.append({"domains": done[0], "rss_kb": rss, "fds": fds})
+            say("  %s" % samples[-1])
+
+        def client(k):
+            http = clients.HttpClient(PORT["soak"])
+            for i in range(k, count, SOAK_CLIENTS):
+                status, _ = http.get("www.soak%d-%s.cn" % (i, self.run_id))
+                with lock:
+                    statuses[status] = statuses.get(status, 0) + 1
+                    done[0] += 1
+            http.close()
+
+        started = time.monotonic()
+        threads = [threading.Thread(target=client, args=(k,))
+                   for k in range(SOAK_CLIENTS)]
+        sample()
+        for t in threads:
+            t.start()
+        step = count // SOAK_SAMPLES
+        while any(t.is_alive() for t in threads):
+            time.sleep(0.2)
+            if done[0] >= len(samples) * step:
+                sample()
+        for t in threads:
+            t.join()
+        sample()
+        # growth after the warm-up: the zone full, every pool at its size
+        warm = samples[min(2, len(samples) - 1)]
+        self.results["soak"] = {
+            "domains": count, "seconds": time.monotonic() - started,
+            "statuses": statuses, "api_requests": self.api.total(),
+            "samples": samples,
+            "rss_growth_kb": samples[-1]["rss_kb"] - warm["rss_kb"],
+            "fd_growth": samples[-1]["fds"] - warm["fds"],
+            "log_errors": soak.log_lines()[:20],
+        }
+        say("  statuses %s in %.0f s; after the warm-up: RSS %+d kB, "
+            "descriptors %+d" % (statuses, self.results["soak"]["seconds"],
+                                  self.results["soak"]["rss_growth_kb"],
+                                  self.results["soak"]["fd_growth"]))
+        soak.stop()
+
     # -- the whole run ----------------------------------------------------
 
     def machine(self):
@@ -796,7 +870,8 @@ def main():
     parser.add_argument("--nginx", required=True)
     parser.add_argument("--debian-nginx", default="/usr/sbin/nginx")
     parser.add_argument("--out", default=os.path.join(TOP, "bench", "results"))
-    parser.add_argument("--only", help="comma-separated scenarios of %s; "
+    parser.add_argument("--only", help="comma-separated scenarios of %s "
+                        "(and soak, which make bench leaves out: make soak); "
                         "prints JSON, writes no report" % ",".join(SCENARIOS))
     args = parser.parse_args()
     args.nginx = os.path.abspath(args.nginx)
