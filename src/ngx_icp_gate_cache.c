@@ -37,6 +37,10 @@
 /* zone bytes a bucket: about one entry a bucket in a full zone */
 #define NGX_ICP_GATE_CACHE_BUCKET     128
 
+/* an entry whose update lock is held: a worker is looking it up */
+#define ngx_icp_gate_cache_looked_up(cn)                                      \
+    ((cn)->locked && (ngx_msec_int_t) ((cn)->locked - ngx_current_msec) > 0)
+
 /* a reader gives a chain up after this many entries to the mutex's path */
 #define NGX_ICP_GATE_CACHE_CHAIN_MAX  32
 
@@ -162,6 +166,7 @@ ngx_icp_gate_cache_peek(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 {
     u_char                     *start;
     size_t                      len, icp_len, span;
+    uint32_t                    now;
     ngx_uint_t                  n;
     ngx_atomic_uint_t           seq;
     ngx_icp_gate_cache_sh_t    *sh;
@@ -210,11 +215,12 @@ ngx_icp_gate_cache_peek(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     }
 
     icp_len = *(volatile u_char *) &cn->icp_len;
+    now = (uint32_t) ngx_time();
 
     if (cn->status == NGX_ICP_GATE_STATUS_NONE
         || (ngx_msec_int_t) (cn->expires - ngx_current_msec) <= 0
-        || cn->used != (uint32_t) ngx_time()
-        || cn->usable <= (uint32_t) ngx_time()
+        || cn->used != now
+        || cn->usable <= now
         || icp_len >= NGX_ICP_GATE_ICP_LEN)
     {
         return NGX_DECLINED;
@@ -414,7 +420,12 @@ ngx_icp_gate_cache_release(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 
     cn = ngx_icp_gate_cache_find(cache, domain, hash);
 
-    if (cn) {
+    /*
+     * a lock another worker took over (this one's ran past its deadline)
+     * is that worker's: its lookup may yet succeed
+     */
+
+    if (cn && cn->holder == ngx_pid) {
         cn->locked = 0;
 
         if (cn->status == NGX_ICP_GATE_STATUS_NONE) {
@@ -444,35 +455,45 @@ ngx_icp_gate_cache_release(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 
 
 /*
- * The node's filing API budget, a token bucket all workers share: rate is
- * in thousandths of a request a second, and a second's worth, or at least
- * one request, may be spent at once.  NGX_BUSY: spent.
+ * The node's filing API budget, a token bucket all workers share, full at
+ * the start: rate is in thousandths of a request a second (at most 10^9),
+ * and a second's worth, or at least one request, may be spent at once.
+ * NGX_BUSY: spent.
  */
 
 ngx_int_t
 ngx_icp_gate_cache_spend(ngx_icp_gate_cache_t *cache, ngx_uint_t rate)
 {
     ngx_int_t                 rc;
-    ngx_uint_t                earned;
-    ngx_msec_int_t            elapsed;
+    ngx_uint_t                earned, full;
+    ngx_msec_int_t            elapsed, fill;
     ngx_icp_gate_cache_sh_t  *sh;
 
     sh = cache->sh;
+    full = ngx_max(rate, 1000);
+    fill = (ngx_msec_int_t) (full * 1000 / rate);
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
     /*
-     * each worker has its own clock: one a little behind earns nothing,
-     * and the time is counted once it has earned something
+     * Each worker has its own clock: one a little behind earns nothing.
+     * What a moment earns is counted from the time it was earned by, so
+     * that a slow rate asked often still fills up.
      */
 
     elapsed = (ngx_msec_int_t) (ngx_current_msec - sh->budget_at);
-    earned = (elapsed > 1000) ? rate
-             : (elapsed > 0) ? rate * (ngx_uint_t) elapsed / 1000 : 0;
 
-    if (earned) {
-        sh->budget = ngx_min(sh->budget + earned, ngx_max(rate, 1000));
+    if (elapsed >= fill) {
+        sh->budget = full;
         sh->budget_at = ngx_current_msec;
+
+    } else if (elapsed > 0) {
+        earned = rate * (ngx_uint_t) elapsed / 1000;
+
+        if (earned) {
+            sh->budget = ngx_min(sh->budget + earned, full);
+            sh->budget_at += earned * 1000 / rate;
+        }
     }
 
     if (sh->budget >= 1000) {
@@ -529,8 +550,7 @@ ngx_icp_gate_cache_lock(ngx_icp_gate_cache_node_t *cn, ngx_msec_t lock_for)
      * holder is gone (killed, or crashed) is taken over at once
      */
 
-    if (cn->locked
-        && (ngx_msec_int_t) (cn->locked - ngx_current_msec) > 0
+    if (ngx_icp_gate_cache_looked_up(cn)
         && (cn->holder == ngx_pid
             || kill(cn->holder, 0) == 0
             || ngx_errno != NGX_ESRCH))
@@ -721,8 +741,7 @@ ngx_icp_gate_cache_evict(ngx_icp_gate_cache_t *cache, size_t slot)
                                        + cn->len + cn->icp_room);
 
         if (have >= slot && have <= ngx_pagesize / 2
-            && (cn->locked == 0
-                || (ngx_msec_int_t) (cn->locked - ngx_current_msec) <= 0))
+            && !ngx_icp_gate_cache_looked_up(cn))
         {
             ngx_icp_gate_cache_delete(cache, cn);
             return have;
@@ -737,9 +756,12 @@ ngx_icp_gate_cache_evict(ngx_icp_gate_cache_t *cache, size_t slot)
          n++)
     {
         prev = ngx_queue_prev(q);
-        ngx_icp_gate_cache_delete(cache,
-                                  ngx_queue_data(q, ngx_icp_gate_cache_node_t,
-                                                 queue));
+        cn = ngx_queue_data(q, ngx_icp_gate_cache_node_t, queue);
+
+        if (!ngx_icp_gate_cache_looked_up(cn)) {
+            ngx_icp_gate_cache_delete(cache, cn);
+        }
+
         q = prev;
     }
 

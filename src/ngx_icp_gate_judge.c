@@ -134,15 +134,25 @@ ngx_int_t
 ngx_icp_gate_judge_again(ngx_icp_gate_conf_t *gcf,
     ngx_icp_gate_judgement_t *j)
 {
+    ngx_int_t               rc;
     ngx_icp_gate_verdict_t  v;
 
     if (gcf->region == NGX_ICP_GATE_REGION_OVERSEAS) {
         return NGX_DECLINED;
     }
 
-    if (j->domain.len == 0
-        || ngx_icp_gate_lookup(&j->domain, j->hash, &v) != NGX_OK)
-    {
+    /*
+     * NGX_AGAIN: the newest verdict the zone has, its refresh under way;
+     * a session that ignored it would never see one a refresh brought
+     */
+
+    if (j->domain.len == 0) {
+        return NGX_DECLINED;
+    }
+
+    rc = ngx_icp_gate_lookup(&j->domain, j->hash, &v);
+
+    if (rc != NGX_OK && rc != NGX_AGAIN) {
         return NGX_DECLINED;
     }
 

@@ -206,10 +206,20 @@ ngx_icp_gate_log_later(ngx_icp_gate_conf_t *gcf, ngx_icp_gate_judgement_t *j,
                                  gcf->wait)
         != NGX_OK)
     {
-        /* the flight is over already */
+        /* the flight is over already: its verdict, or a new flight's */
+
         rc = ngx_icp_gate_lookup(&later->judgement.domain,
                                  later->judgement.hash,
                                  &later->judgement.verdict);
+
+        if ((rc == NGX_DECLINED || rc == NGX_AGAIN)
+            && ngx_icp_gate_lookup_wait(&later->judgement.domain,
+                                        later->judgement.hash,
+                                        &later->waiter, gcf->wait)
+               == NGX_OK)
+        {
+            return;
+        }
 
         later->waiter.rc = (rc == NGX_OK || rc == NGX_AGAIN) ? NGX_OK
                                                              : NGX_ERROR;

@@ -57,6 +57,8 @@ typedef struct {
 
 
 static void ngx_icp_gate_waiter_timeout(ngx_event_t *ev);
+static void ngx_icp_gate_waited_too_long(ngx_log_t *log, ngx_str_t *domain,
+    ngx_uint_t stale);
 static ngx_icp_gate_flight_t *ngx_icp_gate_flight_find(ngx_str_t *domain,
     uint32_t hash);
 static ngx_icp_gate_flight_t *ngx_icp_gate_flight_create(ngx_str_t *domain,
@@ -374,21 +376,48 @@ ngx_icp_gate_waiter_timeout(ngx_event_t *ev)
     /* a refresh too slow is a refresh that failed: the stale copy answers */
 
     if (f->has_stale) {
-        ngx_log_error(NGX_LOG_WARN, ev->log, 0,
-                      "icp_gate: \"%V\" not refreshed within icp_gate_wait, "
-                      "answered from its stale verdict", &f->sn.str);
-
         *w->verdict = f->stale;
         w->rc = NGX_OK;
 
     } else {
-        ngx_log_error(NGX_LOG_WARN, ev->log, 0,
-                      "icp_gate: no verdict within icp_gate_wait");
-
         w->rc = NGX_ERROR;
     }
 
+    ngx_icp_gate_waited_too_long(ev->log, &f->sn.str, f->has_stale);
+
     w->handler(w);
+}
+
+
+/* one warning a second at most, with the count since the last one */
+
+static void
+ngx_icp_gate_waited_too_long(ngx_log_t *log, ngx_str_t *domain,
+    ngx_uint_t stale)
+{
+    static ngx_uint_t  failed, answered_stale;
+    static time_t      logged;
+
+    if (stale) {
+        answered_stale++;
+
+    } else {
+        failed++;
+    }
+
+    if (ngx_time() == logged) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, log, 0,
+                  "icp_gate: no verdict within icp_gate_wait for %ui "
+                  "requests, and %ui answered from a stale verdict, since "
+                  "the last such line; the last for \"%V\"",
+                  failed, answered_stale, domain);
+
+    failed = 0;
+    answered_stale = 0;
+    logged = ngx_time();
 }
 
 
@@ -851,8 +880,10 @@ ngx_icp_gate_lock_for(void)
         t += ngx_icp_gate_lookup_conf->redis.timeout;
     }
 
+    /* a request may wait as long in the API's queue as it may run */
+
     if (ngx_icp_gate_lookup_conf->api.url.len) {
-        t += ngx_icp_gate_lookup_conf->api.timeout;
+        t += 2 * ngx_icp_gate_lookup_conf->api.timeout;
     }
 
     return t;

@@ -287,10 +287,11 @@ ngx_icp_gate_api_rate(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     rate = len ? ngx_atoi(value[1].data, len) : NGX_ERROR;
 
-    if (rate <= 0) {
+    if (rate <= 0 || rate > 1000000) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid rate \"%V\" in \"icp_gate_api_rate\", "
-                           "expected N/s, N/m or off", &value[1]);
+                           "expected N/s, N/m (N from 1 to 1000000) or off",
+                           &value[1]);
         return NGX_CONF_ERROR;
     }
 

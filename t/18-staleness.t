@@ -28,6 +28,7 @@ rtmp {
     server {
         listen 127.0.0.1:%%RTMP_PORT%%;
         icp_gate on;
+        icp_gate_recheck 3s;
         application live {
             live on;
         }
@@ -87,7 +88,7 @@ is $t->api_count('shaky.cn'), 2, 'after asking the API again';
 
 # the same rule for RTMP publish
 SKIP: {
-    skip 'ffmpeg is not installed', 4 unless $have_ffmpeg;
+    skip 'ffmpeg is not installed', 5 unless $have_ffmpeg;
 
     my $pub = publish_start($t, tcurl($t, 'push.stream.cn'), 'room');
     sleep 1.5;
@@ -101,6 +102,17 @@ SKIP: {
     ok $code, 'after a quiet spell a publish on the revoked domain fails';
     like $err, qr/publish refused for stream\.cn: revoked/,
         'refused as revoked';
+
+    # a live session rechecked less often than local_ttl +
+    # stale_while_revalidate: each recheck finds the copy too stale, and
+    # the verdict its refresh brought must still count at the next one
+    $pub = publish_start($t, tcurl($t, 'push.onair.cn'), 'room');
+    sleep 1.5;
+    revoke('onair.cn');
+    my $start = time;
+    ($code, $err) = client_stop($t, $pub, 10);
+    ok defined $code, sprintf 'a live publish on a revoked domain is dropped '
+                            . '(%.1fs after the revocation)', time - $start;
 }
 
 $t->finish;

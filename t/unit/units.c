@@ -738,6 +738,25 @@ unit_cache_peek(ngx_pool_t *pool)
     rc = unit_cache_get(cache, &other, 0, &got, &flags);
     unit_ok(rc == NGX_DECLINED && flags == 0,
             "cache: a placeholder released without a hold is gone");
+
+    /* the node's API budget: full at the start, a second's worth */
+
+    for (i = 0, same = 0; i < 10; i++) {
+        same += (ngx_icp_gate_cache_spend(cache, 5000) == NGX_OK);
+    }
+
+    unit_ok(same == 5, "api budget: 5/s spends 5 at once (%lu)",
+            (unsigned long) same);
+
+    /* 30/m, asked every 100 ms: what each moment earns adds up */
+
+    for (i = 0, same = 0; i < 41; i++) {
+        ngx_current_msec += 100;
+        same += (ngx_icp_gate_cache_spend(cache, 500) == NGX_OK);
+    }
+
+    unit_ok(same == 2, "api budget: 30/m asked every 100 ms spends 2 in "
+            "4 s (%lu)", (unsigned long) same);
 }
 
 
