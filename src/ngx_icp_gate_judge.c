@@ -88,34 +88,39 @@ ngx_icp_gate_judge(ngx_icp_gate_conf_t *gcf, ngx_icp_gate_judgement_t *j,
 
     rc = ngx_icp_gate_lookup(&j->domain, j->hash, &j->verdict);
 
-    if (rc == NGX_AGAIN) {
+    /* a hit tests rc once */
 
-        /*
-         * a verdict too stale to answer alone: its refresh is waited for,
-         * except where nothing may wait, which the stale verdict answers
-         */
+    if (rc != NGX_OK) {
 
-        if (gcf->wait && gcf->mode != NGX_ICP_GATE_MODE_DRY_RUN
-            && ngx_icp_gate_judge_wait(gcf, j, pool) == NGX_OK)
-        {
-            return NGX_AGAIN;
-        }
+        if (rc == NGX_AGAIN) {
 
-        rc = NGX_OK;
+            /*
+             * a verdict too stale to answer alone: its refresh is waited for,
+             * except where nothing may wait, which the stale verdict answers
+             */
 
-    } else if (rc == NGX_DECLINED && gcf->wait) {
+            if (gcf->wait && gcf->mode != NGX_ICP_GATE_MODE_DRY_RUN
+                && ngx_icp_gate_judge_wait(gcf, j, pool) == NGX_OK)
+            {
+                return NGX_AGAIN;
+            }
 
-        /*
-         * a rollout never holds anyone: the outcome stays open, and the
-         * would-be refusal is logged once the verdict is in
-         */
+            rc = NGX_OK;
 
-        if (gcf->mode == NGX_ICP_GATE_MODE_DRY_RUN) {
-            return NGX_OK;
-        }
+        } else if (rc == NGX_DECLINED && gcf->wait) {
 
-        if (ngx_icp_gate_judge_wait(gcf, j, pool) == NGX_OK) {
-            return NGX_AGAIN;
+            /*
+             * a rollout never holds anyone: the outcome stays open, and the
+             * would-be refusal is logged once the verdict is in
+             */
+
+            if (gcf->mode == NGX_ICP_GATE_MODE_DRY_RUN) {
+                return NGX_OK;
+            }
+
+            if (ngx_icp_gate_judge_wait(gcf, j, pool) == NGX_OK) {
+                return NGX_AGAIN;
+            }
         }
     }
 
