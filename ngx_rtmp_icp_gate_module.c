@@ -49,6 +49,9 @@ static ngx_int_t ngx_rtmp_icp_gate_publish(ngx_rtmp_session_t *s,
     ngx_rtmp_publish_t *v);
 static ngx_int_t ngx_rtmp_icp_gate_play(ngx_rtmp_session_t *s,
     ngx_rtmp_play_t *v);
+static ngx_int_t ngx_rtmp_icp_gate_handshake_done(ngx_rtmp_session_t *s,
+    ngx_rtmp_header_t *h, ngx_chain_t *in);
+static ngx_uint_t ngx_rtmp_icp_gate_auto_push_peer(ngx_rtmp_session_t *s);
 static ngx_int_t ngx_rtmp_icp_gate_start(ngx_rtmp_session_t *s,
     ngx_uint_t action, void *cmd, size_t size);
 static ngx_int_t ngx_rtmp_icp_gate_act(ngx_rtmp_session_t *s,
@@ -153,6 +156,86 @@ ngx_rtmp_icp_gate_play(ngx_rtmp_session_t *s, ngx_rtmp_play_t *v)
     }
 
     return rc;
+}
+
+
+/*
+ * nginx-rtmp marks every session accepted on a unix socket as an auto-push
+ * from another worker, an operator's "listen unix:" too, and auto_push,
+ * notify, the access log and the gate then leave it alone.  Once its
+ * handshake is done, a session keeps the mark only on the workers' own
+ * auto_push socket with a worker of this nginx at the other end.
+ */
+
+static ngx_int_t
+ngx_rtmp_icp_gate_handshake_done(ngx_rtmp_session_t *s,
+    ngx_rtmp_header_t *h, ngx_chain_t *in)
+{
+    if (s->auto_pushed && !ngx_rtmp_icp_gate_auto_push_peer(s)) {
+        ngx_log_debug0(NGX_LOG_DEBUG_RTMP, s->connection->log, 0,
+                       "icp_gate: a client on a unix listener, "
+                       "not an auto-push");
+        s->auto_pushed = 0;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_rtmp_icp_gate_auto_push_peer(ngx_rtmp_session_t *s)
+{
+    ngx_connection_t  *c;
+#if (NGX_LINUX)
+    ngx_int_t          n;
+    socklen_t          len;
+    struct ucred       cred;
+#endif
+
+    c = s->connection;
+
+    if (c->listening == NULL
+        || c->listening->addr_text.len != sizeof("worker_socket") - 1
+        || ngx_strncmp(c->listening->addr_text.data, "worker_socket",
+                       sizeof("worker_socket") - 1)
+           != 0)
+    {
+        return 0;
+    }
+
+#if (NGX_LINUX)
+
+    len = sizeof(struct ucred);
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1) {
+        ngx_log_error(NGX_LOG_ERR, c->log, ngx_socket_errno,
+                      "icp_gate: getsockopt(SO_PEERCRED) failed");
+        return 0;
+    }
+
+    /*
+     * every slot: a worker learns of the workers started after it over
+     * the channel, which fills their slots but not ngx_last_process
+     */
+
+    for (n = 0; n < NGX_MAX_PROCESSES; n++) {
+        if (ngx_processes[n].pid == cred.pid && cred.pid > 0) {
+            return 1;
+        }
+    }
+
+    ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                  "icp_gate: a session on the auto_push socket from pid %P, "
+                  "not a worker of this nginx, is judged",
+                  (ngx_pid_t) cred.pid);
+
+    return 0;
+
+#else
+
+    return 1;
+
+#endif
 }
 
 
@@ -501,6 +584,18 @@ ngx_rtmp_icp_gate_merge_app_conf(ngx_conf_t *cf, void *parent, void *child)
 static ngx_int_t
 ngx_rtmp_icp_gate_postconfiguration(ngx_conf_t *cf)
 {
+    ngx_rtmp_handler_pt        *h;
+    ngx_rtmp_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_rtmp_conf_get_module_main_conf(cf, ngx_rtmp_core_module);
+
+    h = ngx_array_push(&cmcf->events[NGX_RTMP_HANDSHAKE_DONE]);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_rtmp_icp_gate_handshake_done;
+
     next_publish = ngx_rtmp_publish;
     ngx_rtmp_publish = ngx_rtmp_icp_gate_publish;
 
