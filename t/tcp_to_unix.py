@@ -11,19 +11,15 @@ Python 3 standard library only; prints nothing to stdout.
 import argparse
 import asyncio
 
+from slow_redis import pump_replies
+
 
 async def pipe(reader, writer):
+    """one way, as it comes; a side that goes ends it"""
     try:
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                break
-            writer.write(data)
-            await writer.drain()
+        await pump_replies(reader, writer)
     except (ConnectionError, OSError):
         pass
-    finally:
-        writer.close()
 
 
 async def serve(port, path):
