@@ -17,6 +17,7 @@
 
 #include "ngx_icp_gate_api.h"
 #include "ngx_icp_gate_socket.h"
+#include "ngx_icp_gate_throttle.h"
 
 
 #define NGX_ICP_GATE_API_BODY_MAX  16384
@@ -78,8 +79,7 @@ static ngx_uint_t                ngx_icp_gate_api_running;
 static ngx_uint_t                ngx_icp_gate_api_queued;
 
 /* refusals of a full queue since the last line that said so */
-static ngx_uint_t                ngx_icp_gate_api_refused;
-static time_t                    ngx_icp_gate_api_refused_logged;
+static ngx_icp_gate_throttle_t   ngx_icp_gate_api_refused;
 
 
 ngx_int_t
@@ -401,6 +401,8 @@ ngx_icp_gate_api_next(void)
 
         req = ngx_queue_data(q, ngx_icp_gate_api_request_t, queue);
 
+        /* one never sent is this worker's overload, not the API's failure */
+
         if (ngx_current_msec - req->queued >= ngx_icp_gate_api_conf->timeout)
         {
             ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
@@ -408,11 +410,15 @@ ngx_icp_gate_api_next(void)
                           "sent after %M ms in the queue", &req->domain,
                           ngx_current_msec - req->queued);
 
+            req->handler(req->data, NGX_BUSY, NULL);
+
         } else if (ngx_icp_gate_api_start(req) == NGX_OK) {
             continue;
+
+        } else {
+            req->handler(req->data, NGX_ERROR, NULL);
         }
 
-        req->handler(req->data, NGX_ERROR, NULL);
         ngx_icp_gate_api_free(req);
     }
 }
@@ -423,20 +429,18 @@ ngx_icp_gate_api_next(void)
 static void
 ngx_icp_gate_api_refuse(ngx_str_t *domain)
 {
-    ngx_icp_gate_api_refused++;
+    ngx_uint_t  n;
 
-    if (ngx_icp_gate_api_refused_logged == ngx_time()) {
-        return;
+    n = ngx_icp_gate_throttle(&ngx_icp_gate_api_refused);
+
+    if (n) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "icp_gate: filing API queue full (%ui running, %ui "
+                      "waiting): %ui lookups refused since the last such "
+                      "line, the last one for \"%V\"",
+                      ngx_icp_gate_api_running, ngx_icp_gate_api_queued, n,
+                      domain);
     }
-
-    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                  "icp_gate: filing API queue full (%ui running, %ui "
-                  "waiting): %ui lookups refused since the last such line, "
-                  "the last one for \"%V\"", ngx_icp_gate_api_running,
-                  ngx_icp_gate_api_queued, ngx_icp_gate_api_refused, domain);
-
-    ngx_icp_gate_api_refused = 0;
-    ngx_icp_gate_api_refused_logged = ngx_time();
 }
 
 

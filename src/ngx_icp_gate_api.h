@@ -26,7 +26,10 @@ typedef struct {
 #define NGX_ICP_GATE_API_QUEUE     16
 
 
-/* rc: NGX_OK with *v, or NGX_ERROR: nothing may be cached from it */
+/*
+ * rc: NGX_OK with *v; NGX_ERROR: the API failed, nothing may be cached
+ * from it; NGX_BUSY: never sent, it waited its whole timeout in the queue
+ */
 typedef void (*ngx_icp_gate_api_pt)(void *data, ngx_int_t rc,
     ngx_icp_gate_verdict_t *v);
 

@@ -155,19 +155,22 @@ ngx_icp_gate_cache_add(ngx_conf_t *cf, ngx_str_t *name, size_t size,
 
 
 /*
- * NGX_OK: *v is a fresh verdict, read without the mutex; NGX_DECLINED:
- * ngx_icp_gate_cache_lookup() must decide (no entry, an expired one, a
- * writer at work, or the entry is due to move up the LRU queue)
+ * NGX_OK: *v is a verdict read without the mutex, fresh, or expired less
+ * than "stale" ago while a worker refreshes it; NGX_DECLINED:
+ * ngx_icp_gate_cache_lookup() must decide (no entry, an expired one
+ * nobody refreshes, a writer at work, or the entry is due to move up the
+ * LRU queue)
  */
 
 ngx_int_t
 ngx_icp_gate_cache_peek(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
-    uint32_t hash, ngx_icp_gate_verdict_t *v)
+    uint32_t hash, ngx_msec_t stale, ngx_icp_gate_verdict_t *v)
 {
     u_char                     *start;
     size_t                      len, icp_len, span;
     uint32_t                    now;
     ngx_uint_t                  n;
+    ngx_msec_int_t              age;
     ngx_atomic_uint_t           seq;
     ngx_icp_gate_cache_sh_t    *sh;
     ngx_icp_gate_cache_node_t  *cn;
@@ -216,9 +219,18 @@ ngx_icp_gate_cache_peek(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 
     icp_len = *(volatile u_char *) &cn->icp_len;
     now = (uint32_t) ngx_time();
+    age = (ngx_msec_int_t) (ngx_current_msec - cn->expires);
+
+    /*
+     * an expired verdict whose refresh is under way answers here too:
+     * otherwise every request of every worker would take the mutex until
+     * the refresh is in
+     */
 
     if (cn->status == NGX_ICP_GATE_STATUS_NONE
-        || (ngx_msec_int_t) (cn->expires - ngx_current_msec) <= 0
+        || (age >= 0
+            && (age >= (ngx_msec_int_t) stale
+                || !ngx_icp_gate_cache_looked_up(cn)))
         || cn->used != now
         || cn->usable <= now
         || icp_len >= NGX_ICP_GATE_ICP_LEN)

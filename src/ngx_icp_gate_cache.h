@@ -29,7 +29,8 @@ ngx_shm_zone_t *ngx_icp_gate_cache_add(ngx_conf_t *cf, ngx_str_t *name,
 /* hash: ngx_icp_gate_hash() of the domain */
 
 ngx_int_t ngx_icp_gate_cache_peek(ngx_icp_gate_cache_t *cache,
-    ngx_str_t *domain, uint32_t hash, ngx_icp_gate_verdict_t *v);
+    ngx_str_t *domain, uint32_t hash, ngx_msec_t stale,
+    ngx_icp_gate_verdict_t *v);
 ngx_int_t ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache,
     ngx_str_t *domain, uint32_t hash, ngx_msec_t lock_for, ngx_msec_t stale,
     ngx_icp_gate_verdict_t *v, ngx_uint_t *flags);

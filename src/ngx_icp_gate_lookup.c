@@ -17,6 +17,7 @@
 #include "ngx_icp_gate_lookup.h"
 #include "ngx_icp_gate_cache.h"
 #include "ngx_icp_gate_socket.h"
+#include "ngx_icp_gate_throttle.h"
 
 
 /*
@@ -99,8 +100,6 @@ static ngx_rbtree_t                 ngx_icp_gate_flights;
 static ngx_rbtree_node_t            ngx_icp_gate_flights_sentinel;
 static ngx_uint_t                   ngx_icp_gate_exiting;
 static ngx_icp_gate_aside_t        *ngx_icp_gate_aside;
-static ngx_uint_t                   ngx_icp_gate_refused;
-static time_t                       ngx_icp_gate_refused_logged;
 
 
 ngx_int_t
@@ -200,7 +199,8 @@ ngx_icp_gate_lookup(ngx_str_t *domain, uint32_t hash,
 
     /* the hit path: no lock, nothing written */
 
-    if (ngx_icp_gate_cache_peek(ngx_icp_gate_cache, domain, hash, v)
+    if (ngx_icp_gate_cache_peek(ngx_icp_gate_cache, domain, hash,
+                                ngx_icp_gate_lookup_conf->stale, v)
         == NGX_OK)
     {
         ngx_log_debug2(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
@@ -208,6 +208,13 @@ ngx_icp_gate_lookup(ngx_str_t *domain, uint32_t hash,
                        &ngx_icp_gate_status_names[v->status]);
         return NGX_OK;
     }
+
+    /*
+     * before the zone's mutex: a verdict the zone had no room for, fresh
+     * no longer than the zone would have kept it (so it hides no newer
+     * one longer either), and asking the zone would only make it evict
+     * others for a placeholder
+     */
 
     if (ngx_icp_gate_aside_get(domain, hash, v) == NGX_OK) {
         return NGX_OK;
@@ -389,35 +396,24 @@ ngx_icp_gate_waiter_timeout(ngx_event_t *ev)
 }
 
 
-/* one warning a second at most, with the count since the last one */
-
 static void
 ngx_icp_gate_waited_too_long(ngx_log_t *log, ngx_str_t *domain,
     ngx_uint_t stale)
 {
-    static ngx_uint_t  failed, answered_stale;
-    static time_t      logged;
+    static ngx_icp_gate_throttle_t  waited;
 
-    if (stale) {
-        answered_stale++;
+    ngx_uint_t  n;
 
-    } else {
-        failed++;
+    n = ngx_icp_gate_throttle(&waited);
+
+    if (n) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "icp_gate: no verdict within icp_gate_wait for %ui "
+                      "requests since the last such line; the last, for "
+                      "\"%V\", %s", n, domain,
+                      stale ? "answered from its stale verdict"
+                            : "as lookup_failed");
     }
-
-    if (ngx_time() == logged) {
-        return;
-    }
-
-    ngx_log_error(NGX_LOG_WARN, log, 0,
-                  "icp_gate: no verdict within icp_gate_wait for %ui "
-                  "requests, and %ui answered from a stale verdict, since "
-                  "the last such line; the last for \"%V\"",
-                  failed, answered_stale, domain);
-
-    failed = 0;
-    answered_stale = 0;
-    logged = ngx_time();
 }
 
 
@@ -642,7 +638,8 @@ ngx_icp_gate_flight_api_done(void *data, ngx_int_t rc,
     }
 
     if (rc != NGX_OK) {
-        ngx_icp_gate_flight_fail(f, ngx_icp_gate_lookup_conf->error_ttl);
+        ngx_icp_gate_flight_fail(f, (rc == NGX_BUSY)
+                                    ? 0 : ngx_icp_gate_lookup_conf->error_ttl);
         return;
     }
 
@@ -779,24 +776,21 @@ ngx_icp_gate_flight_finish(ngx_icp_gate_flight_t *f, ngx_int_t rc,
 }
 
 
-/* one warning a second at most, with the count since the last one */
-
 static void
 ngx_icp_gate_over_budget(void)
 {
-    ngx_icp_gate_refused++;
+    static ngx_icp_gate_throttle_t  refused;
 
-    if (ngx_time() == ngx_icp_gate_refused_logged) {
-        return;
+    ngx_uint_t  n;
+
+    n = ngx_icp_gate_throttle(&refused);
+
+    if (n) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "icp_gate: filing API budget (icp_gate_api_rate) "
+                      "spent: %ui lookups of new domains failed since the "
+                      "last warning", n);
     }
-
-    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                  "icp_gate: filing API budget (icp_gate_api_rate) spent: "
-                  "%ui lookups of new domains failed since the last warning",
-                  ngx_icp_gate_refused);
-
-    ngx_icp_gate_refused = 0;
-    ngx_icp_gate_refused_logged = ngx_time();
 }
 
 

@@ -20,7 +20,6 @@ typedef struct {
     ngx_icp_gate_lookup_conf_t  lookup;
     ngx_flag_t                  used;
     ngx_flag_t                  default_zone;
-    ngx_flag_t                  api_rate_set;
 } ngx_icp_gate_main_conf_t;
 
 
@@ -188,6 +187,7 @@ ngx_icp_gate_create_conf(ngx_cycle_t *cycle)
     mcf->lookup.local_ttl = NGX_CONF_UNSET_MSEC;
     mcf->lookup.error_ttl = NGX_CONF_UNSET_MSEC;
     mcf->lookup.stale = NGX_CONF_UNSET_MSEC;
+    mcf->lookup.api_rate = NGX_CONF_UNSET_UINT;
 
     return mcf;
 }
@@ -205,6 +205,7 @@ ngx_icp_gate_init_conf(ngx_cycle_t *cycle, void *conf)
     ngx_conf_init_msec_value(mcf->lookup.local_ttl, 60000);
     ngx_conf_init_msec_value(mcf->lookup.error_ttl, 5000);
     ngx_conf_init_msec_value(mcf->lookup.stale, 10000);
+    ngx_conf_init_uint_value(mcf->lookup.api_rate, 0);
 
     if (mcf->lookup.redis.prefix.data == NULL) {
         ngx_str_set(&mcf->lookup.redis.prefix, "icp:");
@@ -256,11 +257,9 @@ ngx_icp_gate_api_rate(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_int_t   rate, scale;
     ngx_str_t  *value;
 
-    if (mcf->api_rate_set) {
+    if (mcf->lookup.api_rate != NGX_CONF_UNSET_UINT) {
         return "is duplicate";
     }
-
-    mcf->api_rate_set = 1;
 
     value = cf->args->elts;
 

@@ -60,6 +60,11 @@
 #define NGX_ICP_GATE_REDIS_WRITE         2
 
 
+/* no connection, or one after a failure that does not answer yet */
+#define ngx_icp_gate_redis_down(c)                                            \
+    ((c)->ctx == NULL || (!(c)->ready && (c)->backoff))
+
+
 typedef struct {
     ngx_queue_t                 queue;      /* in the backlog */
     time_t                      expires;    /* the Redis entry's, Unix time */
@@ -384,7 +389,9 @@ ngx_icp_gate_redis_get(ngx_str_t *domain, ngx_icp_gate_redis_pt handler,
 
     c = &ngx_icp_gate_redis_rd;
 
-    if (c->ctx == NULL) {
+    /* down: a read would wait behind setup until its deadline */
+
+    if (ngx_icp_gate_redis_down(c)) {
         return NGX_ERROR;
     }
 
@@ -452,9 +459,7 @@ ngx_icp_gate_redis_put(ngx_str_t *domain, ngx_icp_gate_verdict_t *v,
     w->len = ngx_min(domain->len, NGX_ICP_GATE_DOMAIN_LEN);
     ngx_memcpy(w->domain, domain->data, w->len);
 
-    /* down: no connection, or one after a failure not answering yet */
-
-    w->told = (c->ctx == NULL || (!c->ready && c->backoff));
+    w->told = ngx_icp_gate_redis_down(c);
     rc = w->told ? NGX_DECLINED : NGX_OK;
 
     ngx_icp_gate_redis_keep(w);
@@ -810,13 +815,15 @@ ngx_icp_gate_redis_write(ngx_icp_gate_redis_conn_t *c,
         return NGX_ERROR;
     }
 
-    /* hiredis refuses a command only on a connection that is going */
-
     argv[0] = "DEL";
     argvlen[0] = sizeof("DEL") - 1;
 
-    (void) ngx_icp_gate_redis_send(c, ngx_icp_gate_redis_part_reply, NULL,
-                                   2, argv, argvlen);
+    if (ngx_icp_gate_redis_send(c, ngx_icp_gate_redis_part_reply, NULL,
+                                2, argv, argvlen)
+        != NGX_OK)
+    {
+        goto failed;
+    }
 
     name = &ngx_icp_gate_status_names[v->status];
 
@@ -853,16 +860,24 @@ ngx_icp_gate_redis_write(ngx_icp_gate_redis_conn_t *c,
         argvlen[argc++] = name->len;
     }
 
-    (void) ngx_icp_gate_redis_send(c, ngx_icp_gate_redis_part_reply, NULL,
-                                   argc, argv, argvlen);
+    if (ngx_icp_gate_redis_send(c, ngx_icp_gate_redis_part_reply, NULL,
+                                argc, argv, argvlen)
+        != NGX_OK)
+    {
+        goto failed;
+    }
 
     argv[0] = "EXPIRE";
     argvlen[0] = sizeof("EXPIRE") - 1;
     argv[2] = (char *) expire;
     argvlen[2] = ngx_sprintf(expire, "%T", ttl) - expire;
 
-    (void) ngx_icp_gate_redis_send(c, ngx_icp_gate_redis_part_reply, NULL,
-                                   3, argv, argvlen);
+    if (ngx_icp_gate_redis_send(c, ngx_icp_gate_redis_part_reply, NULL,
+                                3, argv, argvlen)
+        != NGX_OK)
+    {
+        goto failed;
+    }
 
     argv[0] = "EXEC";
     argvlen[0] = sizeof("EXEC") - 1;
@@ -871,11 +886,22 @@ ngx_icp_gate_redis_write(ngx_icp_gate_redis_conn_t *c,
                                 1, argv, argvlen)
         != NGX_OK)
     {
-        ngx_free(cmd);
-        return NGX_ERROR;
+        goto failed;
     }
 
     return NGX_OK;
+
+failed:
+
+    /*
+     * a command refused after MULTI would leave the connection inside the
+     * transaction, where the next write's commands would join this one's
+     */
+
+    ngx_free(cmd);
+    ngx_icp_gate_redis_drop(c);
+
+    return NGX_ERROR;
 }
 
 

@@ -648,7 +648,7 @@ unit_cache_peek(ngx_pool_t *pool)
     ngx_str_set(&domain, "peek.example.cn");
     hash = ngx_icp_gate_hash(domain.data, domain.len);
 
-    unit_ok(ngx_icp_gate_cache_peek(cache, &domain, hash, &got)
+    unit_ok(ngx_icp_gate_cache_peek(cache, &domain, hash, 0, &got)
             == NGX_DECLINED, "cache peek: no entry, no verdict");
 
     unit_cache_verdict(&v, unit_icp);
@@ -657,7 +657,7 @@ unit_cache_peek(ngx_pool_t *pool)
     /* a worker that held the lock would deadlock a reader that took it */
 
     ngx_shmtx_lock(&shpool->mutex);
-    rc = ngx_icp_gate_cache_peek(cache, &domain, hash, &got);
+    rc = ngx_icp_gate_cache_peek(cache, &domain, hash, 0, &got);
     ngx_shmtx_unlock(&shpool->mutex);
 
     unit_ok(rc == NGX_OK && got.status == NGX_ICP_GATE_STATUS_FILED
@@ -668,7 +668,7 @@ unit_cache_peek(ngx_pool_t *pool)
     ngx_memcpy(before, zone->shm.addr, 64 * 1024);
 
     for (i = 0, same = 0; i < 1000; i++) {
-        same += (ngx_icp_gate_cache_peek(cache, &domain, hash, &got)
+        same += (ngx_icp_gate_cache_peek(cache, &domain, hash, 0, &got)
                  == NGX_OK);
     }
 
@@ -679,13 +679,13 @@ unit_cache_peek(ngx_pool_t *pool)
     v.status = NGX_ICP_GATE_STATUS_REVOKED;
     unit_cache_put(cache, &domain, &v);
 
-    rc = ngx_icp_gate_cache_peek(cache, &domain, hash, &got);
+    rc = ngx_icp_gate_cache_peek(cache, &domain, hash, 0, &got);
     unit_ok(rc == NGX_OK && got.status == NGX_ICP_GATE_STATUS_REVOKED,
             "cache peek: a read after a write sees the new verdict");
 
     ngx_icp_gate_cache_store(cache, &domain, hash, &v, 0, 3600);
 
-    unit_ok(ngx_icp_gate_cache_peek(cache, &domain, hash, &got)
+    unit_ok(ngx_icp_gate_cache_peek(cache, &domain, hash, 0, &got)
             == NGX_DECLINED,
             "cache peek: an expired verdict is left to the locked lookup");
 
@@ -700,12 +700,24 @@ unit_cache_peek(ngx_pool_t *pool)
     unit_ok(rc == NGX_OK && flags == NGX_ICP_GATE_CACHE_STALE,
             "cache stale: past it, it is marked stale");
 
+    rc = ngx_icp_gate_cache_lookup(cache, &domain, hash, 1000, 10000, &got,
+                                   &flags);
+    unit_ok(rc == NGX_OK && flags == NGX_ICP_GATE_CACHE_LOCKED
+            && ngx_icp_gate_cache_peek(cache, &domain, hash, 10000, &got)
+               == NGX_OK
+            && ngx_icp_gate_cache_peek(cache, &domain, hash, 0, &got)
+               == NGX_DECLINED,
+            "cache peek: while its refresh runs, an expired verdict within "
+            "stale-while-revalidate is read without the mutex");
+
+    ngx_icp_gate_cache_release(cache, &domain, hash, 0);
+
     ngx_icp_gate_cache_store(cache, &domain, hash, &v, 60000, 0);
 
     rc = ngx_icp_gate_cache_lookup(cache, &domain, hash, 0, 10000, &got,
                                    &flags);
     unit_ok(rc == NGX_DECLINED
-            && ngx_icp_gate_cache_peek(cache, &domain, hash, &got)
+            && ngx_icp_gate_cache_peek(cache, &domain, hash, 0, &got)
                == NGX_DECLINED,
             "cache stale: past its own TTL a verdict never answers");
 
@@ -716,7 +728,7 @@ unit_cache_peek(ngx_pool_t *pool)
 
     hash = ngx_icp_gate_hash(other.data, other.len);
 
-    unit_ok(ngx_icp_gate_cache_peek(cache, &other, hash, &got)
+    unit_ok(ngx_icp_gate_cache_peek(cache, &other, hash, 0, &got)
             == NGX_DECLINED, "cache peek: a placeholder is no verdict");
 
     /* the placeholder of a failed lookup remembers the failure */
