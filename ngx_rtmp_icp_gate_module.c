@@ -4,8 +4,10 @@
  *
  * The RTMP gate: judges the host of the tcUrl a client connected with when
  * it publishes or plays, holds the command while a cold domain is looked
- * up, and closes live sessions whose domain stops being filed.  It must be
- * the last rtmp module: the last one in the list runs first.
+ * up, and closes live sessions whose domain stops being filed.  It takes
+ * its place at the head of the publish and play chains in init_process:
+ * rtmp_auto_push hooks publish there too, after every postconfiguration,
+ * and this module comes after nginx-rtmp's in the module list.
  */
 
 
@@ -68,6 +70,8 @@ static void *ngx_rtmp_icp_gate_create_app_conf(ngx_conf_t *cf);
 static char *ngx_rtmp_icp_gate_merge_app_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static ngx_int_t ngx_rtmp_icp_gate_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_rtmp_icp_gate_init_process(ngx_cycle_t *cycle);
+static void ngx_rtmp_icp_gate_hook(void);
 
 
 static ngx_command_t  ngx_rtmp_icp_gate_commands[] = {
@@ -106,7 +110,7 @@ ngx_module_t  ngx_rtmp_icp_gate_module = {
     NGX_RTMP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process: the HTTP gate's */
+    ngx_rtmp_icp_gate_init_process,        /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     NULL,                                  /* exit process */
@@ -596,11 +600,65 @@ ngx_rtmp_icp_gate_postconfiguration(ngx_conf_t *cf)
 
     *h = ngx_rtmp_icp_gate_handshake_done;
 
+    /*
+     * a reload without a master (master_process off) runs no init_process,
+     * and nothing hooks in one after it either
+     */
+
+    if (ngx_process == NGX_PROCESS_SINGLE
+        && !ngx_is_init_cycle(cf->cycle->old_cycle))
+    {
+        ngx_rtmp_icp_gate_hook();
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The chains are hooked here, not in postconfiguration: rtmp_auto_push
+ * hooks publish in its init_process, which runs before this one, and a
+ * refused publish must never reach it (it would start relaying the stream
+ * to the other workers).  Every module hooked in postconfiguration (relay,
+ * exec, record, hls, dash, notify, live) comes after the gate too.  The
+ * master never runs this: each new worker starts from the chains nginx-rtmp
+ * built in the master, without the gate.
+ */
+
+static ngx_int_t
+ngx_rtmp_icp_gate_init_process(ngx_cycle_t *cycle)
+{
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    ngx_rtmp_icp_gate_hook();
+
+    /*
+     * not the engine's worker start: this core module comes before the
+     * event modules, the HTTP gate's init_process starts it
+     */
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_rtmp_icp_gate_hook(void)
+{
+    /* no rtmp {} block: nginx-rtmp built no chain */
+
+    if (ngx_rtmp_publish == NULL
+        || ngx_rtmp_publish == ngx_rtmp_icp_gate_publish)
+    {
+        return;
+    }
+
     next_publish = ngx_rtmp_publish;
     ngx_rtmp_publish = ngx_rtmp_icp_gate_publish;
 
     next_play = ngx_rtmp_play;
     ngx_rtmp_play = ngx_rtmp_icp_gate_play;
-
-    return NGX_OK;
 }
