@@ -15,6 +15,7 @@
 #include <ngx_core.h>
 #include <ngx_rtmp.h>
 #include <ngx_rtmp_cmd_module.h>
+#include <ngx_rtmp_live_module.h>
 
 #include "ngx_icp_gate_module.h"
 #include "ngx_icp_gate_conf.h"
@@ -26,6 +27,9 @@
 
 #define NGX_RTMP_ICP_GATE_PUBLISH  0
 #define NGX_RTMP_ICP_GATE_PLAY     1
+
+/* how long a dropped live client has to read why before it is closed */
+#define NGX_RTMP_ICP_GATE_DROP_LINGER  1000
 
 
 typedef struct {
@@ -61,7 +65,11 @@ static ngx_int_t ngx_rtmp_icp_gate_act(ngx_rtmp_session_t *s,
 static void ngx_rtmp_icp_gate_refuse(ngx_rtmp_session_t *s,
     ngx_rtmp_icp_gate_ctx_t *ctx);
 static void ngx_rtmp_icp_gate_log(ngx_rtmp_session_t *s,
+    ngx_rtmp_icp_gate_ctx_t *ctx, ngx_uint_t live);
+static void ngx_rtmp_icp_gate_drop(ngx_rtmp_session_t *s,
     ngx_rtmp_icp_gate_ctx_t *ctx);
+static void ngx_rtmp_icp_gate_drain(ngx_event_t *rev);
+static void ngx_rtmp_icp_gate_dropped(ngx_event_t *ev);
 static void ngx_rtmp_icp_gate_wake(ngx_icp_gate_waiter_t *w);
 static void ngx_rtmp_icp_gate_recheck(ngx_event_t *ev);
 static void ngx_rtmp_icp_gate_cleanup(void *data);
@@ -130,6 +138,11 @@ static char  *ngx_rtmp_icp_gate_codes[] = {
 static ngx_str_t  ngx_rtmp_icp_gate_actions[] = {
     ngx_string("publish"),
     ngx_string("play")
+};
+
+static ngx_str_t  ngx_rtmp_icp_gate_stages[] = {
+    ngx_string("start"),
+    ngx_string("live")
 };
 
 
@@ -338,13 +351,13 @@ ngx_rtmp_icp_gate_act(ngx_rtmp_session_t *s, ngx_rtmp_icp_gate_ctx_t *ctx)
     switch (ctx->judgement.result) {
 
     case NGX_ICP_GATE_RESULT_DENY:
-        ngx_rtmp_icp_gate_log(s, ctx);
+        ngx_rtmp_icp_gate_log(s, ctx, 0);
         ngx_rtmp_icp_gate_refuse(s, ctx);
         return NGX_ERROR;
 
     case NGX_ICP_GATE_RESULT_DRY_RUN:
     case NGX_ICP_GATE_RESULT_NONE:      /* dry_run, before its verdict */
-        ngx_rtmp_icp_gate_log(s, ctx);
+        ngx_rtmp_icp_gate_log(s, ctx, 0);
         break;
 
     case NGX_ICP_GATE_RESULT_EXEMPT:
@@ -401,13 +414,14 @@ ngx_rtmp_icp_gate_refuse(ngx_rtmp_session_t *s, ngx_rtmp_icp_gate_ctx_t *ctx)
 
 
 static void
-ngx_rtmp_icp_gate_log(ngx_rtmp_session_t *s, ngx_rtmp_icp_gate_ctx_t *ctx)
+ngx_rtmp_icp_gate_log(ngx_rtmp_session_t *s, ngx_rtmp_icp_gate_ctx_t *ctx,
+    ngx_uint_t live)
 {
     u_char                        *name;
     ngx_str_t                      server;
     ngx_rtmp_icp_gate_app_conf_t  *gacf;
     ngx_icp_gate_log_entry_t       entry;
-    ngx_icp_gate_log_field_t       fields[3];
+    ngx_icp_gate_log_field_t       fields[4];
     u_char                         addr[NGX_SOCKADDR_STRLEN];
 
     gacf = ngx_rtmp_get_module_app_conf(s, ngx_rtmp_icp_gate_module);
@@ -430,7 +444,7 @@ ngx_rtmp_icp_gate_log(ngx_rtmp_session_t *s, ngx_rtmp_icp_gate_ctx_t *ctx)
     entry.action = ngx_rtmp_icp_gate_actions[ctx->action];
     entry.client = s->connection->addr_text;
     entry.fields = fields;
-    entry.nfields = 3;
+    entry.nfields = 4;
 
     ngx_str_set(&fields[0].name, "server");
     fields[0].value = server;
@@ -445,6 +459,11 @@ ngx_rtmp_icp_gate_log(ngx_rtmp_session_t *s, ngx_rtmp_icp_gate_ctx_t *ctx)
     ngx_str_set(&fields[2].name, "stream");
     fields[2].value.data = name;
     fields[2].value.len = ngx_strlen(name);
+
+    /* "live": a session dropped while it streamed, not a command refused */
+
+    ngx_str_set(&fields[3].name, "stage");
+    fields[3].value = ngx_rtmp_icp_gate_stages[live ? 1 : 0];
 
     ngx_icp_gate_log_refusal(&gacf->gate, &ctx->judgement, &entry,
                              s->connection->pool, s->connection->log);
@@ -520,9 +539,7 @@ ngx_rtmp_icp_gate_recheck(ngx_event_t *ev)
                        &ngx_icp_gate_result_names[ctx->judgement.result]);
 
         if (ctx->judgement.result == NGX_ICP_GATE_RESULT_DENY) {
-            ngx_rtmp_icp_gate_log(s, ctx);
-            ngx_rtmp_icp_gate_refuse(s, ctx);
-            ngx_rtmp_finalize_session(s);
+            ngx_rtmp_icp_gate_drop(s, ctx);
             return;
         }
 
@@ -532,11 +549,98 @@ ngx_rtmp_icp_gate_recheck(ngx_event_t *ev)
             && was != NGX_ICP_GATE_RESULT_DRY_RUN
             && was != NGX_ICP_GATE_RESULT_NONE)
         {
-            ngx_rtmp_icp_gate_log(s, ctx);
+            ngx_rtmp_icp_gate_log(s, ctx, 1);
         }
     }
 
     ngx_add_timer(&ctx->recheck, gacf->recheck);
+}
+
+
+/*
+ * Closing at once would lose the status behind the media still queued for
+ * a player, and a publisher, which writes, would only see "Broken pipe".
+ * No media flows from now on: a player's live context is paused, and what
+ * a publisher sends is read and thrown away.  The session ends when the
+ * client leaves, at the latest after NGX_RTMP_ICP_GATE_DROP_LINGER.
+ */
+
+static void
+ngx_rtmp_icp_gate_drop(ngx_rtmp_session_t *s, ngx_rtmp_icp_gate_ctx_t *ctx)
+{
+    ngx_connection_t     *c;
+    ngx_rtmp_live_ctx_t  *lctx;
+
+    c = s->connection;
+
+    ngx_rtmp_icp_gate_log(s, ctx, 1);
+    ngx_rtmp_icp_gate_refuse(s, ctx);
+
+    lctx = ngx_rtmp_get_module_ctx(s, ngx_rtmp_live_module);
+
+    if (lctx != NULL) {
+        lctx->paused = 1;
+    }
+
+    c->read->handler = ngx_rtmp_icp_gate_drain;
+
+    ctx->recheck.handler = ngx_rtmp_icp_gate_dropped;
+    ngx_add_timer(&ctx->recheck, NGX_RTMP_ICP_GATE_DROP_LINGER);
+
+    ngx_rtmp_icp_gate_drain(c->read);
+}
+
+
+static void
+ngx_rtmp_icp_gate_drain(ngx_event_t *rev)
+{
+    ssize_t              n;
+    ngx_connection_t    *c;
+    ngx_rtmp_session_t  *s;
+    u_char               buf[4096];
+
+    c = rev->data;
+    s = c->data;
+
+    if (c->destroyed) {
+        return;
+    }
+
+    if (rev->timedout) {
+        ngx_rtmp_finalize_session(s);
+        return;
+    }
+
+    for ( ;; ) {
+        n = c->recv(c, buf, sizeof(buf));
+
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+                ngx_rtmp_finalize_session(s);
+            }
+
+            return;
+        }
+
+        if (n == NGX_ERROR || n == 0) {
+            ngx_log_debug0(NGX_LOG_DEBUG_RTMP, c->log, 0,
+                           "icp_gate: the dropped client left");
+            ngx_rtmp_finalize_session(s);
+            return;
+        }
+    }
+}
+
+
+static void
+ngx_rtmp_icp_gate_dropped(ngx_event_t *ev)
+{
+    ngx_rtmp_icp_gate_ctx_t  *ctx;
+
+    ctx = (ngx_rtmp_icp_gate_ctx_t *)
+              ((u_char *) ev - offsetof(ngx_rtmp_icp_gate_ctx_t, recheck));
+
+    ngx_rtmp_finalize_session(ctx->session);
 }
 
 

@@ -130,7 +130,7 @@ my ($line) = grep { $_->{reason} eq 'pending' } @lines;
 is $line->{$_->[0]}, $_->[1], "log field $_->[0]" for
     ['action', 'publish'], ['host', 'push.pending.cn'], ['domain', 'pending.cn'],
     ['client', '127.0.0.1'], ['server', '127.0.0.1:' . $t->port('rtmp')],
-    ['app', 'live'], ['stream', 'room2'];
+    ['app', 'live'], ['stream', 'room2'], ['stage', 'start'];
 ok defined $line->{dry_run} && !$line->{dry_run}, 'log field dry_run false';
 ok((grep { $_->{action} eq 'play' && $_->{stream} eq 'room3' } @lines),
    'refused plays are logged with action play');
@@ -189,13 +189,22 @@ $start = time;
 my $took = time - $start;
 ok defined $code, sprintf 'the publisher was dropped (after %.1fs)', $took;
 ok $took < 4.5, "within icp_gate_local_ttl + 2 x icp_gate_recheck and some slack";
-my ($player_code) = client_stop($t, $player, 3);
+like $err, qr/Server error: icp_gate: publish refused for live\.cn: revoked/,
+    'the dropped publisher is told why';
+diag 'ffmpeg publishing when dropped: ' . (($err =~ /(Server error: .*)/)[0] // $err);
+my ($player_code, $player_err) = client_stop($t, $player, 3);
 ok defined $player_code, 'its player was dropped too';
+like $player_err, qr/Server error: icp_gate: play refused for live\.cn: revoked/,
+    'and told why';
+diag 'ffmpeg playing when dropped: '
+    . (($player_err =~ /(Server error: .*)/)[0] // substr $player_err, -300);
 my @dropped = grep { ($_->{stream} // '') eq 'doomed' } $t->log_lines('reject.log');
-ok((grep { $_->{action} eq 'publish' && $_->{reason} eq 'revoked' } @dropped),
-   'the dropped publish is logged as revoked');
-ok((grep { $_->{action} eq 'play' && $_->{reason} eq 'revoked' } @dropped),
-   'the dropped play is logged as revoked');
+ok((grep { $_->{action} eq 'publish' && $_->{reason} eq 'revoked'
+           && $_->{stage} eq 'live' } @dropped),
+   'the dropped publish is logged as revoked, stage live');
+ok((grep { $_->{action} eq 'play' && $_->{reason} eq 'revoked'
+           && $_->{stage} eq 'live' } @dropped),
+   'the dropped play is logged as revoked, stage live');
 
 is_deeply [$t->worker_pids], \@workers, 'every worker is alive';
 $t->finish;
