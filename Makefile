@@ -9,35 +9,60 @@
 # the check (not Debian: install the equivalents yourself; ./configure still
 # checks the libraries).
 
-BUILD       = $(CURDIR)/build
-ASAN_BUILD  = $(CURDIR)/build-asan
-NGINX_BIN   = $(BUILD)/sbin/nginx
-ASAN_BIN    = $(ASAN_BUILD)/sbin/nginx
-SOURCES     = config $(wildcard *.c src/*.c src/*.h)
-DEPS        = build test run $(if $(filter-out 0 no,$(BENCH)),bench)
-NEEDS       = need-build need-test need-run need-bench
+# nginx-rtmp-module builds: the product (build/) and the sanitizer one;
+# nginx-http-flv-module builds, the same two (build-flv*/)
+BUILD          = $(CURDIR)/build
+ASAN_BUILD     = $(CURDIR)/build-asan
+FLV_BUILD      = $(CURDIR)/build-flv
+FLV_ASAN_BUILD = $(CURDIR)/build-flv-asan
+NGINX_BIN      = $(BUILD)/sbin/nginx
+ASAN_BIN       = $(ASAN_BUILD)/sbin/nginx
+FLV_BIN        = $(FLV_BUILD)/sbin/nginx
+FLV_ASAN_BIN   = $(FLV_ASAN_BUILD)/sbin/nginx
+# the tests of what differs between the rtmp host modules
+FLV_TESTS      = t/10-rtmp.t t/21-rtmp-unix.t t/22-rtmp-chain.t t/23-http-flv.t
+DEPS           = build test run $(if $(filter-out 0 no,$(BENCH)),bench)
+NEEDS          = need-build need-test need-run need-bench
 
-.PHONY: all asan test test-asan test-plain run bench soak deps clean $(NEEDS)
+.PHONY: all asan flv test test-asan test-plain test-flv run bench soak deps \
+	clean rebuild $(NEEDS)
 
 all: $(NGINX_BIN)
 
-$(NGINX_BIN): $(SOURCES) util/build.sh | need-build
+# util/build.sh runs every time: it notices changed sources, NGINX_SRC,
+# RTMP_SRC and FLV_SRC among them, and does nothing when all is as built
+rebuild:
+
+$(NGINX_BIN): rebuild | need-build
 	util/build.sh $(BUILD)
 
 # clang: the packages of the test group
-$(ASAN_BIN): $(SOURCES) util/build.sh | need-test
+$(ASAN_BIN): rebuild | need-test
 	util/build.sh $(ASAN_BUILD) asan
+
+$(FLV_BIN): rebuild | need-test
+	util/build.sh $(FLV_BUILD) plain flv
+
+$(FLV_ASAN_BIN): rebuild | need-test
+	util/build.sh $(FLV_ASAN_BUILD) asan flv
 
 asan: $(ASAN_BIN)
 
-# the suite twice: against the product binary, then under clang's ASan + UBSan
-test: test-plain test-asan
+flv: $(FLV_BIN)
+
+# the suite twice: against the product binary, then under clang's ASan +
+# UBSan; then the RTMP and HTTP-FLV tests against nginx-http-flv-module
+test: test-plain test-asan test-flv
 
 test-plain: need-test $(NGINX_BIN)
 	ICP_GATE_NGINX=$(NGINX_BIN) prove -r t/
 
 test-asan: need-test $(ASAN_BIN)
 	ICP_GATE_NGINX=$(ASAN_BIN) ICP_GATE_ASAN=1 prove -r t/
+
+test-flv: need-test $(FLV_BIN) $(FLV_ASAN_BIN)
+	ICP_GATE_NGINX=$(FLV_BIN) prove $(FLV_TESTS)
+	ICP_GATE_NGINX=$(FLV_ASAN_BIN) ICP_GATE_ASAN=1 prove $(FLV_TESTS)
 
 run: need-run $(NGINX_BIN)
 	util/run.sh $(NGINX_BIN)
@@ -64,4 +89,4 @@ ifeq ($(NODEPS),)
 endif
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FLV_BUILD) $(FLV_ASAN_BUILD)

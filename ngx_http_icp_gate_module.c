@@ -12,6 +12,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_icp_gate_module.h"
 #include "ngx_icp_gate_module.h"
 #include "ngx_icp_gate_conf.h"
 #include "ngx_icp_gate_judge.h"
@@ -256,6 +257,22 @@ ngx_http_icp_gate_log(ngx_http_request_t *r, ngx_http_icp_gate_ctx_t *ctx,
 
     ngx_icp_gate_log_refusal(&lcf->gate, &ctx->judgement, &entry, r->pool,
                              r->connection->log);
+}
+
+
+/*
+ * The RTMP gate refuses HTTP-FLV plays (nginx-http-flv-module) as HTTP
+ * requests, with the status of their location.
+ */
+
+ngx_uint_t
+ngx_http_icp_gate_refusal_status(ngx_http_request_t *r)
+{
+    ngx_http_icp_gate_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_icp_gate_module);
+
+    return lcf->status;
 }
 
 

@@ -8,6 +8,10 @@
  * its place at the head of the publish and play chains in init_process:
  * rtmp_auto_push hooks publish there too, after every postconfiguration,
  * and this module comes after nginx-rtmp's in the module list.
+ *
+ * With nginx-http-flv-module, an HTTP-FLV play is an rtmp session on the
+ * HTTP connection (s->data is its request): it is judged as a play, but
+ * refused as an HTTP request, through nginx's error pages.
  */
 
 
@@ -23,6 +27,16 @@
 #include "ngx_icp_gate_domain.h"
 #include "ngx_icp_gate_log.h"
 #include "ngx_icp_gate_socket.h"
+
+
+/* nginx-http-flv-module: its rtmp.h has the HTTP-FLV event */
+#if defined(NGX_HTTP_FLV_LIVE_REQUEST)
+#define NGX_RTMP_ICP_GATE_FLV  1
+#include <ngx_http.h>
+#include "ngx_http_icp_gate_module.h"
+#else
+#define NGX_RTMP_ICP_GATE_FLV  0
+#endif
 
 
 #define NGX_RTMP_ICP_GATE_PUBLISH  0
@@ -42,6 +56,14 @@ typedef struct {
     ngx_icp_gate_judgement_t    judgement;
     ngx_rtmp_session_t         *session;
     ngx_event_t                 recheck;
+#if (NGX_RTMP_ICP_GATE_FLV)
+    ngx_event_t                 answer;
+    ngx_event_handler_pt        flv_read_handler;
+    ngx_event_handler_pt        flv_write_handler;
+    ngx_log_handler_pt          flv_log_handler;
+    void                       *flv_log_data;
+    ngx_http_log_ctx_t          http_log;
+#endif
     ngx_uint_t                  action;
     union {
         ngx_rtmp_publish_t      publish;
@@ -58,6 +80,7 @@ static ngx_int_t ngx_rtmp_icp_gate_play(ngx_rtmp_session_t *s,
 static ngx_int_t ngx_rtmp_icp_gate_handshake_done(ngx_rtmp_session_t *s,
     ngx_rtmp_header_t *h, ngx_chain_t *in);
 static ngx_uint_t ngx_rtmp_icp_gate_auto_push_peer(ngx_rtmp_session_t *s);
+static ngx_uint_t ngx_rtmp_icp_gate_auto_push_listener(ngx_listening_t *ls);
 static ngx_int_t ngx_rtmp_icp_gate_start(ngx_rtmp_session_t *s,
     ngx_uint_t action, void *cmd, size_t size);
 static ngx_int_t ngx_rtmp_icp_gate_act(ngx_rtmp_session_t *s,
@@ -73,6 +96,20 @@ static void ngx_rtmp_icp_gate_dropped(ngx_event_t *ev);
 static void ngx_rtmp_icp_gate_wake(ngx_icp_gate_waiter_t *w);
 static void ngx_rtmp_icp_gate_recheck(ngx_event_t *ev);
 static void ngx_rtmp_icp_gate_cleanup(void *data);
+#if (NGX_RTMP_ICP_GATE_FLV)
+static ngx_http_request_t *ngx_rtmp_icp_gate_flv_request(
+    ngx_rtmp_session_t *s);
+static void ngx_rtmp_icp_gate_flv_hold(ngx_rtmp_session_t *s,
+    ngx_rtmp_icp_gate_ctx_t *ctx);
+static void ngx_rtmp_icp_gate_flv_release(ngx_rtmp_session_t *s,
+    ngx_rtmp_icp_gate_ctx_t *ctx);
+static void ngx_rtmp_icp_gate_flv_refuse(ngx_rtmp_session_t *s,
+    ngx_rtmp_icp_gate_ctx_t *ctx);
+static void ngx_rtmp_icp_gate_flv_answer(ngx_event_t *ev);
+static void ngx_rtmp_icp_gate_flv_event(ngx_event_t *ev);
+static u_char *ngx_rtmp_icp_gate_flv_log_error(ngx_log_t *log, u_char *buf,
+    size_t len);
+#endif
 
 static void *ngx_rtmp_icp_gate_create_app_conf(ngx_conf_t *cf);
 static char *ngx_rtmp_icp_gate_merge_app_conf(ngx_conf_t *cf, void *parent,
@@ -212,10 +249,7 @@ ngx_rtmp_icp_gate_auto_push_peer(ngx_rtmp_session_t *s)
     c = s->connection;
 
     if (c->listening == NULL
-        || c->listening->addr_text.len != sizeof("worker_socket") - 1
-        || ngx_strncmp(c->listening->addr_text.data, "worker_socket",
-                       sizeof("worker_socket") - 1)
-           != 0)
+        || !ngx_rtmp_icp_gate_auto_push_listener(c->listening))
     {
         return 0;
     }
@@ -253,6 +287,38 @@ ngx_rtmp_icp_gate_auto_push_peer(ngx_rtmp_session_t *s)
     return 1;
 
 #endif
+}
+
+
+/*
+ * The socket rtmp_auto_push listens on in each worker: nginx-rtmp names
+ * it "worker_socket", nginx-http-flv-module by its path, which ends with
+ * "/nginx-http-flv.<the worker's pid>".
+ */
+
+static ngx_uint_t
+ngx_rtmp_icp_gate_auto_push_listener(ngx_listening_t *ls)
+{
+    u_char  *p, *end;
+    u_char   name[sizeof("/nginx-http-flv.") + NGX_INT64_LEN];
+
+    if (ls->addr_text.len == sizeof("worker_socket") - 1
+        && ngx_strncmp(ls->addr_text.data, "worker_socket",
+                       sizeof("worker_socket") - 1)
+           == 0)
+    {
+        return 1;
+    }
+
+    end = ngx_sprintf(name, "/nginx-http-flv.%P", ngx_pid);
+
+    if (ls->addr_text.len < (size_t) (end - name)) {
+        return 0;
+    }
+
+    p = ls->addr_text.data + ls->addr_text.len - (end - name);
+
+    return ngx_strncmp(p, name, end - name) == 0;
 }
 
 
@@ -332,6 +398,9 @@ ngx_rtmp_icp_gate_start(ngx_rtmp_session_t *s, ngx_uint_t action, void *cmd,
                        "icp_gate: %V held for \"%V\"",
                        &ngx_rtmp_icp_gate_actions[action],
                        &ctx->judgement.domain);
+#if (NGX_RTMP_ICP_GATE_FLV)
+        ngx_rtmp_icp_gate_flv_hold(s, ctx);
+#endif
         return NGX_OK;
     }
 
@@ -352,6 +421,15 @@ ngx_rtmp_icp_gate_act(ngx_rtmp_session_t *s, ngx_rtmp_icp_gate_ctx_t *ctx)
 
     case NGX_ICP_GATE_RESULT_DENY:
         ngx_rtmp_icp_gate_log(s, ctx, 0);
+
+#if (NGX_RTMP_ICP_GATE_FLV)
+        if (ngx_rtmp_icp_gate_flv_request(s)) {
+            /* the session stays held: its request is answered */
+            ngx_rtmp_icp_gate_flv_refuse(s, ctx);
+            return NGX_OK;
+        }
+#endif
+
         ngx_rtmp_icp_gate_refuse(s, ctx);
         return NGX_ERROR;
 
@@ -421,7 +499,10 @@ ngx_rtmp_icp_gate_log(ngx_rtmp_session_t *s, ngx_rtmp_icp_gate_ctx_t *ctx,
     ngx_str_t                      server;
     ngx_rtmp_icp_gate_app_conf_t  *gacf;
     ngx_icp_gate_log_entry_t       entry;
-    ngx_icp_gate_log_field_t       fields[4];
+    ngx_icp_gate_log_field_t       fields[6];
+#if (NGX_RTMP_ICP_GATE_FLV)
+    ngx_http_request_t            *r;
+#endif
     u_char                         addr[NGX_SOCKADDR_STRLEN];
 
     gacf = ngx_rtmp_get_module_app_conf(s, ngx_rtmp_icp_gate_module);
@@ -465,6 +546,28 @@ ngx_rtmp_icp_gate_log(ngx_rtmp_session_t *s, ngx_rtmp_icp_gate_ctx_t *ctx,
     ngx_str_set(&fields[3].name, "stage");
     fields[3].value = ngx_rtmp_icp_gate_stages[live ? 1 : 0];
 
+#if (NGX_RTMP_ICP_GATE_FLV)
+    r = ngx_rtmp_icp_gate_flv_request(s);
+
+    if (r) {
+        /* an HTTP-FLV play: logged as the HTTP gate logs a request */
+
+        ngx_str_set(&entry.proto, "http");
+
+        ngx_str_set(&fields[4].name, "uri");
+        fields[4].value = r->uri;
+        entry.nfields = 5;
+
+        if (!live && ctx->judgement.result == NGX_ICP_GATE_RESULT_DENY) {
+            ngx_str_set(&fields[5].name, "status");
+            fields[5].value.data = NULL;
+            fields[5].value.len = 0;
+            fields[5].number = ngx_http_icp_gate_refusal_status(r);
+            entry.nfields = 6;
+        }
+    }
+#endif
+
     ngx_icp_gate_log_refusal(&gacf->gate, &ctx->judgement, &entry,
                              s->connection->pool, s->connection->log);
 }
@@ -488,6 +591,10 @@ ngx_rtmp_icp_gate_wake(ngx_icp_gate_waiter_t *w)
     gacf = ngx_rtmp_get_module_app_conf(s, ngx_rtmp_icp_gate_module);
 
     ngx_icp_gate_judge_resume(&gacf->gate, &ctx->judgement);
+
+#if (NGX_RTMP_ICP_GATE_FLV)
+    ngx_rtmp_icp_gate_flv_release(s, ctx);
+#endif
 
     ngx_log_debug3(NGX_LOG_DEBUG_RTMP, s->connection->log, 0,
                    "icp_gate: %V woken for \"%V\": %V",
@@ -574,6 +681,15 @@ ngx_rtmp_icp_gate_drop(ngx_rtmp_session_t *s, ngx_rtmp_icp_gate_ctx_t *ctx)
     c = s->connection;
 
     ngx_rtmp_icp_gate_log(s, ctx, 1);
+
+#if (NGX_RTMP_ICP_GATE_FLV)
+    if (ngx_rtmp_icp_gate_flv_request(s)) {
+        /* the FLV body has begun: the fork's own end of a live play */
+        ngx_rtmp_finalize_session(s);
+        return;
+    }
+#endif
+
     ngx_rtmp_icp_gate_refuse(s, ctx);
 
     lctx = ngx_rtmp_get_module_ctx(s, ngx_rtmp_live_module);
@@ -656,6 +772,12 @@ ngx_rtmp_icp_gate_cleanup(void *data)
     if (ctx->recheck.timer_set) {
         ngx_del_timer(&ctx->recheck);
     }
+
+#if (NGX_RTMP_ICP_GATE_FLV)
+    if (ctx->answer.posted) {
+        ngx_delete_posted_event(&ctx->answer);
+    }
+#endif
 }
 
 
@@ -766,3 +888,171 @@ ngx_rtmp_icp_gate_hook(void)
     next_play = ngx_rtmp_play;
     ngx_rtmp_play = ngx_rtmp_icp_gate_play;
 }
+
+
+#if (NGX_RTMP_ICP_GATE_FLV)
+
+static ngx_http_request_t *
+ngx_rtmp_icp_gate_flv_request(ngx_rtmp_session_t *s)
+{
+    return s->data;
+}
+
+
+/*
+ * While its play is held, the connection is the HTTP request's again: the
+ * fork's handlers would end a client that leaves with the rtmp session
+ * alone, never freeing the request, and the fork's log context is too
+ * small for nginx's HTTP code, which writes the current request into it.
+ * The fork's own are put back on release.
+ */
+
+static void
+ngx_rtmp_icp_gate_flv_hold(ngx_rtmp_session_t *s,
+    ngx_rtmp_icp_gate_ctx_t *ctx)
+{
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ngx_rtmp_icp_gate_flv_request(s);
+
+    if (r == NULL) {
+        return;
+    }
+
+    c = s->connection;
+
+    ctx->flv_read_handler = c->read->handler;
+    ctx->flv_write_handler = c->write->handler;
+    ctx->flv_log_handler = c->log->handler;
+    ctx->flv_log_data = c->log->data;
+
+    ctx->http_log.connection = c;
+    ctx->http_log.request = r;
+    ctx->http_log.current_request = r;
+
+    c->read->handler = ngx_rtmp_icp_gate_flv_event;
+    c->write->handler = ngx_rtmp_icp_gate_flv_event;
+    c->log->handler = ngx_rtmp_icp_gate_flv_log_error;
+    c->log->data = &ctx->http_log;
+}
+
+
+static void
+ngx_rtmp_icp_gate_flv_release(ngx_rtmp_session_t *s,
+    ngx_rtmp_icp_gate_ctx_t *ctx)
+{
+    ngx_connection_t  *c;
+
+    if (ctx->flv_read_handler == NULL) {
+        return;
+    }
+
+    c = s->connection;
+
+    c->read->handler = ctx->flv_read_handler;
+    c->write->handler = ctx->flv_write_handler;
+    c->log->handler = ctx->flv_log_handler;
+    c->log->data = ctx->flv_log_data;
+
+    ctx->flv_read_handler = NULL;
+    ctx->flv_write_handler = NULL;
+}
+
+
+/*
+ * Refused while the fork's content handler runs, or from a verdict: the
+ * request is answered from a posted event either way, once that handler
+ * has returned, and is then finalized as any refused HTTP request.
+ */
+
+static void
+ngx_rtmp_icp_gate_flv_refuse(ngx_rtmp_session_t *s,
+    ngx_rtmp_icp_gate_ctx_t *ctx)
+{
+    ngx_http_request_t  *r;
+
+    r = ngx_rtmp_icp_gate_flv_request(s);
+
+    ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                  "icp_gate: HTTP-FLV play refused for \"%V\": %V",
+                  &ctx->judgement.domain,
+                  &ngx_icp_gate_reason_names[ctx->judgement.reason]);
+
+    if (ctx->flv_read_handler == NULL) {
+        ngx_rtmp_icp_gate_flv_hold(s, ctx);
+    }
+
+    r->keepalive = 0;
+
+    ctx->answer.handler = ngx_rtmp_icp_gate_flv_answer;
+    ctx->answer.data = ctx;
+    ctx->answer.log = s->connection->log;
+
+    ngx_post_event(&ctx->answer, &ngx_posted_events);
+}
+
+
+static void
+ngx_rtmp_icp_gate_flv_answer(ngx_event_t *ev)
+{
+    ngx_connection_t         *c;
+    ngx_http_request_t       *r;
+    ngx_rtmp_icp_gate_ctx_t  *ctx;
+
+    ctx = ev->data;
+    r = ngx_rtmp_icp_gate_flv_request(ctx->session);
+    c = r->connection;
+
+    ngx_http_finalize_request(r, ngx_http_icp_gate_refusal_status(r));
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* what nginx's own connection handler does for an HTTP/1 request */
+
+static void
+ngx_rtmp_icp_gate_flv_event(ngx_event_t *ev)
+{
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    c = ev->data;
+    r = c->data;
+
+    /* never idle, so never closed on a graceful shutdown (c->close) */
+
+    if (ev->write) {
+        r->write_event_handler(r);
+
+    } else {
+        r->read_event_handler(r);
+    }
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* nginx's own context for an HTTP request's log lines, in short */
+
+static u_char *
+ngx_rtmp_icp_gate_flv_log_error(ngx_log_t *log, u_char *buf, size_t len)
+{
+    u_char              *p;
+    ngx_http_log_ctx_t  *ctx;
+
+    ctx = log->data;
+
+    p = ngx_snprintf(buf, len, ", client: %V", &ctx->connection->addr_text);
+
+    /* nginx sets request to NULL when it frees the request */
+
+    if (ctx->request) {
+        p = ngx_snprintf(p, len - (p - buf), ", request: \"%V\"",
+                         &ctx->request->request_line);
+    }
+
+    return p;
+}
+
+#endif

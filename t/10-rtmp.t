@@ -101,8 +101,13 @@ for my $case (['push.unfiled.cn', 'unfiled.cn', 'unfiled'],
         if $reason eq 'unfiled';
 }
 
+# nginx-http-flv-module refuses it itself, at connect: it looks the host
+# up among its virtual hosts
+my $fork = $t->rtmp_host eq 'flv';
 ($code, $err) = publish_run($t, 'rtmp:///live', 'room2');
-like $err, qr/publish refused for : no_host/, 'a tcUrl without host: no_host';
+like $err, $fork ? qr{live/room2: Input/output error}
+                 : qr/publish refused for : no_host/,
+    'a tcUrl without host: ' . ($fork ? 'refused by the fork' : 'no_host');
 
 # refused plays of a stream that exists
 $pub = publish_start($t, tcurl($t, 'push.filed.cn'), 'room3');
@@ -118,7 +123,9 @@ for my $case (['play.unfiled.cn', 'unfiled.cn', 'unfiled'],
     my ($code, $err, $frames) = play_run($t, $tcurl, 'room3');
     ok $code, "play on $host ends with an error";
     is $frames, 0, "play on $host decodes no frame";
-    like $err, qr/Server error: icp_gate: play refused for \Q$name\E: $reason/,
+    like $err, $fork && $reason eq 'no_host'
+               ? qr{live/room3: Input/output error}
+               : qr/Server error: icp_gate: play refused for \Q$name\E: $reason/,
         "ffmpeg prints why: $reason";
     diag "ffmpeg on a refused play: " . ($err =~ /(Server error: .*)/)[0]
         if $reason eq 'unfiled';

@@ -36,7 +36,7 @@ http {
 
         location /notify/ {
             access_log %%DIR%%/notify.log;
-            return 200;
+            return 200 "ok\n";
         }
     }
 }
@@ -90,7 +90,7 @@ sub traces($stream) {
     my $dir = $t->dir;
     my %seen;
     my $errors = $t->error_log;
-    $seen{auto_push} = () = $errors =~ m{relay: create push name='\Q$stream\E' .* url='unix:.*/nginx-rtmp\.}g;
+    $seen{auto_push} = () = $errors =~ m{relay: create push name='\Q$stream\E' .* url='unix:.*/nginx-(?:rtmp\.|http-flv\.)}g;
     $seen{push}      = () = $errors =~ m{relay: create push name='\Q$stream\E' .* url='127\.0\.0\.1:\d+/sink'}g;
     for my $exec (qw(exec_push exec_publish exec_play)) {
         $seen{$exec} = grep { $_ eq $stream }

@@ -1,16 +1,27 @@
 #!/bin/sh
-# util/build.sh PREFIX [asan]: nginx 1.22.1 with nginx-rtmp-module and both
-# gates compiled in statically, installed under PREFIX (PREFIX/sbin/nginx).
-# It installs no package: make checks for them first (util/deps.sh), and
-# ./configure names any library still missing.
+# util/build.sh PREFIX [plain|asan] [rtmp|flv]: nginx 1.22.1 with an rtmp
+# host module (nginx-rtmp-module, or its fork nginx-http-flv-module) and
+# both gates compiled in statically, installed under PREFIX
+# (PREFIX/sbin/nginx).  It installs no package: make checks for them first
+# (util/deps.sh), and ./configure names any library still missing.
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 prefix=$1
-variant=${2:-}
+variant=${2:-plain}
+host=${3:-rtmp}
 src=$top/build/src
 
-"$top/util/sources.sh" "$src"
+"$top/util/sources.sh" "$src" "$host"
+
+case $host in
+    rtmp) host_dir=$src/nginx-rtmp-module ;;
+    flv)  host_dir=$src/nginx-http-flv-module ;;
+    *)    echo "util/build.sh: unknown rtmp host module $host" >&2; exit 1 ;;
+esac
+
+origins="nginx from $(cat "$src/nginx.origin"),"
+origins="$origins $(basename "$host_dir") from $(cat "$host_dir.origin")"
 
 work=$prefix/nginx
 cc=cc
@@ -34,7 +45,7 @@ fi
 # auth_request: make bench compares the gate with it
 modules="--with-http_auth_request_module"
 
-stamp="$cc|$cc_opt|$ld_opt|$modules|$prefix|$(cksum < "$top/config")|$(ls "$top"/*.c | tr "\n" " ")"
+stamp="$cc|$cc_opt|$ld_opt|$modules|$prefix|$(cksum < "$top/config")|$(ls "$top"/*.c | tr "\n" " ")|$origins"
 
 if [ ! -f "$work/objs/Makefile" ] || [ "$(cat "$work/.icp_gate_stamp" 2>/dev/null)" != "$stamp" ]; then
     rm -rf "$work"
@@ -43,7 +54,7 @@ if [ ! -f "$work/objs/Makefile" ] || [ "$(cat "$work/.icp_gate_stamp" 2>/dev/nul
     cd "$work"
     ./configure --prefix="$prefix" --with-cc="$cc" \
         --with-cc-opt="$cc_opt" --with-ld-opt="$ld_opt" $debug $modules \
-        --add-module="$src/nginx-rtmp-module" \
+        --add-module="$host_dir" \
         --add-module="$top" > "$prefix/configure.log" 2>&1 || {
             tail -30 "$prefix/configure.log" >&2; exit 1; }
     echo "$stamp" > .icp_gate_stamp
@@ -56,4 +67,4 @@ make -j"$(nproc)" > "$prefix/make.log" 2>&1 || {
     exit 1
 }
 make install > /dev/null 2>&1
-echo "icp_gate: built $prefix/sbin/nginx"
+echo "icp_gate: built $prefix/sbin/nginx: $origins"

@@ -309,6 +309,17 @@ sub _nginx($self, @args) {
 
 sub nginx_test($self) { $self->_nginx('-t') }
 
+# The rtmp host module the binary was built with: 'flv' for
+# nginx-http-flv-module, 'rtmp' for nginx-rtmp-module, '' for none.
+sub rtmp_host($self) {
+    my $v = $self->{rtmp_host} //= do {
+        my (undef, $out) = _run(cmd => [$self->{nginx}, '-V'], stderr => 'merge');
+        $out =~ /nginx-http-flv-module/ ? 'flv'
+            : $out =~ /nginx-rtmp-module/ ? 'rtmp' : '';
+    };
+    return $v;
+}
+
 sub start_nginx($self) {
     die "nginx already running" if $self->{nginx_pid} && _alive($self->{nginx_pid});
     die "nginx binary $self->{nginx} not found (set ICP_GATE_NGINX or build it)\n"
