@@ -21,9 +21,7 @@ my $t = IcpGate::Test->gated(
     redis => 1,
     api => { 'filed.cn' => 'filed' },
     conf => <<'EOF2', nginx => 0);
-rtmp_auto_push on;
-rtmp_auto_push_reconnect 100ms;
-rtmp_socket_dir %%DIR%%;
+%%AUTO_PUSH%%
 icp_gate_redis 127.0.0.1:%%REDIS_PORT%%;
 icp_gate_api "%%API_URL%%";
 

@@ -27,9 +27,7 @@ plan skip_all => 'built with nginx-rtmp-module, not nginx-http-flv-module'
     unless $t->rtmp_host eq 'flv';
 
 $t->write_conf($t->conf_prelude . <<'EOF');
-rtmp_auto_push on;
-rtmp_auto_push_reconnect 100ms;
-rtmp_socket_dir %%DIR%%;
+%%AUTO_PUSH%%
 icp_gate_redis 127.0.0.1:%%REDIS_PORT%%;
 icp_gate_api "%%API_URL%%";
 icp_gate_local_ttl 1s;

@@ -10,7 +10,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 prefix=$1
 variant=${2:-plain}
 host=${3:-rtmp}
-src=$top/build/src
+src=${ICP_GATE_SRC:-$top/build/src}      # where the source trees are unpacked
 
 "$top/util/sources.sh" "$src" "$host"
 

@@ -282,6 +282,9 @@ sub _placeholder($self, $name) {
         return $self->port($port_name);
     }
     return $self->{dir} if $name eq 'DIR';
+    # auto_push between the workers, as every multi-worker RTMP test has it
+    return "rtmp_auto_push on;\nrtmp_auto_push_reconnect 100ms;\n"
+         . "rtmp_socket_dir $self->{dir};" if $name eq 'AUTO_PUSH';
     return 'http://127.0.0.1:' . $self->api_port . '/v1/filing/{domain}' if $name eq 'API_URL';
     die "write_conf: unknown placeholder %%$name%%\n";
 }
