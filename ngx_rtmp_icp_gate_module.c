@@ -97,6 +97,8 @@ static void ngx_rtmp_icp_gate_wake(ngx_icp_gate_waiter_t *w);
 static void ngx_rtmp_icp_gate_recheck(ngx_event_t *ev);
 static void ngx_rtmp_icp_gate_cleanup(void *data);
 #if (NGX_RTMP_ICP_GATE_FLV)
+static ngx_int_t ngx_rtmp_icp_gate_flv_no_host(ngx_rtmp_session_t *s,
+    ngx_rtmp_header_t *h, ngx_chain_t *in);
 static ngx_http_request_t *ngx_rtmp_icp_gate_flv_request(
     ngx_rtmp_session_t *s);
 static void ngx_rtmp_icp_gate_flv_hold(ngx_rtmp_session_t *s,
@@ -826,6 +828,19 @@ ngx_rtmp_icp_gate_postconfiguration(ngx_conf_t *cf)
 
     *h = ngx_rtmp_icp_gate_handshake_done;
 
+#if (NGX_RTMP_ICP_GATE_FLV)
+
+    /* ahead of the fork's own handler, which it adds in init_process */
+
+    h = ngx_array_push(&cmcf->events[NGX_HTTP_FLV_LIVE_REQUEST]);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_rtmp_icp_gate_flv_no_host;
+
+#endif
+
     /*
      * a reload without a master (master_process off) runs no init_process,
      * and nothing hooks in one after it either
@@ -891,6 +906,33 @@ ngx_rtmp_icp_gate_hook(void)
 
 
 #if (NGX_RTMP_ICP_GATE_FLV)
+
+/*
+ * nginx-http-flv-module 1.2.13 builds the tcUrl of an HTTP-FLV play from
+ * the Host header without looking whether there is one: an HTTP/1.0
+ * request without it would crash the worker (a NULL dereference in
+ * ngx_http_flv_live_connect_init) before any gate sees it.
+ */
+
+static ngx_int_t
+ngx_rtmp_icp_gate_flv_no_host(ngx_rtmp_session_t *s, ngx_rtmp_header_t *h,
+    ngx_chain_t *in)
+{
+    ngx_http_request_t  *r;
+
+    r = ngx_rtmp_icp_gate_flv_request(s);
+
+    if (r == NULL || r->headers_in.host != NULL) {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                  "icp_gate: an HTTP-FLV request without \"Host\", "
+                  "which nginx-http-flv-module cannot serve");
+
+    return NGX_ERROR;
+}
+
 
 static ngx_http_request_t *
 ngx_rtmp_icp_gate_flv_request(ngx_rtmp_session_t *s)

@@ -21,6 +21,7 @@ my $t = IcpGate::Test->gated(
     redis => 1,
     api => { 'filed.cn' => 'filed', 'live.cn' => 'filed',
              'cold.cn' => ['unfiled', delay_ms => 300],
+             'cold-http.cn' => ['unfiled', delay_ms => 300],
              'slow.cn' => ['unfiled', delay_ms => 3000] },
     api_default => 'unfiled');
 plan skip_all => 'built with nginx-rtmp-module, not nginx-http-flv-module'
@@ -149,6 +150,13 @@ is $lines[0]{$_->[0]}, $_->[1], "log field $_->[0]" for
 is_deeply [access_statuses(qr{/live})], [qw(200 451 451 451 451)],
     'every play is in the access log with its status';
 
+# HTTP/1.0 without Host: the fork would dereference the missing header and
+# crash the worker; the gate answers 500 before it can
+my $bare = $t->http(path => flv_path('live', 'live', 'room'), version => 'HTTP/1.0',
+                    host => undef);
+is $bare->{status}, 500, 'an HTTP-FLV request without Host: 500, no crash';
+like $t->error_log, qr/an HTTP-FLV request without "Host"/, 'and the error log says why';
+
 # a client that leaves while its play is held: the request ends with it
 my ($gone) = flv_get('play.slow.cn', flv_path('live', 'live', 'room'), 0.7);
 ok $t->wait_for(sub { (access_statuses(qr{/live}))[-1] eq '499' }, 5),
@@ -180,10 +188,13 @@ for my $kind ($ENV{ICP_GATE_ASAN} ? () : ('held', 'cached')) {
 is $t->api_count('c4000.cn'), 1, 'the held ones were looked up'
     unless $ENV{ICP_GATE_ASAN};    # memory is measured without the sanitizers
 
-# the HTTP gate alone, on a location of an ungated application
-($status, $body) = flv_get('play.unfiled.cn', flv_path('open', 'open', 'room'));
-is $status, '451', 'HTTP gate alone: an unfiled HTTP-FLV play is refused';
-like $body, qr/refused: no ICP filing/, 'through error_page';
+# the HTTP gate alone, on a location of an ungated application: held, then
+# cached
+for my $host ('play.cold-http.cn', 'play.unfiled.cn') {
+    ($status, $body) = flv_get($host, flv_path('open', 'open', 'room'));
+    is $status, '451', "HTTP gate alone: an unfiled HTTP-FLV play is refused ($host)";
+    like $body, qr/refused: no ICP filing/, 'through error_page';
+}
 ($status, $body) = flv_get('play.filed.cn', flv_path('open', 'open', 'room'), 2);
 is $status, '200', 'and a filed one plays';
 like $body, qr/^FLV/, 'with FLV';
