@@ -103,7 +103,7 @@ EOF
 # (nginx -t exit code, its output), the tests done when it started
 sub run_with($name, $work, $loads, %o) {
     my $conf = join '', map { "load_module $work/objs/$_;\n" } @$loads;
-    my $blocks = $http . ($o{rtmp} ? $rtmp : '');
+    my $blocks = $http . ($o{rtmp} ? "%%AUTO_PUSH%%\n$rtmp" : '');
     $blocks =~ s/%%FLV%%\n/$o{flv} ? $flv_location : ''/e;
     $t->{nginx} = "$work/objs/nginx";
     $t->write_conf($conf . $t->conf_prelude . $blocks);
@@ -118,9 +118,19 @@ sub run_with($name, $work, $loads, %o) {
         "$name: an unfiled one is refused";
 
     if ($o{rtmp} && $ffmpeg) {
-        my ($code, $err) = publish_run($t, tcurl($t, 'push.unfiled.cn'), 's');
+        my ($refused, $filed) = map { $_ . ++$t->{runs} } 's', 'f';
+        my ($code, $err) = publish_run($t, tcurl($t, 'push.unfiled.cn'), $refused);
         like $err, qr/publish refused for unfiled\.cn: unfiled/,
             "$name: the RTMP gate refuses an unfiled publish";
+
+        # rtmp_auto_push works with a dynamic rtmp module, and the gate
+        # still decides before it
+        my $pub = publish_start($t, tcurl($t, 'push.filed.cn'), $filed);
+        ok $t->wait_for(sub { $t->error_log =~ /relay: create push name='$filed' .*url='unix:/ }, 8),
+            "$name: auto_push relays a filed publish to the other worker";
+        client_stop($t, $pub);
+        unlike $t->error_log, qr/relay: create push name='$refused'/,
+            "$name: and never the refused one";
     }
     if ($o{flv}) {
         my $path = '/flv?port=' . $t->port('rtmp') . '&app=live&stream=s';
@@ -141,7 +151,7 @@ is_deeply [undefined_rtmp($so[1])], [],
     'the engine object needs no rtmp symbol';
 
 SKIP: {
-    skip 'no dynamic build', 12 unless -f $so[1] && -f $so[2];
+    skip 'no dynamic build', 14 unless -f $so[1] && -f $so[2];
 
     run_with('http only', $with_rtmp, ['ngx_icp_gate_module.so']);
     run_with('nginx-rtmp', $with_rtmp,
@@ -159,13 +169,13 @@ SKIP: {
 
 # with nginx-http-flv-module, dynamic
 SKIP: {
-    skip 'no nginx-http-flv-module sources (make test unpacks them)', 8
+    skip 'no nginx-http-flv-module sources (make test unpacks them)', 10
         unless $flv;
     my $with_flv = build('with-flv', "--add-dynamic-module='$flv'",
                          "--add-dynamic-module='$repo'");
     ok -f "$with_flv/objs/$_.so", "with-flv: $_.so is built"
         for qw(ngx_http_flv_live_module ngx_icp_gate_module ngx_rtmp_icp_gate_module);
-    skip 'no dynamic build', 5 unless -f "$with_flv/objs/ngx_rtmp_icp_gate_module.so";
+    skip 'no dynamic build', 7 unless -f "$with_flv/objs/ngx_rtmp_icp_gate_module.so";
     run_with('nginx-http-flv-module', $with_flv,
              [qw(ngx_http_flv_live_module.so ngx_icp_gate_module.so
                  ngx_rtmp_icp_gate_module.so)],
