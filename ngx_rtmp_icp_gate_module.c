@@ -62,7 +62,9 @@ typedef struct {
     ngx_event_handler_pt        flv_write_handler;
     ngx_log_handler_pt          flv_log_handler;
     void                       *flv_log_data;
+    ngx_http_event_handler_pt   flv_write_event_handler;
     ngx_http_log_ctx_t          http_log;
+    ngx_uint_t                  status;
 #endif
     ngx_uint_t                  action;
     union {
@@ -107,6 +109,8 @@ static void ngx_rtmp_icp_gate_flv_release(ngx_rtmp_session_t *s,
     ngx_rtmp_icp_gate_ctx_t *ctx);
 static void ngx_rtmp_icp_gate_flv_refuse(ngx_rtmp_session_t *s,
     ngx_rtmp_icp_gate_ctx_t *ctx);
+static void ngx_rtmp_icp_gate_flv_end(ngx_rtmp_session_t *s,
+    ngx_rtmp_icp_gate_ctx_t *ctx, ngx_uint_t status);
 static void ngx_rtmp_icp_gate_flv_answer(ngx_event_t *ev);
 static void ngx_rtmp_icp_gate_flv_event(ngx_event_t *ev);
 static u_char *ngx_rtmp_icp_gate_flv_log_error(ngx_log_t *log, u_char *buf,
@@ -613,6 +617,22 @@ ngx_rtmp_icp_gate_wake(ngx_icp_gate_waiter_t *w)
     }
 
     if (rc == NGX_ERROR) {
+
+#if (NGX_RTMP_ICP_GATE_FLV)
+        /*
+         * a play let through that failed further on (a stream not found,
+         * a bad name): the fork frees the request only of a session that
+         * waits on a notification
+         */
+
+        if (ngx_rtmp_icp_gate_flv_request(s)
+            && !s->notify_play && !s->notify_connect)
+        {
+            ngx_rtmp_icp_gate_flv_end(s, ctx, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+#endif
+
         ngx_rtmp_finalize_session(s);
     }
 }
@@ -679,15 +699,19 @@ ngx_rtmp_icp_gate_drop(ngx_rtmp_session_t *s, ngx_rtmp_icp_gate_ctx_t *ctx)
 {
     ngx_connection_t     *c;
     ngx_rtmp_live_ctx_t  *lctx;
+#if (NGX_RTMP_ICP_GATE_FLV)
+    ngx_http_request_t   *r;
+#endif
 
     c = s->connection;
 
     ngx_rtmp_icp_gate_log(s, ctx, 1);
 
 #if (NGX_RTMP_ICP_GATE_FLV)
-    if (ngx_rtmp_icp_gate_flv_request(s)) {
-        /* the FLV body has begun: the fork's own end of a live play */
-        ngx_rtmp_finalize_session(s);
+    r = ngx_rtmp_icp_gate_flv_request(s);
+
+    if (r != NULL) {
+        ngx_rtmp_icp_gate_flv_end(s, ctx, ngx_http_icp_gate_refusal_status(r));
         return;
     }
 #endif
@@ -713,6 +737,7 @@ static void
 ngx_rtmp_icp_gate_drain(ngx_event_t *rev)
 {
     ssize_t              n;
+    ngx_uint_t           i;
     ngx_connection_t    *c;
     ngx_rtmp_session_t  *s;
     u_char               buf[4096];
@@ -729,7 +754,9 @@ ngx_rtmp_icp_gate_drain(ngx_event_t *rev)
         return;
     }
 
-    for ( ;; ) {
+    /* a bounded share of the worker's time: a fast sender goes on later */
+
+    for (i = 0; i < 16; i++) {
         n = c->recv(c, buf, sizeof(buf));
 
         if (n == NGX_AGAIN) {
@@ -747,6 +774,8 @@ ngx_rtmp_icp_gate_drain(ngx_event_t *rev)
             return;
         }
     }
+
+    ngx_post_event(rev, &ngx_posted_events);
 }
 
 
@@ -968,6 +997,7 @@ ngx_rtmp_icp_gate_flv_hold(ngx_rtmp_session_t *s,
     ctx->flv_write_handler = c->write->handler;
     ctx->flv_log_handler = c->log->handler;
     ctx->flv_log_data = c->log->data;
+    ctx->flv_write_event_handler = r->write_event_handler;
 
     ctx->http_log.connection = c;
     ctx->http_log.request = r;
@@ -977,6 +1007,9 @@ ngx_rtmp_icp_gate_flv_hold(ngx_rtmp_session_t *s,
     c->write->handler = ngx_rtmp_icp_gate_flv_event;
     c->log->handler = ngx_rtmp_icp_gate_flv_log_error;
     c->log->data = &ctx->http_log;
+
+    /* still the phase runner, which would start the fork's handler again */
+    r->write_event_handler = ngx_http_request_empty_handler;
 }
 
 
@@ -996,6 +1029,8 @@ ngx_rtmp_icp_gate_flv_release(ngx_rtmp_session_t *s,
     c->write->handler = ctx->flv_write_handler;
     c->log->handler = ctx->flv_log_handler;
     c->log->data = ctx->flv_log_data;
+    ngx_rtmp_icp_gate_flv_request(s)->write_event_handler =
+                                                ctx->flv_write_event_handler;
 
     ctx->flv_read_handler = NULL;
     ctx->flv_write_handler = NULL;
@@ -1021,11 +1056,37 @@ ngx_rtmp_icp_gate_flv_refuse(ngx_rtmp_session_t *s,
                   &ctx->judgement.domain,
                   &ngx_icp_gate_reason_names[ctx->judgement.reason]);
 
+    ngx_rtmp_icp_gate_flv_end(s, ctx, ngx_http_icp_gate_refusal_status(r));
+}
+
+
+/*
+ * A session that joined a stream has its request freed by the fork when
+ * it ends (its close_stream); any other is answered as an HTTP request.
+ */
+
+static void
+ngx_rtmp_icp_gate_flv_end(ngx_rtmp_session_t *s,
+    ngx_rtmp_icp_gate_ctx_t *ctx, ngx_uint_t status)
+{
+    ngx_http_request_t   *r;
+    ngx_rtmp_live_ctx_t  *lctx;
+
+    lctx = ngx_rtmp_get_module_ctx(s, ngx_rtmp_live_module);
+
+    if (lctx != NULL && lctx->stream != NULL) {
+        ngx_rtmp_finalize_session(s);
+        return;
+    }
+
+    r = ngx_rtmp_icp_gate_flv_request(s);
+
     if (ctx->flv_read_handler == NULL) {
         ngx_rtmp_icp_gate_flv_hold(s, ctx);
     }
 
     r->keepalive = 0;
+    ctx->status = status;
 
     ctx->answer.handler = ngx_rtmp_icp_gate_flv_answer;
     ctx->answer.data = ctx;
@@ -1046,7 +1107,7 @@ ngx_rtmp_icp_gate_flv_answer(ngx_event_t *ev)
     r = ngx_rtmp_icp_gate_flv_request(ctx->session);
     c = r->connection;
 
-    ngx_http_finalize_request(r, ngx_http_icp_gate_refusal_status(r));
+    ngx_http_finalize_request(r, ctx->status);
     ngx_http_run_posted_requests(c);
 }
 

@@ -54,6 +54,13 @@ isnt $rc, 0, 'configure fails when nginx-rtmp-module is added after icp_gate';
 like $wrong, qr/nginx-rtmp-module .* must be added before icp_gate/,
     'and says it must come first';
 
+# a static addon cannot use a dynamic rtmp module: configure says so
+(undef, $rc, $wrong) = configure('mixed', "--add-dynamic-module='$src/nginx-rtmp-module'",
+                                 "--add-module='$repo'");
+isnt $rc, 0, 'configure fails with the rtmp module dynamic and icp_gate static';
+like $wrong, qr/the rtmp module \(.*\) is dynamic: add icp_gate with --add-dynamic-module/,
+    'and says what to do';
+
 # HTTP only: one object, no RTMP gate
 my ($plain, $prc) = configure('http-only', "--add-dynamic-module='$repo'");
 my $makefile = $t->read_file("$plain/objs/Makefile") // '';

@@ -22,6 +22,7 @@ my $t = IcpGate::Test->gated(
     api => { 'filed.cn' => 'filed', 'live.cn' => 'filed',
              'cold.cn' => ['unfiled', delay_ms => 300],
              'cold-http.cn' => ['unfiled', delay_ms => 300],
+             'cold-filed.cn' => ['filed', delay_ms => 300],
              'slow.cn' => ['unfiled', delay_ms => 3000] },
     api_default => 'unfiled');
 plan skip_all => 'built with nginx-rtmp-module, not nginx-http-flv-module'
@@ -69,6 +70,7 @@ rtmp {
 
         application live {
             live on;
+            idle_streams off;
             icp_gate on;
             icp_gate_recheck 1s;
             icp_gate_log %%DIR%%/reject.log;
@@ -156,6 +158,18 @@ my $bare = $t->http(path => flv_path('live', 'live', 'room'), version => 'HTTP/1
                     host => undef);
 is $bare->{status}, 500, 'an HTTP-FLV request without Host: 500, no crash';
 like $t->error_log, qr/an HTTP-FLV request without "Host"/, 'and the error log says why';
+
+# a play the gate lets through that fails further on (idle_streams off: a
+# stream nobody publishes) ends as the fork ends it without the gate, 500,
+# whether its verdict was held or cached: once held, it is the gate's to
+# answer (the fork would close the connection without a reply or freeing
+# the request)
+for my $how ('held', 'cached') {
+    my ($status, undef, $rc) = flv_get('play.cold-filed.cn', flv_path('live', 'live', 'nothing'));
+    is "$status $rc", '500 0', "a filed play of a stream nobody publishes, $how: 500";
+}
+is_deeply [access_statuses(qr{/live\?\S*stream=nothing})], [500, 500],
+    'both in the access log';
 
 # a client that leaves while its play is held: the request ends with it
 my ($gone) = flv_get('play.slow.cn', flv_path('live', 'live', 'room'), 0.7);
