@@ -29,6 +29,13 @@
 #define NGX_ICP_GATE_POLL_MAX        20
 
 /*
+ * A worker waiting for another node's filing API request tries its lock
+ * again in the same way, less often: every node of a fleet does it
+ */
+#define NGX_ICP_GATE_FLEET_POLL_MIN  10
+#define NGX_ICP_GATE_FLEET_POLL_MAX  250
+
+/*
  * Verdicts the zone had no room for, kept by the worker while fresh: a
  * full zone never costs a filing API request a request
  */
@@ -51,6 +58,8 @@ typedef struct {
     uint32_t                    hash;
     unsigned                    owner:1;
     unsigned                    known:1;    /* a refresh: off the budget */
+    unsigned                    fleet_lock:1;   /* held in Redis */
+    unsigned                    fleet_wait:1;   /* for another's */
     unsigned                    has_stale:1;
     ngx_icp_gate_verdict_t      stale;      /* answers if the refresh fails */
     u_char                      data[NGX_ICP_GATE_DOMAIN_LEN];
@@ -70,6 +79,9 @@ static void ngx_icp_gate_flight_ask_api(ngx_icp_gate_flight_t *f,
     ngx_uint_t absent);
 static void ngx_icp_gate_flight_redis_done(void *data, ngx_int_t rc,
     ngx_icp_gate_verdict_t *v);
+static void ngx_icp_gate_flight_lock(ngx_icp_gate_flight_t *f);
+static void ngx_icp_gate_flight_lock_done(void *data, ngx_int_t rc,
+    ngx_icp_gate_verdict_t *v);
 static void ngx_icp_gate_flight_api_done(void *data, ngx_int_t rc,
     ngx_icp_gate_verdict_t *v);
 static void ngx_icp_gate_flight_fail(ngx_icp_gate_flight_t *f,
@@ -85,6 +97,8 @@ static ngx_int_t ngx_icp_gate_aside_get(ngx_str_t *domain, uint32_t hash,
 static void ngx_icp_gate_aside_put(ngx_str_t *domain, uint32_t hash,
     ngx_icp_gate_verdict_t *v, ngx_msec_t fresh);
 static ngx_msec_t ngx_icp_gate_lock_for(void);
+static ngx_msec_t ngx_icp_gate_poll_delay(ngx_icp_gate_flight_t *f,
+    ngx_msec_t min, ngx_msec_t max);
 static void ngx_icp_gate_lookup_unwritten(ngx_str_t *domain,
     ngx_icp_gate_verdict_t *v, time_t ttl);
 
@@ -481,7 +495,13 @@ ngx_icp_gate_flight_run(ngx_event_t *ev)
             ((u_char *) ev - offsetof(ngx_icp_gate_flight_t, event));
 
     if (f->owner) {
-        ngx_icp_gate_flight_fetch(f);
+        if (f->fleet_wait) {
+            ngx_icp_gate_flight_lock(f);
+
+        } else {
+            ngx_icp_gate_flight_fetch(f);
+        }
+
         return;
     }
 
@@ -524,9 +544,8 @@ ngx_icp_gate_flight_run(ngx_event_t *ev)
         return;
     }
 
-    delay = (ngx_current_msec - f->started) / 4;
-    delay = ngx_max(delay, NGX_ICP_GATE_POLL_MIN);
-    delay = ngx_min(delay, NGX_ICP_GATE_POLL_MAX);
+    delay = ngx_icp_gate_poll_delay(f, NGX_ICP_GATE_POLL_MIN,
+                                    NGX_ICP_GATE_POLL_MAX);
 
     ngx_log_debug2(NGX_LOG_DEBUG_CORE, ev->log, 0,
                    "icp_gate: \"%V\" not in the zone yet, next look in %Mms",
@@ -618,12 +637,102 @@ ngx_icp_gate_flight_redis_done(void *data, ngx_int_t rc,
         return;
     }
 
+    /* not in Redis: one node of the fleet asks the filing API */
+
+    if (rc == NGX_DECLINED && ngx_icp_gate_lookup_conf->api.url.len
+        && !f->fleet_lock)
+    {
+        ngx_icp_gate_flight_lock(f);
+        return;
+    }
+
     if (rc != NGX_OK) {
         ngx_icp_gate_flight_ask_api(f, rc == NGX_DECLINED);
         return;
     }
 
+    /* the lock taken after a wait: the verdict came as it went */
+
+    if (f->fleet_lock) {
+        ngx_icp_gate_redis_unlock(&f->sn.str);
+        f->fleet_lock = 0;
+    }
+
     ngx_icp_gate_flight_store(f, v, 1);
+}
+
+
+/*
+ * Single flight across the fleet: the worker that takes the domain's lock
+ * in Redis asks the filing API; the others try the lock again, one command
+ * a look, until they take it: the verdict's write deletes it, a holder
+ * whose request failed gives it up, a holder that died lets it expire.
+ * Then they look in Redis, and ask the API only if the verdict is not
+ * there.  Redis not answering: every node asks for itself, as it would
+ * without Redis.
+ */
+
+static void
+ngx_icp_gate_flight_lock(ngx_icp_gate_flight_t *f)
+{
+    ngx_msec_t  ttl;
+
+    /*
+     * the holder's API request, which may wait as long in its worker's
+     * queue as it may run, and the write of its verdict
+     */
+
+    ttl = 2 * ngx_icp_gate_lookup_conf->api.timeout
+          + ngx_icp_gate_lookup_conf->redis.timeout;
+
+    if (ngx_icp_gate_redis_lock(&f->sn.str, ttl,
+                                ngx_icp_gate_flight_lock_done, f)
+        != NGX_OK)
+    {
+        ngx_icp_gate_flight_ask_api(f, 1);
+    }
+}
+
+
+static void
+ngx_icp_gate_flight_lock_done(void *data, ngx_int_t rc,
+    ngx_icp_gate_verdict_t *v)
+{
+    ngx_icp_gate_flight_t  *f = data;
+
+    ngx_msec_t  delay;
+
+    if (ngx_icp_gate_exiting) {
+        return;
+    }
+
+    if (rc == NGX_DECLINED) {
+        delay = ngx_icp_gate_poll_delay(f, NGX_ICP_GATE_FLEET_POLL_MIN,
+                                        NGX_ICP_GATE_FLEET_POLL_MAX);
+
+        ngx_log_debug2(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                       "icp_gate: another node asks the filing API about "
+                       "\"%V\", trying its lock again in %Mms",
+                       &f->sn.str, delay);
+
+        /* flight_run: an owner's flight that waits tries the lock again */
+
+        f->fleet_wait = 1;
+        ngx_add_timer(&f->event, delay);
+        return;
+    }
+
+    f->fleet_lock = (rc == NGX_OK);
+
+    if (f->fleet_wait && rc == NGX_OK) {
+        f->fleet_wait = 0;
+        ngx_icp_gate_flight_fetch(f);
+        return;
+    }
+
+    f->fleet_wait = 0;
+
+    ngx_icp_gate_flight_ask_api(f, 1);
 }
 
 
@@ -658,6 +767,13 @@ ngx_icp_gate_flight_api_done(void *data, ngx_int_t rc,
 static void
 ngx_icp_gate_flight_fail(ngx_icp_gate_flight_t *f, ngx_msec_t hold)
 {
+    /* another node asks at once, not when the lock expires */
+
+    if (f->fleet_lock) {
+        ngx_icp_gate_redis_unlock(&f->sn.str);
+        f->fleet_lock = 0;
+    }
+
     if (f->owner) {
         ngx_icp_gate_cache_release(ngx_icp_gate_cache, &f->sn.str, f->hash,
                                    hold);
@@ -863,6 +979,21 @@ ngx_icp_gate_lookup_unwritten(ngx_str_t *domain, ngx_icp_gate_verdict_t *v,
 }
 
 
+/* a quarter of the time the flight has waited, within [min, max] */
+
+static ngx_msec_t
+ngx_icp_gate_poll_delay(ngx_icp_gate_flight_t *f, ngx_msec_t min,
+    ngx_msec_t max)
+{
+    ngx_msec_t  delay;
+
+    delay = (ngx_current_msec - f->started) / 4;
+    delay = ngx_max(delay, min);
+
+    return ngx_min(delay, max);
+}
+
+
 static ngx_msec_t
 ngx_icp_gate_lock_for(void)
 {
@@ -878,6 +1009,15 @@ ngx_icp_gate_lock_for(void)
 
     if (ngx_icp_gate_lookup_conf->api.url.len) {
         t += 2 * ngx_icp_gate_lookup_conf->api.timeout;
+    }
+
+    /* and before that, as long for another node's, with Redis */
+
+    if (ngx_icp_gate_lookup_conf->redis.name.len
+        && ngx_icp_gate_lookup_conf->api.url.len)
+    {
+        t += 2 * ngx_icp_gate_lookup_conf->api.timeout
+             + ngx_icp_gate_lookup_conf->redis.timeout;
     }
 
     return t;

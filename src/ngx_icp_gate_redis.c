@@ -35,6 +35,9 @@
     (NGX_ICP_GATE_REDIS_PREFIX_MAX + sizeof("domain:")                        \
      + NGX_ICP_GATE_DOMAIN_LEN)
 
+/* the value of a node's lock: its host name and the worker's pid */
+#define NGX_ICP_GATE_REDIS_OWNER_LEN  (NGX_MAXHOSTNAMELEN + NGX_INT64_LEN + 2)
+
 /*
  * Reads in flight on the read connection, late ones included: a healthy
  * Redis answers this many HGETALLs in a few milliseconds, so only a slow
@@ -142,7 +145,12 @@ static void ngx_icp_gate_redis_flush(void);
 static void ngx_icp_gate_redis_keep(ngx_icp_gate_redis_write_t *w);
 static void ngx_icp_gate_redis_tell(ngx_icp_gate_redis_write_t *w);
 static void ngx_icp_gate_redis_note(void);
-static size_t ngx_icp_gate_redis_key(u_char *buf, ngx_str_t *domain);
+static ngx_int_t ngx_icp_gate_redis_read(const char *what,
+    redisCallbackFn *reply, ngx_icp_gate_redis_pt handler, void *data,
+    ngx_uint_t argc, const char **argv, size_t *argvlen);
+static size_t ngx_icp_gate_redis_key(u_char *buf, const char *kind,
+    ngx_str_t *domain);
+static size_t ngx_icp_gate_redis_owner(u_char *buf);
 static ngx_int_t ngx_icp_gate_redis_parse_hash(redisReply *reply,
     ngx_icp_gate_verdict_t *v);
 
@@ -152,9 +160,14 @@ static void ngx_icp_gate_redis_on_disconnect(const redisAsyncContext *ac,
     int status);
 static void ngx_icp_gate_redis_setup_reply(redisAsyncContext *ac, void *r,
     void *privdata);
+static ngx_icp_gate_redis_pt ngx_icp_gate_redis_read_done(
+    redisAsyncContext *ac, redisReply *reply, ngx_icp_gate_redis_cmd_t *cmd,
+    void **data);
 static void ngx_icp_gate_redis_get_reply(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_icp_gate_redis_part_reply(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_icp_gate_redis_lock_reply(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_icp_gate_redis_put_reply(redisAsyncContext *ac, void *r,
     void *privdata);
@@ -381,11 +394,105 @@ ngx_int_t
 ngx_icp_gate_redis_get(ngx_str_t *domain, ngx_icp_gate_redis_pt handler,
     void *data)
 {
-    size_t                      argvlen[2];
-    const char                 *argv[2];
+    size_t       argvlen[2];
+    const char  *argv[2];
+    u_char       key[NGX_ICP_GATE_REDIS_KEY_LEN];
+
+    argv[0] = "HGETALL";
+    argvlen[0] = sizeof("HGETALL") - 1;
+    argv[1] = (char *) key;
+    argvlen[1] = ngx_icp_gate_redis_key(key, "domain:", domain);
+
+    return ngx_icp_gate_redis_read("HGETALL", ngx_icp_gate_redis_get_reply,
+                                   handler, data, 2, argv, argvlen);
+}
+
+
+/*
+ * The fleet's lock on asking the filing API about a domain: the handler
+ * hears NGX_OK when this worker took it, NGX_DECLINED when another node
+ * (or worker) holds it, NGX_ERROR when Redis did not answer in time.
+ */
+
+ngx_int_t
+ngx_icp_gate_redis_lock(ngx_str_t *domain, ngx_msec_t ttl,
+    ngx_icp_gate_redis_pt handler, void *data)
+{
+    u_char      *p;
+    size_t       argvlen[6];
+    const char  *argv[6];
+    u_char       key[NGX_ICP_GATE_REDIS_KEY_LEN];
+    u_char       owner[NGX_ICP_GATE_REDIS_OWNER_LEN];
+    u_char       px[NGX_INT_T_LEN];
+
+    argv[0] = "SET";
+    argvlen[0] = sizeof("SET") - 1;
+    argv[1] = (char *) key;
+    argvlen[1] = ngx_icp_gate_redis_key(key, "lock:", domain);
+
+    argv[2] = (char *) owner;
+    argvlen[2] = ngx_icp_gate_redis_owner(owner);
+
+    argv[3] = "NX";
+    argvlen[3] = sizeof("NX") - 1;
+    argv[4] = "PX";
+    argvlen[4] = sizeof("PX") - 1;
+
+    p = ngx_sprintf(px, "%M", ttl);
+    argv[5] = (char *) px;
+    argvlen[5] = p - px;
+
+    return ngx_icp_gate_redis_read("SET NX", ngx_icp_gate_redis_lock_reply,
+                                   handler, data, 6, argv, argvlen);
+}
+
+
+/*
+ * Given up by a worker whose API request failed, so that another node asks
+ * at once; only while it is still this worker's: one that expired may be
+ * another node's by now.  A verdict's write takes the lock away with it
+ * (ngx_icp_gate_redis_write).
+ */
+
+void
+ngx_icp_gate_redis_unlock(ngx_str_t *domain)
+{
+    size_t       argvlen[5];
+    const char  *argv[5];
+    u_char       key[NGX_ICP_GATE_REDIS_KEY_LEN];
+    u_char       owner[NGX_ICP_GATE_REDIS_OWNER_LEN];
+
+    static const char  script[] =
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+            "return redis.call('DEL', KEYS[1]) "
+        "end "
+        "return 0";
+
+    argv[0] = "EVAL";
+    argvlen[0] = sizeof("EVAL") - 1;
+    argv[1] = script;
+    argvlen[1] = sizeof(script) - 1;
+    argv[2] = "1";
+    argvlen[2] = 1;
+    argv[3] = (char *) key;
+    argvlen[3] = ngx_icp_gate_redis_key(key, "lock:", domain);
+    argv[4] = (char *) owner;
+    argvlen[4] = ngx_icp_gate_redis_owner(owner);
+
+    (void) ngx_icp_gate_redis_read("EVAL", ngx_icp_gate_redis_lock_reply,
+                                   NULL, NULL, 5, argv, argvlen);
+}
+
+
+/* a command with a reply on the read connection, its deadline watched */
+
+static ngx_int_t
+ngx_icp_gate_redis_read(const char *what, redisCallbackFn *reply,
+    ngx_icp_gate_redis_pt handler, void *data, ngx_uint_t argc,
+    const char **argv, size_t *argvlen)
+{
     ngx_icp_gate_redis_cmd_t   *cmd;
     ngx_icp_gate_redis_conn_t  *c;
-    u_char                      key[NGX_ICP_GATE_REDIS_KEY_LEN];
 
     c = &ngx_icp_gate_redis_rd;
 
@@ -396,9 +503,9 @@ ngx_icp_gate_redis_get(ngx_str_t *domain, ngx_icp_gate_redis_pt handler,
     }
 
     if (c->inflight >= NGX_ICP_GATE_REDIS_READS_MAX) {
-        ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
-                       "icp_gate: redis HGETALL not sent, %ui reads in "
-                       "flight", c->inflight);
+        ngx_log_debug2(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                       "icp_gate: redis %s not sent, %ui reads in flight",
+                       what, c->inflight);
 
         ngx_icp_gate_redis_stats.refused++;
         ngx_icp_gate_redis_stats.inflight = c->inflight;
@@ -415,13 +522,7 @@ ngx_icp_gate_redis_get(ngx_str_t *domain, ngx_icp_gate_redis_pt handler,
     cmd->handler = handler;
     cmd->data = data;
 
-    argv[0] = "HGETALL";
-    argvlen[0] = sizeof("HGETALL") - 1;
-    argv[1] = (char *) key;
-    argvlen[1] = ngx_icp_gate_redis_key(key, domain);
-
-    if (ngx_icp_gate_redis_send(c, ngx_icp_gate_redis_get_reply, cmd,
-                                2, argv, argvlen)
+    if (ngx_icp_gate_redis_send(c, reply, cmd, argc, argv, argvlen)
         != NGX_OK)
     {
         ngx_free(cmd);
@@ -787,6 +888,7 @@ ngx_icp_gate_redis_write(ngx_icp_gate_redis_conn_t *c,
     ngx_icp_gate_redis_cmd_t  *cmd;
     ngx_str_t                  domain;
     u_char                     key[NGX_ICP_GATE_REDIS_KEY_LEN];
+    u_char                     lock[NGX_ICP_GATE_REDIS_KEY_LEN];
     u_char                     checked[NGX_TIME_T_LEN];
     u_char                     expire[NGX_TIME_T_LEN];
 
@@ -802,7 +904,7 @@ ngx_icp_gate_redis_write(ngx_icp_gate_redis_conn_t *c,
     domain.len = w->len;
 
     argv[1] = (char *) key;
-    argvlen[1] = ngx_icp_gate_redis_key(key, &domain);
+    argvlen[1] = ngx_icp_gate_redis_key(key, "domain:", &domain);
 
     argv[0] = "MULTI";
     argvlen[0] = sizeof("MULTI") - 1;
@@ -815,11 +917,19 @@ ngx_icp_gate_redis_write(ngx_icp_gate_redis_conn_t *c,
         return NGX_ERROR;
     }
 
+    /*
+     * the fleet's lock on the domain goes with the old hash: the nodes that
+     * waited find the verdict, and a lookup after an operator deletes the
+     * hash does not wait for a lock nobody needs any more
+     */
+
     argv[0] = "DEL";
     argvlen[0] = sizeof("DEL") - 1;
+    argv[2] = (char *) lock;
+    argvlen[2] = ngx_icp_gate_redis_key(lock, "lock:", &domain);
 
     if (ngx_icp_gate_redis_send(c, ngx_icp_gate_redis_part_reply, NULL,
-                                2, argv, argvlen)
+                                3, argv, argvlen)
         != NGX_OK)
     {
         goto failed;
@@ -1071,14 +1181,27 @@ ngx_icp_gate_redis_report(ngx_event_t *ev)
 }
 
 
+/* a lock's value: which worker of which node holds it */
+
 static size_t
-ngx_icp_gate_redis_key(u_char *buf, ngx_str_t *domain)
+ngx_icp_gate_redis_owner(u_char *buf)
+{
+    return ngx_snprintf(buf, NGX_ICP_GATE_REDIS_OWNER_LEN, "%V:%P",
+                        &ngx_cycle->hostname, ngx_pid)
+           - buf;
+}
+
+
+/* kind: "domain:" for a verdict's hash, "lock:" for the fleet's lock */
+
+static size_t
+ngx_icp_gate_redis_key(u_char *buf, const char *kind, ngx_str_t *domain)
 {
     u_char  *p;
 
     p = ngx_cpymem(buf, ngx_icp_gate_redis_conf->prefix.data,
                    ngx_icp_gate_redis_conf->prefix.len);
-    p = ngx_cpymem(p, "domain:", sizeof("domain:") - 1);
+    p = ngx_cpymem(p, kind, ngx_strlen(kind));
     p = ngx_cpymem(p, domain->data, domain->len);
 
     return p - buf;
@@ -1225,16 +1348,13 @@ ngx_icp_gate_redis_setup_reply(redisAsyncContext *ac, void *r,
 }
 
 
-static void
-ngx_icp_gate_redis_get_reply(redisAsyncContext *ac, void *r, void *privdata)
-{
-    ngx_icp_gate_redis_cmd_t  *cmd = privdata;
+/* a read's reply counted and its record gone: its handler, NULL if late */
 
-    void                       *data;
-    ngx_int_t                   rc;
-    redisReply                 *reply = r;
+static ngx_icp_gate_redis_pt
+ngx_icp_gate_redis_read_done(redisAsyncContext *ac, redisReply *reply,
+    ngx_icp_gate_redis_cmd_t *cmd, void **data)
+{
     ngx_icp_gate_redis_pt       handler;
-    ngx_icp_gate_verdict_t      v;
     ngx_icp_gate_redis_conn_t  *c;
 
     c = ac->data;
@@ -1242,9 +1362,24 @@ ngx_icp_gate_redis_get_reply(redisAsyncContext *ac, void *r, void *privdata)
     ngx_icp_gate_redis_answered(c, reply);
 
     handler = cmd->handler;
-    data = cmd->data;
+    *data = cmd->data;
 
     ngx_icp_gate_redis_cmd_done(c, cmd);
+
+    return handler;
+}
+
+
+static void
+ngx_icp_gate_redis_get_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    void                    *data;
+    ngx_int_t                rc;
+    redisReply              *reply = r;
+    ngx_icp_gate_redis_pt    handler;
+    ngx_icp_gate_verdict_t   v;
+
+    handler = ngx_icp_gate_redis_read_done(ac, reply, privdata, &data);
 
     ngx_log_debug3(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
                    "icp_gate: redis answered HGETALL: %s, %uz elements%s",
@@ -1275,6 +1410,47 @@ ngx_icp_gate_redis_get_reply(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     handler(data, rc, (rc == NGX_OK) ? &v : NULL);
+}
+
+
+static void
+ngx_icp_gate_redis_lock_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    void                   *data;
+    ngx_int_t               rc;
+    redisReply             *reply = r;
+    ngx_icp_gate_redis_pt   handler;
+
+    handler = ngx_icp_gate_redis_read_done(ac, reply, privdata, &data);
+
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "icp_gate: redis %V refused a lock command: %s",
+                      &ngx_icp_gate_redis_conf->name, reply->str);
+    }
+
+    /* an unlock, or a lock whose deadline passed */
+
+    if (handler == NULL) {
+        return;
+    }
+
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        rc = NGX_ERROR;
+
+    } else if (reply->type == REDIS_REPLY_NIL) {
+        rc = NGX_DECLINED;
+
+    } else {
+        rc = NGX_OK;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                   "icp_gate: redis answered SET NX: %s",
+                   rc == NGX_OK ? "taken"
+                   : rc == NGX_DECLINED ? "held elsewhere" : "an error");
+
+    handler(data, rc, NULL);
 }
 
 

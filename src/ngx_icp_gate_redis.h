@@ -50,6 +50,9 @@ ngx_int_t ngx_icp_gate_redis_get(ngx_str_t *domain,
     ngx_icp_gate_redis_pt handler, void *data);
 ngx_int_t ngx_icp_gate_redis_put(ngx_str_t *domain,
     ngx_icp_gate_verdict_t *v, time_t ttl);
+ngx_int_t ngx_icp_gate_redis_lock(ngx_str_t *domain, ngx_msec_t ttl,
+    ngx_icp_gate_redis_pt handler, void *data);
+void ngx_icp_gate_redis_unlock(ngx_str_t *domain);
 
 
 #endif /* _NGX_ICP_GATE_REDIS_H_INCLUDED_ */

@@ -590,7 +590,7 @@ sub get($self, $host, $path = '/index.html', %args) {
 }
 
 # $n children each do http(%args) at the same moment; arrayref of statuses,
-# in child order.  host may be a code ref: child $i asks for host->($i).
+# in child order.  An argument may be a code ref: child $i uses ->($i).
 sub http_parallel($self, $n, %args) {
     pipe(my $gate_r, my $gate_w) or die "pipe: $!";
     pipe(my $result_r, my $result_w) or die "pipe: $!";
@@ -604,8 +604,9 @@ sub http_parallel($self, $n, %args) {
             close $gate_w;
             close $result_r;
             sysread $gate_r, my $byte, 1;    # returns at EOF: the gate opened
-            # a code ref for host names each child's host: host => sub ($i) {...}
-            my %mine = (%args, ref $args{host} ? (host => $args{host}->($i)) : ());
+            # a code ref gives each child its own: host => sub ($i) {...}
+            my %mine = map { $_ => ref $args{$_} eq 'CODE' ? $args{$_}->($i)
+                                                          : $args{$_} } keys %args;
             my $status = eval { $self->http(%mine)->{status} } // 0;
             syswrite $result_w, "$i $status\n";
             POSIX::_exit(0);

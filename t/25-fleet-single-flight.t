@@ -1,0 +1,108 @@
+# Single flight across a fleet: three nginx instances (nodes) of two
+# workers each share one Redis and one filing API.  Before asking the API
+# about a domain Redis does not have, a worker takes the domain's lock in
+# Redis (SET <prefix>lock:<domain> NX PX); the others look in Redis until
+# the verdict is there, so a storm of one cold domain over every node costs
+# one API request.  A holder whose request fails gives the lock up at once;
+# one that dies leaves it to expire.
+
+use v5.36;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(sleep time);
+use IcpGate::Test;
+use IcpGate::Conf;
+
+my $t = IcpGate::Test->gated(
+    redis => 1,
+    api => { 'storm.cn' => ['filed', delay_ms => 500],
+             'flaky.cn' => ['500', delay_ms => 200],
+             'dies.cn'  => ['filed', delay_ms => 1800] },
+    api_default => 'unfiled');
+
+# node 1 is $t; nodes 2 and 3 share its Redis and filing API
+my @nodes = ($t, map { IcpGate::Test->new } 1 .. 2);
+for my $node (@nodes) {
+    $node->{ports}{$_} = $t->port($_) for qw(redis api);
+    $node->write_conf(gate_conf($node,
+        main  => 'icp_gate_api_timeout 2s;',
+        redis => 'icp_gate_redis 127.0.0.1:%%REDIS_PORT%% timeout=500ms;',
+        http  => 'icp_gate_wait 10s;'));
+    $node->start_nginx;
+}
+my @ports = map { $_->port('http') } @nodes;
+
+# Redis commands of a kind so far
+sub calls($cmd) {
+    my ($line) = grep { /^cmdstat_$cmd:/ } $t->redis(qw(INFO commandstats));
+    return $line && $line =~ /calls=(\d+)/ ? $1 : 0;
+}
+
+# 3 x 100 clients of one cold domain at once, spread over the nodes
+my ($sets, $reads) = (calls('set'), calls('hgetall'));
+my $start = time;
+my $statuses = $t->http_parallel(300, host => 'play.storm.cn',
+                                 port => sub ($i) { $ports[$i % 3] });
+my $took = time - $start;
+my %got;
+$got{$_}++ for @$statuses;
+is_deeply \%got, { 200 => 300 }, '300 clients over 3 nodes: all 200';
+is $t->api_count('storm.cn'), 1, 'one filing API request for the fleet';
+diag sprintf 'a storm of 300 clients of one cold domain over 3 nodes: %d filing '
+    . 'API request(s), %.2fs for all (the API answers in 0.5s)',
+    $t->api_count('storm.cn'), $took;
+$sets = calls('set') - $sets;
+$reads = calls('hgetall') - $reads;
+ok $sets <= 3 * 2 * 25, "the nodes waiting tried the lock $sets times";
+diag "the storm cost Redis $sets SET NX and $reads HGETALL";
+my %hash = @{ [ split /\n/, $t->redis(qw(HGETALL icp:domain:storm.cn)) ] };
+is $hash{status}, 'filed', 'the verdict is in Redis';
+
+# a holder whose request fails gives the lock up: the next node asks at
+# once, long before the lock would expire (4.5 s)
+$start = time;
+$statuses = $t->http_parallel(30, host => 'play.flaky.cn',
+                              port => sub ($i) { $ports[$i % 3] });
+ok $t->wait_for(sub { $t->api_count('flaky.cn') >= 3 }, 5),
+    'each node asks once about a domain the API fails for';
+$took = time - $start;
+ok $took < 3, sprintf 'one after the other, without waiting for the lock '
+    . 'to expire (%.1fs for 3 requests of 0.2s)', $took;
+is $t->api_count('flaky.cn'), 3, 'and once only (icp_gate_error_ttl)';
+
+# a holder that dies: the lock expires (2 x icp_gate_api_timeout + Redis
+# timeout = 4.5 s after it was taken) and another node asks
+my @waiting = map {
+    my $port = $ports[$_];
+    my $pid = fork // die;
+    if ($pid == 0) {
+        my $r = $t->http(host => 'play.dies.cn', port => $port, timeout => 20);
+        POSIX::_exit($r->{status} == 200 ? 0 : 1);
+    }
+    $pid;
+} 0 .. 2;
+ok $t->wait_for(sub { $t->api_count('dies.cn') == 1 }, 3), 'one node asks about dies.cn';
+$t->api_set('dies.cn', 'filed', delay_ms => 300);    # the next one is quick
+my $holder = $t->redis(qw(GET icp:lock:dies.cn));
+my ($pid) = $holder =~ /:(\d+)$/;
+ok $pid, "the lock names its holder ($holder)";
+kill 'KILL', $pid if $pid;
+$start = time;
+ok $t->wait_for(sub { $t->api_count('dies.cn') == 2 }, 10),
+    'after the holder died, another node asks';
+diag sprintf 'the lock of a killed holder was taken over after %.1fs', time - $start;
+my $served = 0;
+for my $child (@waiting) {
+    waitpid $child, 0;
+    $served++ if $? == 0;
+}
+ok $served >= 2, "the clients of the other nodes got their verdict ($served of 3)";
+
+# a kill -9 is no crash of ours: leave those lines out of the check
+for my $node (@nodes) {
+    $node->stop_nginx;
+    is_deeply [grep { !/exited on signal 9/ } $node->crashes], [],
+        'no crash or sanitizer report on node ' . $node->port('http');
+}
+done_testing;
