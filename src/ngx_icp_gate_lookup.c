@@ -60,6 +60,7 @@ typedef struct {
     unsigned                    known:1;    /* a refresh: off the budget */
     unsigned                    fleet_lock:1;   /* held in Redis */
     unsigned                    fleet_wait:1;   /* for another's */
+    ngx_msec_t                  fleet_since;
     unsigned                    has_stale:1;
     ngx_icp_gate_verdict_t      stale;      /* answers if the refresh fails */
     u_char                      data[NGX_ICP_GATE_DOMAIN_LEN];
@@ -97,6 +98,7 @@ static ngx_int_t ngx_icp_gate_aside_get(ngx_str_t *domain, uint32_t hash,
 static void ngx_icp_gate_aside_put(ngx_str_t *domain, uint32_t hash,
     ngx_icp_gate_verdict_t *v, ngx_msec_t fresh);
 static ngx_msec_t ngx_icp_gate_lock_for(void);
+static ngx_msec_t ngx_icp_gate_fleet_lock_ttl(void);
 static ngx_msec_t ngx_icp_gate_poll_delay(ngx_icp_gate_flight_t *f,
     ngx_msec_t min, ngx_msec_t max);
 static void ngx_icp_gate_lookup_unwritten(ngx_str_t *domain,
@@ -639,9 +641,7 @@ ngx_icp_gate_flight_redis_done(void *data, ngx_int_t rc,
 
     /* not in Redis: one node of the fleet asks the filing API */
 
-    if (rc == NGX_DECLINED && ngx_icp_gate_lookup_conf->api.url.len
-        && !f->fleet_lock)
-    {
+    if (rc == NGX_DECLINED && ngx_icp_gate_lookup_conf->api.url.len) {
         ngx_icp_gate_flight_lock(f);
         return;
     }
@@ -651,44 +651,29 @@ ngx_icp_gate_flight_redis_done(void *data, ngx_int_t rc,
         return;
     }
 
-    /* the lock taken after a wait: the verdict came as it went */
-
-    if (f->fleet_lock) {
-        ngx_icp_gate_redis_unlock(&f->sn.str);
-        f->fleet_lock = 0;
-    }
-
     ngx_icp_gate_flight_store(f, v, 1);
 }
 
 
 /*
- * Single flight across the fleet: the worker that takes the domain's lock
- * in Redis asks the filing API; the others try the lock again, one command
- * a look, until they take it: the verdict's write deletes it, a holder
- * whose request failed gives it up, a holder that died lets it expire.
- * Then they look in Redis, and ask the API only if the verdict is not
- * there.  Redis not answering: every node asks for itself, as it would
- * without Redis.
+ * Single flight across the fleet: one look in Redis finds the verdict or
+ * takes the domain's lock; the worker that takes it asks the filing API.
+ * The others look again, one command a look, until the verdict is there
+ * or they take the lock: the verdict's write deletes it, a holder whose
+ * request failed gives it up, a holder that died lets it expire.  A look
+ * Redis does not answer is tried again while the wait lasts; Redis known
+ * to be down: every node asks for itself, as it would without Redis.
  */
 
 static void
 ngx_icp_gate_flight_lock(ngx_icp_gate_flight_t *f)
 {
-    ngx_msec_t  ttl;
-
-    /*
-     * the holder's API request, which may wait as long in its worker's
-     * queue as it may run, and the write of its verdict
-     */
-
-    ttl = 2 * ngx_icp_gate_lookup_conf->api.timeout
-          + ngx_icp_gate_lookup_conf->redis.timeout;
-
-    if (ngx_icp_gate_redis_lock(&f->sn.str, ttl,
-                                ngx_icp_gate_flight_lock_done, f)
+    if (ngx_icp_gate_redis_look_or_lock(&f->sn.str,
+                                        ngx_icp_gate_fleet_lock_ttl(),
+                                        ngx_icp_gate_flight_lock_done, f)
         != NGX_OK)
     {
+        f->fleet_wait = 0;
         ngx_icp_gate_flight_ask_api(f, 1);
     }
 }
@@ -706,30 +691,46 @@ ngx_icp_gate_flight_lock_done(void *data, ngx_int_t rc,
         return;
     }
 
-    if (rc == NGX_DECLINED) {
-        delay = ngx_icp_gate_poll_delay(f, NGX_ICP_GATE_FLEET_POLL_MIN,
-                                        NGX_ICP_GATE_FLEET_POLL_MAX);
-
-        ngx_log_debug2(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
-                       "icp_gate: another node asks the filing API about "
-                       "\"%V\", trying its lock again in %Mms",
-                       &f->sn.str, delay);
-
-        /* flight_run: an owner's flight that waits tries the lock again */
-
-        f->fleet_wait = 1;
-        ngx_add_timer(&f->event, delay);
-        return;
-    }
-
-    f->fleet_lock = (rc == NGX_OK);
-
-    if (f->fleet_wait && rc == NGX_OK) {
+    if (rc == NGX_OK) {
         f->fleet_wait = 0;
-        ngx_icp_gate_flight_fetch(f);
+        ngx_icp_gate_flight_store(f, v, 1);
         return;
     }
 
+    if (!f->fleet_wait) {
+        f->fleet_since = ngx_current_msec;
+    }
+
+    /*
+     * held elsewhere, or not answered: look again, as long as a holder
+     * may hold the lock and a second more, for the look that takes it
+     * once it has expired; past that, this worker asks for itself
+     */
+
+    if (rc == NGX_DECLINED || (rc == NGX_ERROR && f->fleet_wait)) {
+
+        if (ngx_current_msec - f->fleet_since
+            < ngx_icp_gate_fleet_lock_ttl() + 1000)
+        {
+            delay = ngx_icp_gate_poll_delay(f, NGX_ICP_GATE_FLEET_POLL_MIN,
+                                            NGX_ICP_GATE_FLEET_POLL_MAX);
+
+            ngx_log_debug2(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                           "icp_gate: another node asks the filing API "
+                           "about \"%V\", looking again in %Mms",
+                           &f->sn.str, delay);
+
+            /* flight_run: an owner's flight that waits looks again */
+
+            f->fleet_wait = 1;
+            ngx_add_timer(&f->event, delay);
+            return;
+        }
+    }
+
+    /* taken, or maybe taken (a late answer): given up if the API fails */
+
+    f->fleet_lock = (rc != NGX_DECLINED);
     f->fleet_wait = 0;
 
     ngx_icp_gate_flight_ask_api(f, 1);
@@ -1016,9 +1017,23 @@ ngx_icp_gate_lock_for(void)
     if (ngx_icp_gate_lookup_conf->redis.name.len
         && ngx_icp_gate_lookup_conf->api.url.len)
     {
-        t += 2 * ngx_icp_gate_lookup_conf->api.timeout
+        t += ngx_icp_gate_fleet_lock_ttl() + 1000
+             + NGX_ICP_GATE_FLEET_POLL_MAX
              + ngx_icp_gate_lookup_conf->redis.timeout;
     }
 
     return t;
+}
+
+
+/*
+ * The fleet's lock: the holder's API request, which may wait as long in
+ * its worker's queue as it may run, its look and the write of its verdict
+ */
+
+static ngx_msec_t
+ngx_icp_gate_fleet_lock_ttl(void)
+{
+    return 2 * ngx_icp_gate_lookup_conf->api.timeout
+           + 2 * ngx_icp_gate_lookup_conf->redis.timeout;
 }

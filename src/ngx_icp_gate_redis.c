@@ -25,6 +25,7 @@
 #include <hiredis/async.h>
 
 #include "ngx_icp_gate_redis.h"
+#include "ngx_icp_gate_throttle.h"
 #include "ngx_icp_gate_socket.h"
 
 
@@ -36,7 +37,7 @@
      + NGX_ICP_GATE_DOMAIN_LEN)
 
 /* the value of a node's lock: its host name and the worker's pid */
-#define NGX_ICP_GATE_REDIS_OWNER_LEN  (NGX_MAXHOSTNAMELEN + NGX_INT64_LEN + 2)
+#define NGX_ICP_GATE_REDIS_OWNER_LEN  (NGX_MAXHOSTNAMELEN + NGX_INT64_LEN + 12)
 
 /*
  * Reads in flight on the read connection, late ones included: a healthy
@@ -151,6 +152,9 @@ static ngx_int_t ngx_icp_gate_redis_read(const char *what,
 static size_t ngx_icp_gate_redis_key(u_char *buf, const char *kind,
     ngx_str_t *domain);
 static size_t ngx_icp_gate_redis_owner(u_char *buf);
+static ngx_int_t ngx_icp_gate_redis_eval(const char *script, size_t len,
+    ngx_str_t *domain, ngx_msec_t ttl, ngx_icp_gate_redis_pt handler,
+    void *data);
 static ngx_int_t ngx_icp_gate_redis_parse_hash(redisReply *reply,
     ngx_icp_gate_verdict_t *v);
 
@@ -409,41 +413,36 @@ ngx_icp_gate_redis_get(ngx_str_t *domain, ngx_icp_gate_redis_pt handler,
 
 
 /*
- * The fleet's lock on asking the filing API about a domain: the handler
- * hears NGX_OK when this worker took it, NGX_DECLINED when another node
- * (or worker) holds it, NGX_ERROR when Redis did not answer in time.
+ * The fleet's look before asking the filing API about a domain, in one
+ * step, so that no node takes the lock of a domain whose verdict is there
+ * (and no verdict written between a look and a lock is missed).  The
+ * handler hears NGX_OK with the verdict, NGX_DONE when this worker took
+ * the lock, NGX_DECLINED when another node (or worker) holds it, and
+ * NGX_ERROR when Redis did not answer in time: the lock may then be this
+ * worker's.  A hash without a valid status counts as absent, as it does
+ * for a lookup.
  */
 
 ngx_int_t
-ngx_icp_gate_redis_lock(ngx_str_t *domain, ngx_msec_t ttl,
+ngx_icp_gate_redis_look_or_lock(ngx_str_t *domain, ngx_msec_t ttl,
     ngx_icp_gate_redis_pt handler, void *data)
 {
-    u_char      *p;
-    size_t       argvlen[6];
-    const char  *argv[6];
-    u_char       key[NGX_ICP_GATE_REDIS_KEY_LEN];
-    u_char       owner[NGX_ICP_GATE_REDIS_OWNER_LEN];
-    u_char       px[NGX_INT_T_LEN];
+    /* a lock already this worker's: taken by a look answered too late */
 
-    argv[0] = "SET";
-    argvlen[0] = sizeof("SET") - 1;
-    argv[1] = (char *) key;
-    argvlen[1] = ngx_icp_gate_redis_key(key, "lock:", domain);
+    static const char  script[] =
+        "local s = redis.call('HGET', KEYS[1], 'status') "
+        "if s == 'filed' or s == 'pending' or s == 'revoked' "
+            "or s == 'unfiled' then "
+            "return redis.call('HGETALL', KEYS[1]) "
+        "end "
+        "if redis.call('GET', KEYS[2]) == ARGV[1] "
+            "or redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then "
+            "return 1 "
+        "end "
+        "return 0";
 
-    argv[2] = (char *) owner;
-    argvlen[2] = ngx_icp_gate_redis_owner(owner);
-
-    argv[3] = "NX";
-    argvlen[3] = sizeof("NX") - 1;
-    argv[4] = "PX";
-    argvlen[4] = sizeof("PX") - 1;
-
-    p = ngx_sprintf(px, "%M", ttl);
-    argv[5] = (char *) px;
-    argvlen[5] = p - px;
-
-    return ngx_icp_gate_redis_read("SET NX", ngx_icp_gate_redis_lock_reply,
-                                   handler, data, 6, argv, argvlen);
+    return ngx_icp_gate_redis_eval(script, sizeof(script) - 1, domain, ttl,
+                                   handler, data);
 }
 
 
@@ -457,30 +456,58 @@ ngx_icp_gate_redis_lock(ngx_str_t *domain, ngx_msec_t ttl,
 void
 ngx_icp_gate_redis_unlock(ngx_str_t *domain)
 {
-    size_t       argvlen[5];
-    const char  *argv[5];
-    u_char       key[NGX_ICP_GATE_REDIS_KEY_LEN];
-    u_char       owner[NGX_ICP_GATE_REDIS_OWNER_LEN];
-
     static const char  script[] =
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-            "return redis.call('DEL', KEYS[1]) "
+        "if redis.call('GET', KEYS[2]) == ARGV[1] then "
+            "return redis.call('DEL', KEYS[2]) "
         "end "
         "return 0";
+
+    (void) ngx_icp_gate_redis_eval(script, sizeof(script) - 1, domain, 0,
+                                   NULL, NULL);
+}
+
+
+/*
+ * A script on a domain's two keys: KEYS[1] its hash, KEYS[2] its lock;
+ * ARGV[1] this worker's name, ARGV[2] the lock's time when ttl is not 0
+ */
+
+static ngx_int_t
+ngx_icp_gate_redis_eval(const char *script, size_t len, ngx_str_t *domain,
+    ngx_msec_t ttl, ngx_icp_gate_redis_pt handler, void *data)
+{
+    u_char      *p;
+    size_t       argvlen[7];
+    ngx_uint_t   argc;
+    const char  *argv[7];
+    u_char       key[NGX_ICP_GATE_REDIS_KEY_LEN];
+    u_char       lock[NGX_ICP_GATE_REDIS_KEY_LEN];
+    u_char       owner[NGX_ICP_GATE_REDIS_OWNER_LEN];
+    u_char       px[NGX_INT_T_LEN];
 
     argv[0] = "EVAL";
     argvlen[0] = sizeof("EVAL") - 1;
     argv[1] = script;
-    argvlen[1] = sizeof(script) - 1;
-    argv[2] = "1";
+    argvlen[1] = len;
+    argv[2] = "2";
     argvlen[2] = 1;
     argv[3] = (char *) key;
-    argvlen[3] = ngx_icp_gate_redis_key(key, "lock:", domain);
-    argv[4] = (char *) owner;
-    argvlen[4] = ngx_icp_gate_redis_owner(owner);
+    argvlen[3] = ngx_icp_gate_redis_key(key, "domain:", domain);
+    argv[4] = (char *) lock;
+    argvlen[4] = ngx_icp_gate_redis_key(lock, "lock:", domain);
+    argv[5] = (char *) owner;
+    argvlen[5] = ngx_icp_gate_redis_owner(owner);
 
-    (void) ngx_icp_gate_redis_read("EVAL", ngx_icp_gate_redis_lock_reply,
-                                   NULL, NULL, 5, argv, argvlen);
+    argc = 6;
+
+    if (ttl) {
+        p = ngx_sprintf(px, "%M", ttl);
+        argv[argc] = (char *) px;
+        argvlen[argc++] = p - px;
+    }
+
+    return ngx_icp_gate_redis_read("EVAL", ngx_icp_gate_redis_lock_reply,
+                                   handler, data, argc, argv, argvlen);
 }
 
 
@@ -1186,8 +1213,16 @@ ngx_icp_gate_redis_report(ngx_event_t *ev)
 static size_t
 ngx_icp_gate_redis_owner(u_char *buf)
 {
-    return ngx_snprintf(buf, NGX_ICP_GATE_REDIS_OWNER_LEN, "%V:%P",
-                        &ngx_cycle->hostname, ngx_pid)
+    static uint32_t  token;
+
+    /* two nodes may share a host name and a pid: containers */
+
+    if (token == 0) {
+        token = (uint32_t) ngx_random() | 1;
+    }
+
+    return ngx_snprintf(buf, NGX_ICP_GATE_REDIS_OWNER_LEN, "%V:%P:%08xD",
+                        &ngx_cycle->hostname, ngx_pid, token)
            - buf;
 }
 
@@ -1416,20 +1451,31 @@ ngx_icp_gate_redis_get_reply(redisAsyncContext *ac, void *r, void *privdata)
 static void
 ngx_icp_gate_redis_lock_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
-    void                   *data;
-    ngx_int_t               rc;
-    redisReply             *reply = r;
-    ngx_icp_gate_redis_pt   handler;
+    void                    *data;
+    ngx_int_t                rc;
+    ngx_uint_t               n;
+    redisReply              *reply = r;
+    ngx_icp_gate_redis_pt    handler;
+    ngx_icp_gate_verdict_t   v;
+
+    static ngx_icp_gate_throttle_t  refused;
 
     handler = ngx_icp_gate_redis_read_done(ac, reply, privdata, &data);
 
+    /* once a cold lookup: a Redis without scripts would flood the log */
+
     if (reply && reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "icp_gate: redis %V refused a lock command: %s",
-                      &ngx_icp_gate_redis_conf->name, reply->str);
+        n = ngx_icp_gate_throttle(&refused);
+
+        if (n) {
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "icp_gate: redis %V refused %ui fleet lock "
+                          "scripts since the last warning: %s",
+                          &ngx_icp_gate_redis_conf->name, n, reply->str);
+        }
     }
 
-    /* an unlock, or a lock whose deadline passed */
+    /* an unlock, or a look whose deadline passed */
 
     if (handler == NULL) {
         return;
@@ -1438,19 +1484,29 @@ ngx_icp_gate_redis_lock_reply(redisAsyncContext *ac, void *r, void *privdata)
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
         rc = NGX_ERROR;
 
-    } else if (reply->type == REDIS_REPLY_NIL) {
-        rc = NGX_DECLINED;
+    } else if (reply->type == REDIS_REPLY_ARRAY) {
+        rc = ngx_icp_gate_redis_parse_hash(reply, &v);
+
+        /* the script returns only a hash with a valid status */
+
+        if (rc != NGX_OK) {
+            rc = NGX_ERROR;
+        }
+
+    } else if (reply->type == REDIS_REPLY_INTEGER) {
+        rc = reply->integer ? NGX_DONE : NGX_DECLINED;
 
     } else {
-        rc = NGX_OK;
+        rc = NGX_ERROR;
     }
 
     ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
-                   "icp_gate: redis answered SET NX: %s",
-                   rc == NGX_OK ? "taken"
+                   "icp_gate: redis answered the look or lock: %s",
+                   rc == NGX_OK ? "the verdict"
+                   : rc == NGX_DONE ? "the lock taken"
                    : rc == NGX_DECLINED ? "held elsewhere" : "an error");
 
-    handler(data, rc, NULL);
+    handler(data, rc, (rc == NGX_OK) ? &v : NULL);
 }
 
 
@@ -1573,6 +1629,7 @@ ngx_icp_gate_redis_deadline(ngx_event_t *ev)
             drop = 1;
 
         } else if (cmd->kind == NGX_ICP_GATE_REDIS_READ
+                   && cmd->handler != NULL     /* an unlock waits for none */
                    && n < NGX_ICP_GATE_REDIS_READS_MAX)
         {
             failed[n].handler = cmd->handler;

@@ -50,8 +50,8 @@ ngx_int_t ngx_icp_gate_redis_get(ngx_str_t *domain,
     ngx_icp_gate_redis_pt handler, void *data);
 ngx_int_t ngx_icp_gate_redis_put(ngx_str_t *domain,
     ngx_icp_gate_verdict_t *v, time_t ttl);
-ngx_int_t ngx_icp_gate_redis_lock(ngx_str_t *domain, ngx_msec_t ttl,
-    ngx_icp_gate_redis_pt handler, void *data);
+ngx_int_t ngx_icp_gate_redis_look_or_lock(ngx_str_t *domain,
+    ngx_msec_t ttl, ngx_icp_gate_redis_pt handler, void *data);
 void ngx_icp_gate_redis_unlock(ngx_str_t *domain);
 
 

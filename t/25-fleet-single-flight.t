@@ -1,10 +1,11 @@
 # Single flight across a fleet: three nginx instances (nodes) of two
 # workers each share one Redis and one filing API.  Before asking the API
-# about a domain Redis does not have, a worker takes the domain's lock in
-# Redis (SET <prefix>lock:<domain> NX PX); the others look in Redis until
-# the verdict is there, so a storm of one cold domain over every node costs
-# one API request.  A holder whose request fails gives the lock up at once;
-# one that dies leaves it to expire.
+# about a domain Redis does not have, a worker looks once more and takes
+# the domain's lock in Redis in one step (a script: the verdict, or SET
+# <prefix>lock:<domain> NX PX); the others look again until the verdict is
+# there, so a storm of one cold domain over every node costs one API
+# request.  A holder whose request fails gives the lock up at once; one that
+# dies leaves it to expire; a give-up Redis answers late crashes nothing.
 
 use v5.36;
 use FindBin;
@@ -18,7 +19,8 @@ my $t = IcpGate::Test->gated(
     redis => 1,
     api => { 'storm.cn' => ['filed', delay_ms => 500],
              'flaky.cn' => ['500', delay_ms => 200],
-             'dies.cn'  => ['filed', delay_ms => 1800] },
+             'dies.cn'  => ['filed', delay_ms => 1500],
+             'late.cn'  => ['500', delay_ms => 400] },
     api_default => 'unfiled');
 
 # node 1 is $t; nodes 2 and 3 share its Redis and filing API
@@ -27,7 +29,7 @@ for my $node (@nodes) {
     $node->{ports}{$_} = $t->port($_) for qw(redis api);
     $node->write_conf(gate_conf($node,
         main  => 'icp_gate_api_timeout 2s;',
-        redis => 'icp_gate_redis 127.0.0.1:%%REDIS_PORT%% timeout=500ms;',
+        redis => 'icp_gate_redis 127.0.0.1:%%REDIS_PORT%% timeout=1s;',
         http  => 'icp_gate_wait 10s;'));
     $node->start_nginx;
 }
@@ -40,7 +42,7 @@ sub calls($cmd) {
 }
 
 # 3 x 100 clients of one cold domain at once, spread over the nodes
-my ($sets, $reads) = (calls('set'), calls('hgetall'));
+my ($looks, $reads) = (calls('eval'), calls('hgetall'));
 my $start = time;
 my $statuses = $t->http_parallel(300, host => 'play.storm.cn',
                                  port => sub ($i) { $ports[$i % 3] });
@@ -52,27 +54,39 @@ is $t->api_count('storm.cn'), 1, 'one filing API request for the fleet';
 diag sprintf 'a storm of 300 clients of one cold domain over 3 nodes: %d filing '
     . 'API request(s), %.2fs for all (the API answers in 0.5s)',
     $t->api_count('storm.cn'), $took;
-$sets = calls('set') - $sets;
+$looks = calls('eval') - $looks;
 $reads = calls('hgetall') - $reads;
-ok $sets <= 3 * 2 * 25, "the nodes waiting tried the lock $sets times";
-diag "the storm cost Redis $sets SET NX and $reads HGETALL";
+ok $looks > 3, "the nodes that lost the race looked again ($looks looks in all)";
+ok $looks <= 3 * 2 * 25, 'a few dozen at most';
+diag "the storm cost Redis $looks look-or-lock scripts and $reads HGETALL";
 my %hash = @{ [ split /\n/, $t->redis(qw(HGETALL icp:domain:storm.cn)) ] };
 is $hash{status}, 'filed', 'the verdict is in Redis';
 
 # a holder whose request fails gives the lock up: the next node asks at
-# once, long before the lock would expire (4.5 s)
+# once, long before the lock would expire (6 s), one after the other
 $start = time;
-$statuses = $t->http_parallel(30, host => 'play.flaky.cn',
-                              port => sub ($i) { $ports[$i % 3] });
-ok $t->wait_for(sub { $t->api_count('flaky.cn') >= 3 }, 5),
-    'each node asks once about a domain the API fails for';
-$took = time - $start;
-ok $took < 3, sprintf 'one after the other, without waiting for the lock '
-    . 'to expire (%.1fs for 3 requests of 0.2s)', $took;
+my $kid = fork // die;
+if ($kid == 0) {
+    $t->http_parallel(30, host => 'play.flaky.cn',
+                      port => sub ($i) { $ports[$i % 3] });
+    POSIX::_exit(0);
+}
+my @asked;    # when each API request was counted
+$t->wait_for(sub {
+    push @asked, time - $start while @asked < $t->api_count('flaky.cn');
+    @asked >= 3;
+}, 5);
+waitpid $kid, 0;
+is scalar @asked, 3, 'each node asks once about a domain the API fails for';
+ok @asked == 3 && $asked[2] < 3,
+    sprintf 'without waiting for the lock to expire (at %s s)',
+            join ', ', map { sprintf '%.2f', $_ } @asked;
+ok @asked == 3 && $asked[1] - $asked[0] > 0.15 && $asked[2] - $asked[1] > 0.15,
+    'one after the other: the next asks when the one before has failed';
 is $t->api_count('flaky.cn'), 3, 'and once only (icp_gate_error_ttl)';
 
-# a holder that dies: the lock expires (2 x icp_gate_api_timeout + Redis
-# timeout = 4.5 s after it was taken) and another node asks
+# a holder that dies: the lock expires (2 x icp_gate_api_timeout + 2 x the
+# Redis timeout = 6 s after it was taken) and another node asks
 my @waiting = map {
     my $port = $ports[$_];
     my $pid = fork // die;
@@ -85,19 +99,35 @@ my @waiting = map {
 ok $t->wait_for(sub { $t->api_count('dies.cn') == 1 }, 3), 'one node asks about dies.cn';
 $t->api_set('dies.cn', 'filed', delay_ms => 300);    # the next one is quick
 my $holder = $t->redis(qw(GET icp:lock:dies.cn));
-my ($pid) = $holder =~ /:(\d+)$/;
+my ($pid) = $holder =~ /:(\d+):[0-9a-f]+$/;
 ok $pid, "the lock names its holder ($holder)";
 kill 'KILL', $pid if $pid;
 $start = time;
 ok $t->wait_for(sub { $t->api_count('dies.cn') == 2 }, 10),
     'after the holder died, another node asks';
-diag sprintf 'the lock of a killed holder was taken over after %.1fs', time - $start;
+$took = time - $start;
+ok $took > 4 && $took < 8, sprintf 'when its lock expired (%.1fs after the kill)', $took;
+diag sprintf 'the lock of a killed holder was taken over after %.1fs', $took;
 my $served = 0;
 for my $child (@waiting) {
     waitpid $child, 0;
     $served++ if $? == 0;
 }
 ok $served >= 2, "the clients of the other nodes got their verdict ($served of 3)";
+
+# a holder gives its lock up while Redis stalls past its timeout: the
+# give-up is late, and waits for no answer
+$kid = fork // die;
+if ($kid == 0) {
+    $t->http(host => 'play.late.cn', port => $ports[0], timeout => 10);
+    POSIX::_exit(0);
+}
+ok $t->wait_for(sub { $t->api_count('late.cn') == 1 }, 3), 'a node asks about late.cn';
+kill 'STOP', $t->redis_pid;
+sleep 1.8;
+kill 'CONT', $t->redis_pid;
+waitpid $kid, 0;
+is $nodes[0]->get('live.storm.cn')->{status}, 200, 'the node answers after the stall';
 
 # a kill -9 is no crash of ours: leave those lines out of the check
 for my $node (@nodes) {
