@@ -114,7 +114,6 @@ static ngx_icp_gate_lookup_conf_t  *ngx_icp_gate_lookup_conf;
 static ngx_icp_gate_cache_t        *ngx_icp_gate_cache;
 static ngx_rbtree_t                 ngx_icp_gate_flights;
 static ngx_rbtree_node_t            ngx_icp_gate_flights_sentinel;
-static ngx_uint_t                   ngx_icp_gate_exiting;
 static ngx_icp_gate_aside_t        *ngx_icp_gate_aside;
 
 
@@ -123,7 +122,6 @@ ngx_icp_gate_lookup_init(ngx_cycle_t *cycle, ngx_icp_gate_lookup_conf_t *lcf)
 {
     ngx_icp_gate_lookup_conf = lcf;
     ngx_icp_gate_cache = lcf->zone->data;
-    ngx_icp_gate_exiting = 0;
 
     ngx_rbtree_init(&ngx_icp_gate_flights, &ngx_icp_gate_flights_sentinel,
                     ngx_str_rbtree_insert_value);
@@ -160,10 +158,6 @@ ngx_icp_gate_lookup_done(void)
     if (ngx_icp_gate_lookup_conf == NULL) {
         return;
     }
-
-    /* callbacks that run while connections close must start nothing */
-
-    ngx_icp_gate_exiting = 1;
 
     /*
      * the domains this worker was asking about: the other workers, and
@@ -635,10 +629,6 @@ ngx_icp_gate_flight_redis_done(void *data, ngx_int_t rc,
 {
     ngx_icp_gate_flight_t  *f = data;
 
-    if (ngx_icp_gate_exiting) {
-        return;
-    }
-
     /* not in Redis: one node of the fleet asks the filing API */
 
     if (rc == NGX_DECLINED && ngx_icp_gate_lookup_conf->api.url.len) {
@@ -686,10 +676,6 @@ ngx_icp_gate_flight_lock_done(void *data, ngx_int_t rc,
     ngx_icp_gate_flight_t  *f = data;
 
     ngx_msec_t  delay;
-
-    if (ngx_icp_gate_exiting) {
-        return;
-    }
 
     if (rc == NGX_OK) {
         f->fleet_wait = 0;
@@ -742,10 +728,6 @@ ngx_icp_gate_flight_api_done(void *data, ngx_int_t rc,
     ngx_icp_gate_verdict_t *v)
 {
     ngx_icp_gate_flight_t  *f = data;
-
-    if (ngx_icp_gate_exiting) {
-        return;
-    }
 
     if (rc != NGX_OK) {
         ngx_icp_gate_flight_fail(f, (rc == NGX_BUSY)
@@ -970,10 +952,6 @@ static void
 ngx_icp_gate_lookup_unwritten(ngx_str_t *domain, ngx_icp_gate_verdict_t *v,
     time_t ttl)
 {
-    if (ngx_icp_gate_exiting) {
-        return;
-    }
-
     ngx_icp_gate_cache_extend(ngx_icp_gate_cache, domain,
                               ngx_icp_gate_hash(domain->data, domain->len),
                               v, (ngx_msec_t) ttl * 1000);

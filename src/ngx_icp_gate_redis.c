@@ -1383,7 +1383,11 @@ ngx_icp_gate_redis_setup_reply(redisAsyncContext *ac, void *r,
 }
 
 
-/* a read's reply counted and its record gone: its handler, NULL if late */
+/*
+ * A read's reply counted and its record gone: its handler, NULL when the
+ * read is late or the worker exits (hiredis fails what is pending as the
+ * connections close)
+ */
 
 static ngx_icp_gate_redis_pt
 ngx_icp_gate_redis_read_done(redisAsyncContext *ac, redisReply *reply,
@@ -1401,7 +1405,9 @@ ngx_icp_gate_redis_read_done(redisAsyncContext *ac, redisReply *reply,
 
     ngx_icp_gate_redis_cmd_done(c, cmd);
 
-    return handler;
+    /* the worker exits: the lookups must start nothing now */
+
+    return ngx_icp_gate_redis_exiting ? NULL : handler;
 }
 
 
