@@ -7,7 +7,9 @@
  * up, and closes live sessions whose domain stops being filed.  It takes
  * its place at the head of the publish and play chains in init_process:
  * rtmp_auto_push hooks publish there too, after every postconfiguration,
- * and this module comes after nginx-rtmp's in the module list.
+ * and this module comes after nginx-rtmp's in the module list.  A live
+ * session is checked again every icp_gate_recheck, and at once when Redis
+ * says its domain changed.
  *
  * With nginx-http-flv-module, an HTTP-FLV play is an rtmp session on the
  * HTTP connection (s->data is its request): it is judged as a play, but
@@ -24,6 +26,7 @@
 #include "ngx_icp_gate_module.h"
 #include "ngx_icp_gate_conf.h"
 #include "ngx_icp_gate_judge.h"
+#include "ngx_icp_gate_watch.h"
 #include "ngx_icp_gate_domain.h"
 #include "ngx_icp_gate_log.h"
 #include "ngx_icp_gate_socket.h"
@@ -56,6 +59,7 @@ typedef struct {
     ngx_icp_gate_judgement_t    judgement;
     ngx_rtmp_session_t         *session;
     ngx_event_t                 recheck;
+    ngx_queue_t                 live;       /* checked again on news */
 #if (NGX_RTMP_ICP_GATE_FLV)
     ngx_event_t                 answer;
     ngx_event_handler_pt        flv_read_handler;
@@ -72,6 +76,7 @@ typedef struct {
         ngx_rtmp_play_t         play;
     } cmd;
     unsigned                    judged:1;
+    unsigned                    listed:1;   /* in the live queue */
 } ngx_rtmp_icp_gate_ctx_t;
 
 
@@ -97,6 +102,8 @@ static void ngx_rtmp_icp_gate_drain(ngx_event_t *rev);
 static void ngx_rtmp_icp_gate_dropped(ngx_event_t *ev);
 static void ngx_rtmp_icp_gate_wake(ngx_icp_gate_waiter_t *w);
 static void ngx_rtmp_icp_gate_recheck(ngx_event_t *ev);
+static void ngx_rtmp_icp_gate_changed(ngx_str_t *domain);
+static void ngx_rtmp_icp_gate_unlist(ngx_rtmp_icp_gate_ctx_t *ctx);
 static void ngx_rtmp_icp_gate_cleanup(void *data);
 #if (NGX_RTMP_ICP_GATE_FLV)
 static ngx_int_t ngx_rtmp_icp_gate_flv_no_host(ngx_rtmp_session_t *s,
@@ -172,6 +179,9 @@ ngx_module_t  ngx_rtmp_icp_gate_module = {
 
 static ngx_rtmp_publish_pt  next_publish;
 static ngx_rtmp_play_pt     next_play;
+
+/* the worker's live sessions that are checked again */
+static ngx_queue_t          ngx_rtmp_icp_gate_live;
 
 static char  *ngx_rtmp_icp_gate_codes[] = {
     "NetStream.Publish.BadName",
@@ -462,6 +472,11 @@ ngx_rtmp_icp_gate_act(ngx_rtmp_session_t *s, ngx_rtmp_icp_gate_ctx_t *ctx)
         ctx->recheck.cancelable = 1;
 
         ngx_add_timer(&ctx->recheck, gacf->recheck);
+
+        if (!ctx->listed) {
+            ngx_queue_insert_tail(&ngx_rtmp_icp_gate_live, &ctx->live);
+            ctx->listed = 1;
+        }
     }
 
     return NGX_DECLINED;
@@ -687,6 +702,54 @@ ngx_rtmp_icp_gate_recheck(ngx_event_t *ev)
 
 
 /*
+ * Redis said the domain changed (NULL: any may have): the sessions on it
+ * are checked again now, from the event loop, as their next tick would
+ */
+
+static void
+ngx_rtmp_icp_gate_changed(ngx_str_t *domain)
+{
+    ngx_queue_t              *q;
+    ngx_rtmp_icp_gate_ctx_t  *ctx;
+
+    for (q = ngx_queue_head(&ngx_rtmp_icp_gate_live);
+         q != ngx_queue_sentinel(&ngx_rtmp_icp_gate_live);
+         q = ngx_queue_next(q))
+    {
+        ctx = ngx_queue_data(q, ngx_rtmp_icp_gate_ctx_t, live);
+
+        if (domain
+            && (ctx->judgement.domain.len != domain->len
+                || ngx_strncmp(ctx->judgement.domain.data, domain->data,
+                               domain->len) != 0))
+        {
+            continue;
+        }
+
+        if (ctx->recheck.timer_set) {
+            ngx_del_timer(&ctx->recheck);
+        }
+
+        ngx_log_debug1(NGX_LOG_DEBUG_RTMP, ctx->recheck.log, 0,
+                       "icp_gate: \"%V\" changed, checking the session again",
+                       &ctx->judgement.domain);
+
+        ngx_add_timer(&ctx->recheck, 0);
+    }
+}
+
+
+static void
+ngx_rtmp_icp_gate_unlist(ngx_rtmp_icp_gate_ctx_t *ctx)
+{
+    if (ctx->listed) {
+        ngx_queue_remove(&ctx->live);
+        ctx->listed = 0;
+    }
+}
+
+
+/*
  * Closing at once would lose the status behind the media still queued for
  * a player, and a publisher, which writes, would only see "Broken pipe".
  * No media flows from now on: a player's live context is paused, and what
@@ -705,6 +768,7 @@ ngx_rtmp_icp_gate_drop(ngx_rtmp_session_t *s, ngx_rtmp_icp_gate_ctx_t *ctx)
 
     c = s->connection;
 
+    ngx_rtmp_icp_gate_unlist(ctx);
     ngx_rtmp_icp_gate_log(s, ctx, 1);
 
 #if (NGX_RTMP_ICP_GATE_FLV)
@@ -799,6 +863,7 @@ ngx_rtmp_icp_gate_cleanup(void *data)
     /* the session's pool goes now: no verdict or timer may find it */
 
     ngx_icp_gate_judge_cancel(&ctx->judgement);
+    ngx_rtmp_icp_gate_unlist(ctx);
 
     if (ctx->recheck.timer_set) {
         ngx_del_timer(&ctx->recheck);
@@ -905,6 +970,12 @@ ngx_rtmp_icp_gate_init_process(ngx_cycle_t *cycle)
     }
 
     ngx_rtmp_icp_gate_hook();
+
+    ngx_queue_init(&ngx_rtmp_icp_gate_live);
+
+    if (ngx_icp_gate_watch_add(ngx_rtmp_icp_gate_changed) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     /*
      * not the engine's worker start: this core module comes before the

@@ -17,6 +17,10 @@
  * and after.  A reader may meet a chain in the middle of a change, so it
  * follows no pointer out of the zone and walks a bounded number of
  * entries.  An entry moves up the LRU queue at most once a second.
+ *
+ * The zone also carries the news of the node's invalidation channel to
+ * every worker: the last domains Redis said changed, in a ring each
+ * worker reads at its pace, and since when no change can have gone untold.
  */
 
 
@@ -46,6 +50,9 @@
 
 /* a filing number of up to 32 bytes is read in one fixed-size copy */
 #define NGX_ICP_GATE_CACHE_ICP_COPY   32
+
+/* changed domains the zone remembers; a worker further behind hears "all" */
+#define NGX_ICP_GATE_CACHE_CHANGES    32
 
 
 #if defined(__ATOMIC_ACQUIRE)
@@ -87,8 +94,20 @@ struct ngx_icp_gate_cache_node_s {
 
 
 typedef struct {
+    ngx_msec_t                  at;
+    uint32_t                    hash;
+    u_char                      len;
+    u_char                      data[NGX_ICP_GATE_DOMAIN_LEN];
+} ngx_icp_gate_cache_change_t;
+
+
+typedef struct {
     ngx_queue_t                 queue;
     ngx_atomic_t                seq;            /* odd while written */
+    ngx_atomic_t                changes;        /* ever told */
+    ngx_msec_t                  untracked;      /* changes before may have
+                                                   gone untold */
+    ngx_icp_gate_cache_change_t changed[NGX_ICP_GATE_CACHE_CHANGES];
     ngx_uint_t                  budget;         /* API requests, in 1/1000 */
     ngx_msec_t                  budget_at;
     ngx_uint_t                  mask;
@@ -122,6 +141,9 @@ static void ngx_icp_gate_cache_delete(ngx_icp_gate_cache_t *cache,
     ngx_icp_gate_cache_node_t *cn);
 static ngx_uint_t ngx_icp_gate_cache_lock(ngx_icp_gate_cache_node_t *cn,
     ngx_msec_t lock_for);
+static ngx_uint_t ngx_icp_gate_cache_changed_since(
+    ngx_icp_gate_cache_t *cache, ngx_str_t *domain, uint32_t hash,
+    ngx_msec_t since);
 static void ngx_icp_gate_cache_write_begin(ngx_icp_gate_cache_t *cache);
 static void ngx_icp_gate_cache_write_end(ngx_icp_gate_cache_t *cache);
 
@@ -357,14 +379,16 @@ ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 
 
 /*
- * fresh_for: how long it answers alone; usable_for: at all, in seconds.
- * NGX_ERROR: the zone had no room for it.
+ * fresh_for: how long it answers alone; usable_for: at all, in seconds;
+ * read: when it was asked of Redis (0: not read there), so that a verdict
+ * Redis said changed since is stored expired, and refreshed when next
+ * used.  NGX_ERROR: the zone had no room for it.
  */
 
 ngx_int_t
 ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     uint32_t hash, ngx_icp_gate_verdict_t *v, ngx_msec_t fresh_for,
-    time_t usable_for)
+    time_t usable_for, ngx_msec_t read)
 {
     ngx_int_t                   rc;
     ngx_icp_gate_cache_node_t  *cn, *grown;
@@ -405,6 +429,10 @@ ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     cn->used = (uint32_t) ngx_time();
     cn->icp_len = (u_char) v->icp_len;
     ngx_memcpy(cn->data + cn->len, v->icp, v->icp_len);
+
+    if (read && ngx_icp_gate_cache_changed_since(cache, domain, hash, read)) {
+        fresh_for = 0;
+    }
 
     cn->expires = ngx_current_msec + fresh_for;
     cn->usable = (uint32_t) (ngx_time() + usable_for);
@@ -549,6 +577,221 @@ ngx_icp_gate_cache_extend(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     ngx_icp_gate_cache_write_end(cache);
     ngx_shmtx_unlock(&cache->shpool->mutex);
 }
+
+/* a domain's verdict changed in Redis: every worker hears of it */
+
+void
+ngx_icp_gate_cache_changed(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
+    uint32_t hash)
+{
+    ngx_icp_gate_cache_sh_t      *sh;
+    ngx_icp_gate_cache_change_t  *ch;
+
+    sh = cache->sh;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    ch = &sh->changed[sh->changes % NGX_ICP_GATE_CACHE_CHANGES];
+
+    ch->at = ngx_current_msec;
+    ch->hash = hash;
+    ch->len = (u_char) ngx_min(domain->len, NGX_ICP_GATE_DOMAIN_LEN);
+    ngx_memcpy(ch->data, domain->data, ch->len);
+
+    /* the record before the number a worker reads without the mutex */
+
+    ngx_icp_gate_store_fence();
+    sh->changes++;
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+/*
+ * The domains told changed since "seen", oldest first: handler(data,
+ * domain), with NULL once for "any" when more were told than the zone
+ * keeps.  A NULL handler only brings "seen" up to now.
+ */
+
+void
+ngx_icp_gate_cache_changes(ngx_icp_gate_cache_t *cache, ngx_uint_t *seen,
+    ngx_icp_gate_cache_changes_pt handler, void *data)
+{
+    ngx_str_t                     domain;
+    ngx_uint_t                    n, first, i;
+    ngx_icp_gate_cache_sh_t      *sh;
+    ngx_icp_gate_cache_change_t  *ch;
+    ngx_icp_gate_cache_change_t   copy[NGX_ICP_GATE_CACHE_CHANGES];
+
+    sh = cache->sh;
+
+    /* the poll of every worker: one read, no mutex, while nothing changes */
+
+    if (sh->changes == *seen) {
+        return;
+    }
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    n = sh->changes;
+    first = *seen;
+
+    if (n - first > NGX_ICP_GATE_CACHE_CHANGES) {
+        first = n - NGX_ICP_GATE_CACHE_CHANGES;
+    }
+
+    for (i = first; i != n; i++) {
+        copy[i - first] = sh->changed[i % NGX_ICP_GATE_CACHE_CHANGES];
+    }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    if (handler == NULL) {
+        *seen = n;
+        return;
+    }
+
+    if (first != *seen) {
+        *seen = n;
+        handler(data, NULL);
+        return;
+    }
+
+    *seen = n;
+
+    for (i = 0; i < n - first; i++) {
+        ch = &copy[i];
+
+        domain.data = ch->data;
+        domain.len = ch->len;
+
+        handler(data, &domain);
+    }
+}
+
+
+/*
+ * Every copy may be out of date: each one expires now (it answers while
+ * its refresh runs), and one read from Redis before now is stored expired
+ */
+
+void
+ngx_icp_gate_cache_expire_all(ngx_icp_gate_cache_t *cache)
+{
+    ngx_queue_t                *q;
+    ngx_icp_gate_cache_node_t  *cn;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+    ngx_icp_gate_cache_write_begin(cache);
+
+    cache->sh->untracked = ngx_current_msec;
+
+    for (q = ngx_queue_head(&cache->sh->queue);
+         q != ngx_queue_sentinel(&cache->sh->queue);
+         q = ngx_queue_next(q))
+    {
+        cn = ngx_queue_data(q, ngx_icp_gate_cache_node_t, queue);
+
+        if (cn->status != NGX_ICP_GATE_STATUS_NONE
+            && (ngx_msec_int_t) (cn->expires - ngx_current_msec) > 0)
+        {
+            cn->expires = ngx_current_msec;
+        }
+    }
+
+    ngx_icp_gate_cache_write_end(cache);
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+/*
+ * NGX_OK: the zone holds a verdict of the domain; NGX_AGAIN: a placeholder,
+ * a worker is looking it up; NGX_DECLINED: nothing
+ */
+
+ngx_int_t
+ngx_icp_gate_cache_holds(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
+    uint32_t hash)
+{
+    ngx_int_t                   rc;
+    ngx_icp_gate_cache_node_t  *cn;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    cn = ngx_icp_gate_cache_find(cache, domain, hash);
+
+    rc = (cn == NULL) ? NGX_DECLINED
+         : (cn->status == NGX_ICP_GATE_STATUS_NONE) ? NGX_AGAIN : NGX_OK;
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return rc;
+}
+
+
+/* a copy Redis said changed, when its new verdict could not be read */
+
+void
+ngx_icp_gate_cache_expire(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
+    uint32_t hash)
+{
+    ngx_icp_gate_cache_node_t  *cn;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+    ngx_icp_gate_cache_write_begin(cache);
+
+    cn = ngx_icp_gate_cache_find(cache, domain, hash);
+
+    if (cn && cn->status != NGX_ICP_GATE_STATUS_NONE
+        && (ngx_msec_int_t) (cn->expires - ngx_current_msec) > 0)
+    {
+        cn->expires = ngx_current_msec;
+    }
+
+    ngx_icp_gate_cache_write_end(cache);
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+/*
+ * Under the mutex: whether a verdict read at "since" may be older than a
+ * change told, or one that went untold; a ring that came round since
+ * cannot tell, which counts as changed
+ */
+
+static ngx_uint_t
+ngx_icp_gate_cache_changed_since(ngx_icp_gate_cache_t *cache,
+    ngx_str_t *domain, uint32_t hash, ngx_msec_t since)
+{
+    ngx_uint_t                    i, n;
+    ngx_icp_gate_cache_sh_t      *sh;
+    ngx_icp_gate_cache_change_t  *ch;
+
+    sh = cache->sh;
+
+    if ((ngx_msec_int_t) (since - sh->untracked) <= 0) {
+        return 1;
+    }
+
+    n = ngx_min(sh->changes, NGX_ICP_GATE_CACHE_CHANGES);
+
+    for (i = 1; i <= n; i++) {
+        ch = &sh->changed[(sh->changes - i) % NGX_ICP_GATE_CACHE_CHANGES];
+
+        if ((ngx_msec_int_t) (ch->at - since) < 0) {
+            return 0;
+        }
+
+        if (ch->hash == hash && ch->len == domain->len
+            && ngx_memcmp(ch->data, domain->data, domain->len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return (sh->changes > NGX_ICP_GATE_CACHE_CHANGES);
+}
+
 
 static ngx_uint_t
 ngx_icp_gate_cache_lock(ngx_icp_gate_cache_node_t *cn, ngx_msec_t lock_for)

@@ -23,6 +23,9 @@
 
 typedef struct ngx_icp_gate_cache_s  ngx_icp_gate_cache_t;
 
+/* domain NULL: any, the zone no longer knows which */
+typedef void (*ngx_icp_gate_cache_changes_pt)(void *data, ngx_str_t *domain);
+
 
 ngx_shm_zone_t *ngx_icp_gate_cache_add(ngx_conf_t *cf, ngx_str_t *name,
     size_t size, void *tag);
@@ -37,11 +40,20 @@ ngx_int_t ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache,
 ngx_int_t ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache,
     ngx_str_t *domain,
     uint32_t hash, ngx_icp_gate_verdict_t *v, ngx_msec_t fresh_for,
-    time_t usable_for);
+    time_t usable_for, ngx_msec_t read);
 ngx_int_t ngx_icp_gate_cache_spend(ngx_icp_gate_cache_t *cache,
     ngx_uint_t rate);
 void ngx_icp_gate_cache_release(ngx_icp_gate_cache_t *cache,
     ngx_str_t *domain, uint32_t hash, ngx_msec_t retry_after);
+void ngx_icp_gate_cache_changed(ngx_icp_gate_cache_t *cache,
+    ngx_str_t *domain, uint32_t hash);
+void ngx_icp_gate_cache_changes(ngx_icp_gate_cache_t *cache,
+    ngx_uint_t *seen, ngx_icp_gate_cache_changes_pt handler, void *data);
+ngx_int_t ngx_icp_gate_cache_holds(ngx_icp_gate_cache_t *cache,
+    ngx_str_t *domain, uint32_t hash);
+void ngx_icp_gate_cache_expire_all(ngx_icp_gate_cache_t *cache);
+void ngx_icp_gate_cache_expire(ngx_icp_gate_cache_t *cache,
+    ngx_str_t *domain, uint32_t hash);
 void ngx_icp_gate_cache_extend(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     uint32_t hash, ngx_icp_gate_verdict_t *v, ngx_msec_t fresh_for);
 

@@ -6,7 +6,8 @@
  * the filing API.  Concurrent first lookups of one domain share one
  * "flight": within a worker by the flight tree, across workers by the
  * cache entry's update lock; the workers that do not hold it look at the
- * cache again until the verdict is there.
+ * cache again until the verdict is there.  A domain Redis says changed is
+ * read again from Redis at once, and every worker hears of it.
  */
 
 
@@ -61,10 +62,21 @@ typedef struct {
     unsigned                    fleet_lock:1;   /* held in Redis */
     unsigned                    fleet_wait:1;   /* for another's */
     ngx_msec_t                  fleet_since;
+    ngx_msec_t                  read;       /* the last look in Redis */
     unsigned                    has_stale:1;
     ngx_icp_gate_verdict_t      stale;      /* answers if the refresh fails */
     u_char                      data[NGX_ICP_GATE_DOMAIN_LEN];
 } ngx_icp_gate_flight_t;
+
+
+/* a domain Redis said changed, read again */
+
+typedef struct {
+    ngx_msec_t                  read;
+    uint32_t                    hash;
+    size_t                      len;
+    u_char                      data[NGX_ICP_GATE_DOMAIN_LEN];
+} ngx_icp_gate_refresh_t;
 
 
 static void ngx_icp_gate_waiter_timeout(ngx_event_t *ev);
@@ -91,6 +103,10 @@ static void ngx_icp_gate_flight_finish(ngx_icp_gate_flight_t *f,
     ngx_int_t rc, ngx_icp_gate_verdict_t *v);
 static void ngx_icp_gate_flight_store(ngx_icp_gate_flight_t *f,
     ngx_icp_gate_verdict_t *v, ngx_uint_t redis);
+static void ngx_icp_gate_lookup_store(ngx_str_t *domain, uint32_t hash,
+    ngx_icp_gate_verdict_t *v, ngx_uint_t redis, ngx_msec_t read);
+static void ngx_icp_gate_refresh_done(void *data, ngx_int_t rc,
+    ngx_icp_gate_verdict_t *v);
 static time_t ngx_icp_gate_ttl_of(ngx_icp_gate_verdict_t *v);
 static void ngx_icp_gate_over_budget(void);
 static ngx_int_t ngx_icp_gate_aside_get(ngx_str_t *domain, uint32_t hash,
@@ -376,6 +392,106 @@ ngx_icp_gate_lookup_cancel(ngx_icp_gate_waiter_t *w)
 }
 
 
+/*
+ * Redis said the domain's hash changed: a copy in the zone is read again
+ * at once, and every worker hears of it once the new one is in; a
+ * domain being looked up is only heard of, so that who waits for another
+ * node's answer looks again now.  A domain the node has no copy of is no
+ * news to it.
+ */
+
+void
+ngx_icp_gate_lookup_refresh(ngx_str_t *domain, uint32_t hash)
+{
+    ngx_int_t                rc;
+    ngx_icp_gate_refresh_t  *r;
+
+    rc = ngx_icp_gate_cache_holds(ngx_icp_gate_cache, domain, hash);
+
+    if (rc == NGX_DECLINED) {
+        return;
+    }
+
+    if (rc == NGX_AGAIN) {
+        ngx_icp_gate_cache_changed(ngx_icp_gate_cache, domain, hash);
+        return;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                   "icp_gate: \"%V\" changed in Redis, reading it again",
+                   domain);
+
+    r = ngx_alloc(sizeof(ngx_icp_gate_refresh_t), ngx_cycle->log);
+
+    if (r != NULL) {
+        r->read = ngx_current_msec;
+        r->hash = hash;
+        r->len = domain->len;
+        ngx_memcpy(r->data, domain->data, domain->len);
+
+        if (ngx_icp_gate_redis_get(domain, ngx_icp_gate_refresh_done, r)
+            == NGX_OK)
+        {
+            return;
+        }
+
+        ngx_free(r);
+    }
+
+    /* the next request reads it */
+
+    ngx_icp_gate_cache_expire(ngx_icp_gate_cache, domain, hash);
+    ngx_icp_gate_cache_changed(ngx_icp_gate_cache, domain, hash);
+}
+
+
+static void
+ngx_icp_gate_refresh_done(void *data, ngx_int_t rc, ngx_icp_gate_verdict_t *v)
+{
+    ngx_icp_gate_refresh_t  *r = data;
+
+    ngx_str_t  domain;
+
+    domain.data = r->data;
+    domain.len = r->len;
+
+    /* deleted, or not read: the next request looks it up afresh */
+
+    if (rc == NGX_OK) {
+        ngx_icp_gate_lookup_store(&domain, r->hash, v, 1, r->read);
+
+    } else {
+        ngx_icp_gate_cache_expire(ngx_icp_gate_cache, &domain, r->hash);
+    }
+
+    ngx_icp_gate_cache_changed(ngx_icp_gate_cache, &domain, r->hash);
+
+    ngx_free(r);
+}
+
+
+/* told that the domain changed: a wait for another node's answer ends */
+
+void
+ngx_icp_gate_lookup_changed(ngx_str_t *domain, uint32_t hash)
+{
+    ngx_icp_gate_flight_t  *f;
+
+    f = ngx_icp_gate_flight_find(domain, hash);
+
+    if (f == NULL || !f->owner || !f->fleet_wait || !f->event.timer_set) {
+        return;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                   "icp_gate: \"%V\" written by another node, looking now",
+                   domain);
+
+    ngx_del_timer(&f->event);
+    ngx_add_timer(&f->event, 0);
+}
+
+
 static void
 ngx_icp_gate_waiter_timeout(ngx_event_t *ev)
 {
@@ -564,6 +680,8 @@ ngx_icp_gate_flight_fetch(ngx_icp_gate_flight_t *f)
         return;
     }
 
+    f->read = ngx_current_msec;
+
     if (ngx_icp_gate_redis_get(&f->sn.str, ngx_icp_gate_flight_redis_done, f)
         != NGX_OK)
     {
@@ -658,6 +776,8 @@ ngx_icp_gate_flight_redis_done(void *data, ngx_int_t rc,
 static void
 ngx_icp_gate_flight_lock(ngx_icp_gate_flight_t *f)
 {
+    f->read = ngx_current_msec;
+
     if (ngx_icp_gate_redis_look_or_lock(&f->sn.str,
                                         ngx_icp_gate_fleet_lock_ttl(),
                                         ngx_icp_gate_flight_lock_done, f)
@@ -784,6 +904,21 @@ static void
 ngx_icp_gate_flight_store(ngx_icp_gate_flight_t *f, ngx_icp_gate_verdict_t *v,
     ngx_uint_t redis)
 {
+    /* one read before Redis told of a change is stored to be read again */
+
+    ngx_icp_gate_lookup_store(&f->sn.str, f->hash, v, redis,
+                              (redis && f->read) ? f->read : 0);
+
+    ngx_icp_gate_flight_finish(f, NGX_OK, v);
+}
+
+
+/* read: when the verdict was asked of Redis, 0 when it was not read there */
+
+static void
+ngx_icp_gate_lookup_store(ngx_str_t *domain, uint32_t hash,
+    ngx_icp_gate_verdict_t *v, ngx_uint_t redis, ngx_msec_t read)
+{
     time_t                       ttl, usable;
     ngx_msec_t                   fresh;
     ngx_icp_gate_lookup_conf_t  *lcf;
@@ -800,14 +935,12 @@ ngx_icp_gate_flight_store(ngx_icp_gate_flight_t *f, ngx_icp_gate_verdict_t *v,
     usable = (time_t) ((fresh + lcf->stale + 999) / 1000);
     usable = ngx_max(usable, ttl);
 
-    if (ngx_icp_gate_cache_store(ngx_icp_gate_cache, &f->sn.str, f->hash, v,
-                                 fresh, usable)
+    if (ngx_icp_gate_cache_store(ngx_icp_gate_cache, domain, hash, v,
+                                 fresh, usable, read)
         != NGX_OK)
     {
-        ngx_icp_gate_aside_put(&f->sn.str, f->hash, v, fresh);
+        ngx_icp_gate_aside_put(domain, hash, v, fresh);
     }
-
-    ngx_icp_gate_flight_finish(f, NGX_OK, v);
 }
 
 

@@ -57,6 +57,8 @@ ngx_int_t ngx_icp_gate_lookup(ngx_str_t *domain, uint32_t hash,
 ngx_int_t ngx_icp_gate_lookup_wait(ngx_str_t *domain, uint32_t hash,
     ngx_icp_gate_waiter_t *w, ngx_msec_t wait);
 void ngx_icp_gate_lookup_cancel(ngx_icp_gate_waiter_t *w);
+void ngx_icp_gate_lookup_refresh(ngx_str_t *domain, uint32_t hash);
+void ngx_icp_gate_lookup_changed(ngx_str_t *domain, uint32_t hash);
 
 
 #endif /* _NGX_ICP_GATE_LOOKUP_H_INCLUDED_ */

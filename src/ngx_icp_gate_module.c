@@ -12,6 +12,7 @@
 
 #include "ngx_icp_gate_module.h"
 #include "ngx_icp_gate_lookup.h"
+#include "ngx_icp_gate_watch.h"
 #include "ngx_icp_gate_cache.h"
 #include "ngx_icp_gate_domain.h"
 
@@ -486,6 +487,10 @@ ngx_icp_gate_init_worker(ngx_cycle_t *cycle)
 
     ngx_icp_gate_worker_ready = 1;
 
+    if (ngx_icp_gate_watch_init(cycle, &mcf->lookup) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_icp_gate_lookup_init(cycle, &mcf->lookup);
 }
 
@@ -494,6 +499,7 @@ static void
 ngx_icp_gate_exit_process(ngx_cycle_t *cycle)
 {
     if (ngx_icp_gate_worker_ready) {
+        ngx_icp_gate_watch_done();
         ngx_icp_gate_lookup_done();
     }
 }

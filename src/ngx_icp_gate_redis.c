@@ -15,6 +15,12 @@
  * command waited twice the timeout is closed and opened again.  Verdicts
  * that cannot be written wait in a bounded backlog, and go out once the
  * write connection answers.
+ *
+ * One worker of a node also listens for invalidations: Redis tells it of
+ * every change to a verdict's hash (CLIENT TRACKING ... BCAST, redirected
+ * to the same connection once it has subscribed to __redis__:invalidate,
+ * which works with RESP2); subscribing each second once more to a channel
+ * of its own, which Redis confirms, shows the channel is still there.
  */
 
 
@@ -53,6 +59,17 @@
 #define NGX_ICP_GATE_REDIS_BACKLOG_MAX   1024
 
 /*
+ * The invalidation channel: a beat each second; lost when a beat is not
+ * heard back this much past twice the timeout; asked again
+ * this long after a Redis that does not track keys said so
+ */
+#define NGX_ICP_GATE_REDIS_BEAT_EVERY    1000
+#define NGX_ICP_GATE_REDIS_BEAT_GRACE    2000
+#define NGX_ICP_GATE_REDIS_UNTRACKABLE   60000
+
+#define NGX_ICP_GATE_REDIS_CHANNEL       "__redis__:invalidate"
+
+/*
  * one line about timeouts at most this often (ms), the first of an episode
  * after a moment, so that it counts the commands that were late together
  */
@@ -62,6 +79,10 @@
 #define NGX_ICP_GATE_REDIS_SETUP         0
 #define NGX_ICP_GATE_REDIS_READ          1
 #define NGX_ICP_GATE_REDIS_WRITE         2
+
+#define NGX_ICP_GATE_REDIS_BEAT_LEN                                         \
+    (NGX_ICP_GATE_REDIS_PREFIX_MAX + sizeof("beat:")                          \
+     + NGX_ICP_GATE_REDIS_OWNER_LEN)
 
 
 /* no connection, or one after a failure that does not answer yet */
@@ -176,6 +197,22 @@ static void ngx_icp_gate_redis_lock_reply(redisAsyncContext *ac, void *r,
 static void ngx_icp_gate_redis_put_reply(redisAsyncContext *ac, void *r,
     void *privdata);
 
+static void ngx_icp_gate_redis_track_start(ngx_icp_gate_redis_conn_t *c);
+static ngx_int_t ngx_icp_gate_redis_track_send(ngx_icp_gate_redis_conn_t *c,
+    redisCallbackFn *fn, ngx_uint_t argc, const char **argv,
+    size_t *argvlen);
+static void ngx_icp_gate_redis_track_id_reply(redisAsyncContext *ac,
+    void *r, void *privdata);
+static void ngx_icp_gate_redis_track_on_reply(redisAsyncContext *ac,
+    void *r, void *privdata);
+static void ngx_icp_gate_redis_track_message(redisAsyncContext *ac,
+    void *r, void *privdata);
+static void ngx_icp_gate_redis_track_keys(redisReply *keys);
+static void ngx_icp_gate_redis_track_lost(void);
+static void ngx_icp_gate_redis_beat(ngx_event_t *ev);
+static ngx_int_t ngx_icp_gate_redis_subscribe(redisAsyncContext *ac,
+    ngx_uint_t all);
+
 static void ngx_icp_gate_redis_deadline(ngx_event_t *ev);
 static void ngx_icp_gate_redis_retry(ngx_event_t *ev);
 static void ngx_icp_gate_redis_report(ngx_event_t *ev);
@@ -193,6 +230,16 @@ static ngx_icp_gate_redis_conf_t   *ngx_icp_gate_redis_conf;
 static ngx_icp_gate_redis_conn_t    ngx_icp_gate_redis_rd;
 static ngx_icp_gate_redis_conn_t    ngx_icp_gate_redis_wr;
 static ngx_uint_t                   ngx_icp_gate_redis_exiting;
+
+/* the invalidation channel, in the worker that listens */
+static ngx_icp_gate_redis_conn_t    ngx_icp_gate_redis_tr;
+static ngx_event_t                  ngx_icp_gate_redis_beat_ev;
+static ngx_msec_t                   ngx_icp_gate_redis_tr_since;
+static ngx_msec_t                   ngx_icp_gate_redis_beat_sent;
+static ngx_uint_t                   ngx_icp_gate_redis_tracking;
+static ngx_uint_t                   ngx_icp_gate_redis_untrackable;
+static ngx_str_t                    ngx_icp_gate_redis_beat_channel;
+static u_char        ngx_icp_gate_redis_beat_name[NGX_ICP_GATE_REDIS_BEAT_LEN];
 
 static ngx_queue_t                  ngx_icp_gate_redis_backlog;
 static ngx_uint_t                   ngx_icp_gate_redis_backlog_n;
@@ -217,6 +264,7 @@ ngx_icp_gate_redis_parse(ngx_conf_t *cf, ngx_icp_gate_redis_conf_t *rcf)
 
     rcf->name = value[1];
     rcf->timeout = 1000;
+    rcf->tracking = 1;
 
     if (ngx_strncmp(value[1].data, "unix:", 5) == 0) {
         len = value[1].len - 5;
@@ -306,6 +354,16 @@ ngx_icp_gate_redis_parse(ngx_conf_t *cf, ngx_icp_gate_redis_conf_t *rcf)
             continue;
         }
 
+        if (ngx_strcmp(value[i].data, "tracking=on") == 0) {
+            rcf->tracking = 1;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "tracking=off") == 0) {
+            rcf->tracking = 0;
+            continue;
+        }
+
         goto invalid;
     }
 
@@ -324,6 +382,8 @@ invalid:
 ngx_int_t
 ngx_icp_gate_redis_init(ngx_cycle_t *cycle, ngx_icp_gate_redis_conf_t *rcf)
 {
+    u_char  *p;
+
     if (rcf->prefix.len > NGX_ICP_GATE_REDIS_PREFIX_MAX) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
                       "icp_gate: redis prefix is longer than %d bytes",
@@ -354,6 +414,34 @@ ngx_icp_gate_redis_init(ngx_cycle_t *cycle, ngx_icp_gate_redis_conf_t *rcf)
     ngx_icp_gate_redis_connect(&ngx_icp_gate_redis_rd);
     ngx_icp_gate_redis_connect(&ngx_icp_gate_redis_wr);
 
+    ngx_icp_gate_redis_tracking = 0;
+    ngx_icp_gate_redis_untrackable = 0;
+    ngx_icp_gate_redis_beat_sent = 0;
+
+    if (rcf->tracking && rcf->tracked) {
+        ngx_icp_gate_redis_conn_init(&ngx_icp_gate_redis_tr, "invalidations",
+                                     cycle->log);
+
+        /* the node's own channel, to hear its beats back */
+
+        p = ngx_cpymem(ngx_icp_gate_redis_beat_name, rcf->prefix.data,
+                       rcf->prefix.len);
+        p = ngx_cpymem(p, "beat:", sizeof("beat:") - 1);
+        p += ngx_icp_gate_redis_owner(p);
+
+        ngx_icp_gate_redis_beat_channel.data = ngx_icp_gate_redis_beat_name;
+        ngx_icp_gate_redis_beat_channel.len = p - ngx_icp_gate_redis_beat_name;
+
+        ngx_icp_gate_redis_beat_ev.handler = ngx_icp_gate_redis_beat;
+        ngx_icp_gate_redis_beat_ev.data = ngx_icp_gate_timer_ident;
+        ngx_icp_gate_redis_beat_ev.log = cycle->log;
+        ngx_icp_gate_redis_beat_ev.cancelable = 1;
+
+        ngx_icp_gate_redis_connect(&ngx_icp_gate_redis_tr);
+        ngx_add_timer(&ngx_icp_gate_redis_beat_ev,
+                      NGX_ICP_GATE_REDIS_BEAT_EVERY);
+    }
+
     return NGX_OK;
 }
 
@@ -378,8 +466,20 @@ ngx_icp_gate_redis_done(void)
         ngx_del_timer(&ngx_icp_gate_redis_report_ev);
     }
 
+    if (ngx_icp_gate_redis_beat_ev.timer_set) {
+        ngx_del_timer(&ngx_icp_gate_redis_beat_ev);
+    }
+
     ngx_icp_gate_redis_drop(&ngx_icp_gate_redis_rd);
     ngx_icp_gate_redis_drop(&ngx_icp_gate_redis_wr);
+
+    if (ngx_icp_gate_redis_conf->tracked) {
+        if (ngx_icp_gate_redis_tr.retry.timer_set) {
+            ngx_del_timer(&ngx_icp_gate_redis_tr.retry);
+        }
+
+        ngx_icp_gate_redis_drop(&ngx_icp_gate_redis_tr);
+    }
 
     while (!ngx_queue_empty(&ngx_icp_gate_redis_backlog)) {
         q = ngx_queue_head(&ngx_icp_gate_redis_backlog);
@@ -698,6 +798,11 @@ ngx_icp_gate_redis_connect(ngx_icp_gate_redis_conn_t *c)
     {
         /* a connection that skipped AUTH or SELECT must not be used */
         ngx_icp_gate_redis_drop(c);
+        return;
+    }
+
+    if (c == &ngx_icp_gate_redis_tr) {
+        ngx_icp_gate_redis_track_start(c);
     }
 }
 
@@ -770,6 +875,11 @@ ngx_icp_gate_redis_gone(ngx_icp_gate_redis_conn_t *c)
 
     if (c->timer.timer_set) {
         ngx_del_timer(&c->timer);
+    }
+
+    if (c == &ngx_icp_gate_redis_tr) {
+        ngx_icp_gate_redis_track_lost();
+        return;
     }
 
     if (c != &ngx_icp_gate_redis_wr) {
@@ -1568,6 +1678,409 @@ ngx_icp_gate_redis_put_reply(redisAsyncContext *ac, void *r, void *privdata)
 
 
 /*
+ * The invalidation channel's setup, after AUTH and SELECT: the
+ * connection's id, tracking of every verdict's hash redirected to that
+ * id, and, once Redis took that, the subscription that receives them
+ */
+
+static void
+ngx_icp_gate_redis_track_start(ngx_icp_gate_redis_conn_t *c)
+{
+    size_t       argvlen[2];
+    const char  *argv[2];
+
+    ngx_icp_gate_redis_tr_since = ngx_current_msec;
+    ngx_icp_gate_redis_beat_sent = 0;
+
+    argv[0] = "CLIENT";
+    argvlen[0] = sizeof("CLIENT") - 1;
+    argv[1] = "ID";
+    argvlen[1] = sizeof("ID") - 1;
+
+    if (ngx_icp_gate_redis_track_send(c, ngx_icp_gate_redis_track_id_reply,
+                                      2, argv, argvlen)
+        != NGX_OK)
+    {
+        ngx_icp_gate_redis_drop(c);
+    }
+}
+
+
+static ngx_int_t
+ngx_icp_gate_redis_track_send(ngx_icp_gate_redis_conn_t *c,
+    redisCallbackFn *fn, ngx_uint_t argc, const char **argv, size_t *argvlen)
+{
+    ngx_icp_gate_redis_cmd_t  *cmd;
+
+    /* a setup's deadline: a channel not set up in time is opened again */
+
+    cmd = ngx_icp_gate_redis_cmd(NGX_ICP_GATE_REDIS_SETUP);
+    if (cmd == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_icp_gate_redis_send(c, fn, cmd, argc, argv, argvlen) != NGX_OK) {
+        ngx_free(cmd);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_icp_gate_redis_track_id_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    u_char                     *p;
+    size_t                      argvlen[8];
+    const char                 *argv[8];
+    redisReply                 *reply = r;
+    ngx_icp_gate_redis_conn_t  *c;
+    ngx_icp_gate_redis_conf_t  *rcf;
+    u_char                      id[NGX_INT64_LEN];
+    u_char                      prefix[NGX_ICP_GATE_REDIS_KEY_LEN];
+
+    c = ac->data;
+    rcf = ngx_icp_gate_redis_conf;
+
+    ngx_icp_gate_redis_answered(c, reply);
+    ngx_icp_gate_redis_cmd_done(c, privdata);
+
+    if (reply == NULL || ac != c->ctx) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        /* a Redis before 5: as one that does not track keys */
+        ngx_icp_gate_redis_track_on_reply(ac, r, NULL);
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_INTEGER) {
+        ngx_icp_gate_redis_drop(c);
+        return;
+    }
+
+    /* only the verdicts' hashes: a lock's changes are no news */
+
+    argv[0] = "CLIENT";
+    argvlen[0] = sizeof("CLIENT") - 1;
+    argv[1] = "TRACKING";
+    argvlen[1] = sizeof("TRACKING") - 1;
+    argv[2] = "ON";
+    argvlen[2] = sizeof("ON") - 1;
+    argv[3] = "REDIRECT";
+    argvlen[3] = sizeof("REDIRECT") - 1;
+    argv[4] = (char *) id;
+    argvlen[4] = ngx_sprintf(id, "%L", (int64_t) reply->integer) - id;
+    argv[5] = "BCAST";
+    argvlen[5] = sizeof("BCAST") - 1;
+    argv[6] = "PREFIX";
+    argvlen[6] = sizeof("PREFIX") - 1;
+
+    p = ngx_cpymem(prefix, rcf->prefix.data, rcf->prefix.len);
+    p = ngx_cpymem(p, "domain:", sizeof("domain:") - 1);
+
+    argv[7] = (char *) prefix;
+    argvlen[7] = p - prefix;
+
+    if (ngx_icp_gate_redis_track_send(c, ngx_icp_gate_redis_track_on_reply,
+                                      8, argv, argvlen)
+        != NGX_OK)
+    {
+        ngx_icp_gate_redis_drop(c);
+    }
+}
+
+
+static void
+ngx_icp_gate_redis_track_on_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                 *reply = r;
+    ngx_icp_gate_redis_conn_t  *c;
+
+    c = ac->data;
+
+    if (privdata) {
+        ngx_icp_gate_redis_answered(c, reply);
+        ngx_icp_gate_redis_cmd_done(c, privdata);
+    }
+
+    if (reply == NULL || ac != c->ctx) {
+        return;
+    }
+
+    /*
+     * a Redis before 6, or a user without the right: the node keeps its
+     * copies icp_gate_local_ttl, as it would without the channel
+     */
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        if (!ngx_icp_gate_redis_untrackable) {
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "icp_gate: redis %V does not track keys (%s): "
+                          "changes reach this node only as its copies "
+                          "expire; asking again every %ds",
+                          &ngx_icp_gate_redis_conf->name, reply->str,
+                          NGX_ICP_GATE_REDIS_UNTRACKABLE / 1000);
+        }
+
+        ngx_icp_gate_redis_untrackable = 1;
+
+        ngx_icp_gate_redis_drop(c);
+
+        if (c->retry.timer_set) {
+            ngx_del_timer(&c->retry);
+        }
+
+        ngx_add_timer(&c->retry, NGX_ICP_GATE_REDIS_UNTRACKABLE);
+        return;
+    }
+
+    if (ngx_icp_gate_redis_subscribe(ac, 1) != NGX_OK) {
+        ngx_icp_gate_redis_drop(c);
+    }
+}
+
+
+/*
+ * To the invalidations and the node's own channel ("all"), or only to the
+ * latter again: Redis confirms each time, which is the channel's beat.  No
+ * record: the callback runs for every message to come.
+ */
+
+static ngx_int_t
+ngx_icp_gate_redis_subscribe(redisAsyncContext *ac, ngx_uint_t all)
+{
+    size_t       argvlen[3];
+    ngx_uint_t   argc;
+    const char  *argv[3];
+
+    argc = 0;
+
+    argv[argc] = "SUBSCRIBE";
+    argvlen[argc++] = sizeof("SUBSCRIBE") - 1;
+
+    if (all) {
+        argv[argc] = NGX_ICP_GATE_REDIS_CHANNEL;
+        argvlen[argc++] = sizeof(NGX_ICP_GATE_REDIS_CHANNEL) - 1;
+    }
+
+    argv[argc] = (char *) ngx_icp_gate_redis_beat_channel.data;
+    argvlen[argc++] = ngx_icp_gate_redis_beat_channel.len;
+
+    if (redisAsyncCommandArgv(ac, ngx_icp_gate_redis_track_message, NULL,
+                              (int) argc, argv, argvlen)
+        != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_icp_gate_redis_track_message(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                 *reply = r;
+    redisReply                 *kind, *channel;
+    ngx_icp_gate_redis_conn_t  *c;
+
+    c = ac->data;
+
+    /* the connection goes: its loss is told from ngx_icp_gate_redis_gone() */
+
+    if (reply == NULL || ac != c->ctx || ngx_icp_gate_redis_exiting) {
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[1]->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    kind = reply->element[0];
+    channel = reply->element[1];
+
+    c->answered = ngx_current_msec;
+
+    if ((size_t) channel->len == ngx_icp_gate_redis_beat_channel.len
+        && ngx_strncmp(channel->str, ngx_icp_gate_redis_beat_channel.data,
+                       channel->len) == 0)
+    {
+        ngx_icp_gate_redis_beat_sent = 0;
+
+        /* subscribed to both channels: every change is told from now on */
+
+        if (ngx_strcmp(kind->str, "subscribe") == 0
+            && !ngx_icp_gate_redis_tracking)
+        {
+            ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                          "icp_gate: redis %V tells this node of every "
+                          "change", &ngx_icp_gate_redis_conf->name);
+
+            c->backoff = 0;
+            ngx_icp_gate_redis_tracking = 1;
+            ngx_icp_gate_redis_untrackable = 0;
+
+            ngx_icp_gate_redis_conf->tracked(NGX_ICP_GATE_REDIS_TRACKED,
+                                             NULL);
+        }
+
+        return;
+    }
+
+    if (ngx_strcmp(kind->str, "message") != 0 || !ngx_icp_gate_redis_tracking)
+    {
+        return;
+    }
+
+    ngx_icp_gate_redis_track_keys(reply->element[2]);
+}
+
+
+/* an invalidation: one key (Redis 6.0), several, or none for a flush */
+
+static void
+ngx_icp_gate_redis_track_keys(redisReply *keys)
+{
+    size_t                      i, n, skip;
+    ngx_str_t                   domain;
+    redisReply                 *key, **list;
+    ngx_icp_gate_redis_conf_t  *rcf;
+
+    rcf = ngx_icp_gate_redis_conf;
+
+    if (keys->type == REDIS_REPLY_NIL) {
+        ngx_log_debug0(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                       "icp_gate: redis flushed every verdict");
+
+        rcf->tracked(NGX_ICP_GATE_REDIS_CHANGED, NULL);
+        return;
+    }
+
+    if (keys->type == REDIS_REPLY_ARRAY) {
+        list = keys->element;
+        n = keys->elements;
+
+    } else {
+        list = &keys;
+        n = 1;
+    }
+
+    skip = rcf->prefix.len + sizeof("domain:") - 1;
+
+    for (i = 0; i < n; i++) {
+        key = list[i];
+
+        if (key->type != REDIS_REPLY_STRING
+            || (size_t) key->len <= skip
+            || (size_t) key->len - skip > NGX_ICP_GATE_DOMAIN_LEN)
+        {
+            continue;
+        }
+
+        domain.data = (u_char *) key->str + skip;
+        domain.len = key->len - skip;
+
+        ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                       "icp_gate: redis says \"%V\" changed", &domain);
+
+        rcf->tracked(NGX_ICP_GATE_REDIS_CHANGED, &domain);
+    }
+}
+
+
+static void
+ngx_icp_gate_redis_track_lost(void)
+{
+    if (!ngx_icp_gate_redis_tracking) {
+        return;
+    }
+
+    ngx_icp_gate_redis_tracking = 0;
+
+    if (ngx_icp_gate_redis_exiting) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                  "icp_gate: redis %V invalidation channel lost: every "
+                  "copy of this node counts as stale until it is back",
+                  &ngx_icp_gate_redis_conf->name);
+
+    ngx_icp_gate_redis_conf->tracked(NGX_ICP_GATE_REDIS_UNTRACKED, NULL);
+}
+
+
+/*
+ * Each second: the channel is set up in time and hears its beats back, or
+ * is opened again; and while it is away and Redis answers reads, the node
+ * is told again that changes may go untold.
+ */
+
+static void
+ngx_icp_gate_redis_beat(ngx_event_t *ev)
+{
+    ngx_msec_t                  limit;
+    ngx_icp_gate_redis_conn_t  *c, *rd;
+
+    c = &ngx_icp_gate_redis_tr;
+    rd = &ngx_icp_gate_redis_rd;
+
+    if (ngx_icp_gate_redis_exiting) {
+        return;
+    }
+
+    limit = 2 * ngx_icp_gate_redis_conf->timeout
+            + NGX_ICP_GATE_REDIS_BEAT_GRACE;
+
+    if (c->ctx && !ngx_icp_gate_redis_tracking
+        && ngx_current_msec - ngx_icp_gate_redis_tr_since > limit)
+    {
+        ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                      "icp_gate: redis %V invalidation channel not set up "
+                      "in %Mms, opening it again",
+                      &ngx_icp_gate_redis_conf->name, limit);
+
+        ngx_icp_gate_redis_drop(c);
+
+    } else if (c->ctx && ngx_icp_gate_redis_beat_sent
+               && ngx_current_msec - ngx_icp_gate_redis_beat_sent > limit)
+    {
+        ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                      "icp_gate: redis %V invalidation channel silent for "
+                      "%Mms, opening it again",
+                      &ngx_icp_gate_redis_conf->name, limit);
+
+        ngx_icp_gate_redis_drop(c);
+
+    } else if (c->ctx && ngx_icp_gate_redis_tracking
+               && ngx_icp_gate_redis_beat_sent == 0
+               && ngx_icp_gate_redis_subscribe(c->ctx, 0) == NGX_OK)
+    {
+        ngx_icp_gate_redis_beat_sent = ngx_current_msec;
+    }
+
+    if (!ngx_icp_gate_redis_tracking && !ngx_icp_gate_redis_untrackable
+        && rd->ready
+        && ngx_current_msec - rd->answered
+           < NGX_ICP_GATE_REDIS_BEAT_EVERY + ngx_icp_gate_redis_conf->timeout)
+    {
+        ngx_icp_gate_redis_conf->tracked(NGX_ICP_GATE_REDIS_UNTRACKED, NULL);
+    }
+
+    ngx_add_timer(ev, NGX_ICP_GATE_REDIS_BEAT_EVERY);
+}
+
+
+/*
  * The commands' deadlines: a read past it fails now, and the lookup goes
  * on without it.  A connection whose setup is late is closed and opened
  * again, and so is the read connection whose oldest command waited twice
@@ -1590,7 +2103,12 @@ ngx_icp_gate_redis_deadline(ngx_event_t *ev)
     c = (ngx_icp_gate_redis_conn_t *)
             ((u_char *) ev - offsetof(ngx_icp_gate_redis_conn_t, timer));
 
-    if (ngx_queue_empty(&c->cmds)) {
+    /*
+     * the invalidation channel waits for nothing: a slow setup is given
+     * the beat's time (ngx_icp_gate_redis_beat), and is not counted
+     */
+
+    if (ngx_queue_empty(&c->cmds) || c == &ngx_icp_gate_redis_tr) {
         return;
     }
 

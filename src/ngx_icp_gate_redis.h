@@ -22,6 +22,22 @@ typedef void (*ngx_icp_gate_redis_unwritten_pt)(ngx_str_t *domain,
     ngx_icp_gate_verdict_t *v, time_t ttl);
 
 
+/*
+ * What the invalidation channel tells the worker that listens to it:
+ * NGX_ICP_GATE_REDIS_TRACKED, every change from now on is told;
+ * NGX_ICP_GATE_REDIS_UNTRACKED, a change may have gone untold (told when
+ * the channel is lost, and each second while Redis answers without it);
+ * NGX_ICP_GATE_REDIS_CHANGED, a domain's hash changed (domain NULL: every
+ * one, the database was flushed)
+ */
+#define NGX_ICP_GATE_REDIS_TRACKED     0
+#define NGX_ICP_GATE_REDIS_UNTRACKED   1
+#define NGX_ICP_GATE_REDIS_CHANGED     2
+
+typedef void (*ngx_icp_gate_redis_tracked_pt)(ngx_uint_t event,
+    ngx_str_t *domain);
+
+
 typedef struct {
     ngx_str_t                   name;       /* as configured, for logs */
     ngx_str_t                   host;       /* an address: never resolved */
@@ -31,9 +47,13 @@ typedef struct {
     ngx_str_t                   password;
     ngx_msec_t                  timeout;
     ngx_str_t                   prefix;
+    ngx_flag_t                  tracking;   /* invalidations asked for */
 
     /* the caller's, set before ngx_icp_gate_redis_init() */
     ngx_icp_gate_redis_unwritten_pt  unwritten;
+
+    /* the worker that listens to invalidations; NULL in the others */
+    ngx_icp_gate_redis_tracked_pt    tracked;
 } ngx_icp_gate_redis_conf_t;
 
 

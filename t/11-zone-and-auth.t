@@ -11,7 +11,8 @@ use IcpGate::Conf;
 
 my $t = IcpGate::Test->gated(
     redis => 1, api_default => 'filed', nginx => 0,
-    conf => { redis => 'icp_gate_redis 127.0.0.1:%%REDIS_PORT%% db=3 password=s3cret;',
+    # tracking=off: a hash deleted in Redis would be read again at once
+    conf => { redis => 'icp_gate_redis 127.0.0.1:%%REDIS_PORT%% db=3 password=s3cret tracking=off;',
               main => 'icp_gate_zone small:32k;' });
 $t->redis(qw(CONFIG SET requirepass s3cret));
 $t->start_nginx;

@@ -13,7 +13,7 @@ my %layer = (
     verdict => 0, socket => 0, throttle => 0,
     cache   => 1, redis  => 1, api => 1, domain => 1,
     lookup  => 2,
-    judge   => 3,
+    judge   => 3, watch  => 3,
     module  => 4, conf   => 4, log => 4,
 );
 

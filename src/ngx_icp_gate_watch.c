@@ -1,0 +1,173 @@
+
+/*
+ * Copyright (C) icp_gate authors
+ *
+ * One worker of a node listens to Redis's invalidations (one connection
+ * a node, whatever its number of workers): it reads a changed domain's
+ * verdict again into the shared zone, and the zone tells every worker,
+ * which looks for news a few times a second with one read of shared
+ * memory.  A worker hands each changed domain to its watchers: the
+ * protocol modules check their live sessions on it again.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+
+#include "ngx_icp_gate_watch.h"
+#include "ngx_icp_gate_cache.h"
+#include "ngx_icp_gate_socket.h"
+
+
+/* how often a worker looks for changed domains (ms) */
+#define NGX_ICP_GATE_WATCH_EVERY     50
+
+#define NGX_ICP_GATE_WATCHERS        4
+
+
+static void ngx_icp_gate_watch_tracked(ngx_uint_t event, ngx_str_t *domain);
+static void ngx_icp_gate_watch_poll(ngx_event_t *ev);
+static void ngx_icp_gate_watch_changed(void *data, ngx_str_t *domain);
+
+
+#if (NGX_DEBUG)
+static ngx_str_t  ngx_icp_gate_watch_any = ngx_string("any domain");
+#endif
+
+
+static ngx_icp_gate_cache_t   *ngx_icp_gate_watch_cache;
+static ngx_event_t             ngx_icp_gate_watch_ev;
+static ngx_uint_t              ngx_icp_gate_watch_seen;
+static ngx_icp_gate_watch_pt   ngx_icp_gate_watchers[NGX_ICP_GATE_WATCHERS];
+static ngx_uint_t              ngx_icp_gate_nwatchers;
+
+
+/* before ngx_icp_gate_lookup_init(), which opens the channel */
+
+ngx_int_t
+ngx_icp_gate_watch_init(ngx_cycle_t *cycle, ngx_icp_gate_lookup_conf_t *lcf)
+{
+    ngx_icp_gate_watch_cache = NULL;
+
+    if (lcf->redis.name.len == 0 || !lcf->redis.tracking) {
+        return NGX_OK;
+    }
+
+    ngx_icp_gate_watch_cache = lcf->zone->data;
+
+    /* what changed before this worker started is in the zone already */
+
+    ngx_icp_gate_cache_changes(ngx_icp_gate_watch_cache,
+                               &ngx_icp_gate_watch_seen, NULL, NULL);
+
+    if (ngx_worker == 0) {
+        lcf->redis.tracked = ngx_icp_gate_watch_tracked;
+    }
+
+    ngx_icp_gate_watch_ev.handler = ngx_icp_gate_watch_poll;
+    ngx_icp_gate_watch_ev.data = ngx_icp_gate_timer_ident;
+    ngx_icp_gate_watch_ev.log = cycle->log;
+    ngx_icp_gate_watch_ev.cancelable = 1;
+
+    ngx_add_timer(&ngx_icp_gate_watch_ev, NGX_ICP_GATE_WATCH_EVERY);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_icp_gate_watch_done(void)
+{
+    if (ngx_icp_gate_watch_ev.timer_set) {
+        ngx_del_timer(&ngx_icp_gate_watch_ev);
+    }
+
+    ngx_icp_gate_watch_cache = NULL;
+}
+
+
+/* once per handler: a reload without a master registers again */
+
+ngx_int_t
+ngx_icp_gate_watch_add(ngx_icp_gate_watch_pt handler)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < ngx_icp_gate_nwatchers; i++) {
+        if (ngx_icp_gate_watchers[i] == handler) {
+            return NGX_OK;
+        }
+    }
+
+    if (ngx_icp_gate_nwatchers == NGX_ICP_GATE_WATCHERS) {
+        return NGX_ERROR;
+    }
+
+    ngx_icp_gate_watchers[ngx_icp_gate_nwatchers++] = handler;
+
+    return NGX_OK;
+}
+
+
+/*
+ * In the worker that listens.  Without the channel every copy may be out
+ * of date: each is refreshed when next used (and it answers meanwhile),
+ * once when the channel is back and each second while Redis answers
+ * without it.
+ */
+
+static void
+ngx_icp_gate_watch_tracked(ngx_uint_t event, ngx_str_t *domain)
+{
+    if (ngx_icp_gate_watch_cache == NULL) {
+        return;
+    }
+
+    if (event == NGX_ICP_GATE_REDIS_CHANGED && domain != NULL) {
+        ngx_icp_gate_lookup_refresh(domain,
+                                    ngx_icp_gate_hash(domain->data,
+                                                      domain->len));
+        return;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                   "icp_gate: every copy expires: %s",
+                   event == NGX_ICP_GATE_REDIS_TRACKED ? "channel set up"
+                   : event == NGX_ICP_GATE_REDIS_UNTRACKED ? "no channel"
+                   : "Redis flushed");
+
+    ngx_icp_gate_cache_expire_all(ngx_icp_gate_watch_cache);
+}
+
+
+static void
+ngx_icp_gate_watch_poll(ngx_event_t *ev)
+{
+    ngx_icp_gate_cache_changes(ngx_icp_gate_watch_cache,
+                               &ngx_icp_gate_watch_seen,
+                               ngx_icp_gate_watch_changed, NULL);
+
+    ngx_add_timer(ev, NGX_ICP_GATE_WATCH_EVERY);
+}
+
+
+static void
+ngx_icp_gate_watch_changed(void *data, ngx_str_t *domain)
+{
+    ngx_uint_t  i;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                   "icp_gate: \"%V\" changed, telling the watchers",
+                   domain ? domain : &ngx_icp_gate_watch_any);
+
+    if (domain) {
+        ngx_icp_gate_lookup_changed(domain,
+                                    ngx_icp_gate_hash(domain->data,
+                                                      domain->len));
+    }
+
+    for (i = 0; i < ngx_icp_gate_nwatchers; i++) {
+        ngx_icp_gate_watchers[i](domain);
+    }
+}
