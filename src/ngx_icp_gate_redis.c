@@ -33,6 +33,7 @@
 #include "ngx_icp_gate_redis.h"
 #include "ngx_icp_gate_throttle.h"
 #include "ngx_icp_gate_socket.h"
+#include "ngx_icp_gate_resolve.h"
 
 
 #define NGX_ICP_GATE_REDIS_BACKOFF_MIN   100
@@ -113,6 +114,7 @@ typedef struct {
 
 typedef struct {
     redisAsyncContext          *ctx;
+    ngx_icp_gate_resolve_t     *resolving;  /* its host name, before */
     char                       *role;       /* for logs */
     ngx_queue_t                 cmds;
     ngx_event_t                 timer;      /* the next deadline */
@@ -148,9 +150,14 @@ typedef struct {
 static void ngx_icp_gate_redis_conn_init(ngx_icp_gate_redis_conn_t *c,
     char *role, ngx_log_t *log);
 static void ngx_icp_gate_redis_connect(ngx_icp_gate_redis_conn_t *c);
+static void ngx_icp_gate_redis_resolved(void *data, ngx_int_t rc,
+    ngx_str_t *addr);
+static void ngx_icp_gate_redis_connect_to(ngx_icp_gate_redis_conn_t *c,
+    char *host);
 static ngx_int_t ngx_icp_gate_redis_setup(ngx_icp_gate_redis_conn_t *c,
     char *command, ngx_str_t *arg);
 static void ngx_icp_gate_redis_drop(ngx_icp_gate_redis_conn_t *c);
+static void ngx_icp_gate_redis_forget(ngx_icp_gate_redis_conn_t *c);
 static void ngx_icp_gate_redis_gone(ngx_icp_gate_redis_conn_t *c);
 static void ngx_icp_gate_redis_schedule(ngx_icp_gate_redis_conn_t *c);
 static ngx_int_t ngx_icp_gate_redis_send(ngx_icp_gate_redis_conn_t *c,
@@ -304,13 +311,27 @@ ngx_icp_gate_redis_parse(ngx_conf_t *cf, ngx_icp_gate_redis_conf_t *rcf)
             return "names no address";
         }
 
-        p = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
+        /*
+         * a host name is kept, and resolved again, without blocking, for
+         * each connection (ngx_icp_gate_redis_connect): the address of a
+         * Redis that moves is followed
+         */
+
+        p = ngx_pnalloc(cf->pool, ngx_max(u.host.len, NGX_SOCKADDR_STRLEN)
+                                  + 1);
         if (p == NULL) {
             return NGX_CONF_ERROR;
         }
 
-        len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen, p,
-                            NGX_SOCKADDR_STRLEN, 0);
+        if (ngx_icp_gate_resolve_needed(&u.host)) {
+            len = ngx_cpymem(p, u.host.data, u.host.len) - p;
+            rcf->resolve = 1;
+
+        } else {
+            len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen, p,
+                                NGX_SOCKADDR_STRLEN, 0);
+        }
+
         p[len] = '\0';
 
         rcf->host.data = p;
@@ -469,6 +490,10 @@ ngx_icp_gate_redis_done(void)
     if (ngx_icp_gate_redis_beat_ev.timer_set) {
         ngx_del_timer(&ngx_icp_gate_redis_beat_ev);
     }
+
+    ngx_icp_gate_redis_forget(&ngx_icp_gate_redis_rd);
+    ngx_icp_gate_redis_forget(&ngx_icp_gate_redis_wr);
+    ngx_icp_gate_redis_forget(&ngx_icp_gate_redis_tr);
 
     ngx_icp_gate_redis_drop(&ngx_icp_gate_redis_rd);
     ngx_icp_gate_redis_drop(&ngx_icp_gate_redis_wr);
@@ -721,6 +746,58 @@ ngx_icp_gate_redis_conn_init(ngx_icp_gate_redis_conn_t *c, char *role,
 static void
 ngx_icp_gate_redis_connect(ngx_icp_gate_redis_conn_t *c)
 {
+    ngx_icp_gate_redis_conf_t  *rcf;
+
+    rcf = ngx_icp_gate_redis_conf;
+
+    if (!rcf->resolve) {
+        ngx_icp_gate_redis_connect_to(c, (char *) rcf->host.data);
+        return;
+    }
+
+    if (c->resolving) {
+        return;
+    }
+
+    c->resolving = ngx_icp_gate_resolve(&rcf->host, rcf->timeout,
+                                        ngx_icp_gate_redis_resolved, c);
+
+    if (c->resolving == NULL) {
+        ngx_icp_gate_redis_schedule(c);
+    }
+}
+
+
+static void
+ngx_icp_gate_redis_resolved(void *data, ngx_int_t rc, ngx_str_t *addr)
+{
+    ngx_icp_gate_redis_conn_t  *c = data;
+
+    u_char  host[NGX_SOCKADDR_STRLEN + 1];
+
+    c->resolving = NULL;
+
+    if (ngx_icp_gate_redis_exiting) {
+        return;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_icp_gate_redis_schedule(c);
+        return;
+    }
+
+    ngx_memcpy(host, addr->data, addr->len);
+    host[addr->len] = '\0';
+
+    ngx_icp_gate_redis_connect_to(c, (char *) host);
+}
+
+
+/* host: an address, NUL-terminated; unused with a unix socket */
+
+static void
+ngx_icp_gate_redis_connect_to(ngx_icp_gate_redis_conn_t *c, char *host)
+{
     ngx_str_t                   number;
     ngx_connection_t           *nc;
     redisAsyncContext          *ac;
@@ -733,7 +810,7 @@ ngx_icp_gate_redis_connect(ngx_icp_gate_redis_conn_t *c)
         ac = redisAsyncConnectUnix((char *) rcf->path.data);
 
     } else {
-        ac = redisAsyncConnect((char *) rcf->host.data, rcf->port);
+        ac = redisAsyncConnect(host, rcf->port);
     }
 
     if (ac == NULL) {
@@ -858,6 +935,18 @@ ngx_icp_gate_redis_drop(ngx_icp_gate_redis_conn_t *c)
     }
 
     ngx_icp_gate_redis_schedule(c);
+}
+
+
+/* a resolution under way is no longer waited for: the worker exits */
+
+static void
+ngx_icp_gate_redis_forget(ngx_icp_gate_redis_conn_t *c)
+{
+    if (c->resolving) {
+        ngx_icp_gate_resolve_cancel(c->resolving);
+        c->resolving = NULL;
+    }
 }
 
 
@@ -2202,7 +2291,9 @@ ngx_icp_gate_redis_retry(ngx_event_t *ev)
     c = (ngx_icp_gate_redis_conn_t *)
             ((u_char *) ev - offsetof(ngx_icp_gate_redis_conn_t, retry));
 
-    if (c->ctx == NULL && !ngx_icp_gate_redis_exiting) {
+    if (c->ctx == NULL && c->resolving == NULL
+        && !ngx_icp_gate_redis_exiting)
+    {
         ngx_icp_gate_redis_connect(c);
     }
 }

@@ -40,8 +40,9 @@ typedef void (*ngx_icp_gate_redis_tracked_pt)(ngx_uint_t event,
 
 typedef struct {
     ngx_str_t                   name;       /* as configured, for logs */
-    ngx_str_t                   host;       /* an address: never resolved */
+    ngx_str_t                   host;       /* NUL-terminated */
     in_port_t                   port;
+    ngx_flag_t                  resolve;    /* host is a name */
     ngx_str_t                   path;       /* unix socket */
     ngx_uint_t                  db;
     ngx_str_t                   password;

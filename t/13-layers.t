@@ -10,7 +10,7 @@ my $repo = "$FindBin::Bin/..";
 
 # src/ngx_icp_gate_NAME.{c,h} => layer; the protocol modules are above all
 my %layer = (
-    verdict => 0, socket => 0, throttle => 0,
+    verdict => 0, socket => 0, throttle => 0, resolve => 0,
     cache   => 1, redis  => 1, api => 1, domain => 1,
     lookup  => 2,
     judge   => 3, watch  => 3,

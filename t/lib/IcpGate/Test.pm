@@ -122,18 +122,21 @@ sub _free_port($self) {
 
 sub redis_port($self) { $self->port('redis') }
 
-sub start_redis($self) {
+# %o: bind => ADDRESS (127.0.0.1)
+sub start_redis($self, %o) {
     die "redis already started" if $self->{redis_pid};
     my $port = $self->redis_port;
+    my $host = $self->{redis_host} = $o{bind} // '127.0.0.1';
     my $log  = "$self->{dir}/redis.log";
     my $pid  = $self->_spawn($log,
-        'redis-server', '--port', $port, '--bind', '127.0.0.1',
+        'redis-server', '--port', $port, '--bind', $host,
         '--save', '', '--appendonly', 'no', '--daemonize', 'no',
         '--dir', $self->{dir});
     $self->{redis_pid} = $pid;
 
     return $self->_await_service('redis-server', $pid, $log, 5, sub {
-        my (undef, $out) = _run(cmd => ['redis-cli', '-p', $port, 'ping'],
+        my (undef, $out) = _run(cmd => ['redis-cli', '-h', $host, '-p', $port,
+                                        'ping'],
                                 stderr => 'null');
         return $out eq "PONG\n";
     });
@@ -144,7 +147,8 @@ sub stop_redis($self) { $self->_stop_service('redis_pid') }
 # redis-cli -p PORT --raw ARGS...; stdout without its final newline, or lines.
 sub redis($self, @args) {
     my (undef, $out) = _run(
-        cmd    => ['redis-cli', '-p', $self->redis_port, '--raw', @args],
+        cmd    => ['redis-cli', '-h', $self->{redis_host} // '127.0.0.1',
+                   '-p', $self->redis_port, '--raw', @args],
         stderr => 'keep',
     );
     chomp $out;
