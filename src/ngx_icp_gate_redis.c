@@ -27,10 +27,8 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_event.h>
-#include <hiredis/hiredis.h>
-#include <hiredis/async.h>
-
 #include "ngx_icp_gate_redis.h"
+#include "ngx_icp_gate_hiredis.h"
 #include "ngx_icp_gate_throttle.h"
 #include "ngx_icp_gate_socket.h"
 #include "ngx_icp_gate_resolve.h"
@@ -223,14 +221,7 @@ static ngx_int_t ngx_icp_gate_redis_subscribe(redisAsyncContext *ac,
 static void ngx_icp_gate_redis_deadline(ngx_event_t *ev);
 static void ngx_icp_gate_redis_retry(ngx_event_t *ev);
 static void ngx_icp_gate_redis_report(ngx_event_t *ev);
-static void ngx_icp_gate_redis_read_handler(ngx_event_t *rev);
-static void ngx_icp_gate_redis_write_handler(ngx_event_t *wev);
 
-static void ngx_icp_gate_redis_add_read(void *privdata);
-static void ngx_icp_gate_redis_del_read(void *privdata);
-static void ngx_icp_gate_redis_add_write(void *privdata);
-static void ngx_icp_gate_redis_del_write(void *privdata);
-static void ngx_icp_gate_redis_cleanup(void *privdata);
 
 
 static ngx_icp_gate_redis_conf_t   *ngx_icp_gate_redis_conf;
@@ -799,7 +790,6 @@ static void
 ngx_icp_gate_redis_connect_to(ngx_icp_gate_redis_conn_t *c, char *host)
 {
     ngx_str_t                   number;
-    ngx_connection_t           *nc;
     redisAsyncContext          *ac;
     ngx_icp_gate_redis_conf_t  *rcf;
     u_char                      db[NGX_INT_T_LEN];
@@ -829,22 +819,11 @@ ngx_icp_gate_redis_connect_to(ngx_icp_gate_redis_conn_t *c, char *host)
         return;
     }
 
-    nc = ngx_icp_gate_socket_wrap(ac->c.fd, ngx_icp_gate_redis_read_handler,
-                                  ngx_icp_gate_redis_write_handler, ac);
-    if (nc == NULL) {
+    if (ngx_icp_gate_hiredis_attach(ac) != NGX_OK) {
         redisAsyncFree(ac);
         ngx_icp_gate_redis_schedule(c);
         return;
     }
-
-    /* before the connect callback: hiredis 0.14 adds a write event there */
-
-    ac->ev.data = nc;
-    ac->ev.addRead = ngx_icp_gate_redis_add_read;
-    ac->ev.delRead = ngx_icp_gate_redis_del_read;
-    ac->ev.addWrite = ngx_icp_gate_redis_add_write;
-    ac->ev.delWrite = ngx_icp_gate_redis_del_write;
-    ac->ev.cleanup = ngx_icp_gate_redis_cleanup;
 
     ac->data = c;
 
@@ -2296,67 +2275,4 @@ ngx_icp_gate_redis_retry(ngx_event_t *ev)
     {
         ngx_icp_gate_redis_connect(c);
     }
-}
-
-
-static void
-ngx_icp_gate_redis_read_handler(ngx_event_t *rev)
-{
-    ngx_connection_t  *c = rev->data;
-
-    redisAsyncHandleRead(c->data);
-}
-
-
-static void
-ngx_icp_gate_redis_write_handler(ngx_event_t *wev)
-{
-    ngx_connection_t  *c = wev->data;
-
-    redisAsyncHandleWrite(c->data);
-}
-
-
-static void
-ngx_icp_gate_redis_add_read(void *privdata)
-{
-    ngx_connection_t  *c = privdata;
-
-    ngx_icp_gate_socket_want(c->read, 1);
-}
-
-
-static void
-ngx_icp_gate_redis_del_read(void *privdata)
-{
-    ngx_connection_t  *c = privdata;
-
-    ngx_icp_gate_socket_want(c->read, 0);
-}
-
-
-static void
-ngx_icp_gate_redis_add_write(void *privdata)
-{
-    ngx_connection_t  *c = privdata;
-
-    ngx_icp_gate_socket_want(c->write, 1);
-}
-
-
-static void
-ngx_icp_gate_redis_del_write(void *privdata)
-{
-    ngx_connection_t  *c = privdata;
-
-    ngx_icp_gate_socket_want(c->write, 0);
-}
-
-
-/* hiredis closes the socket after this, while it is still open */
-
-static void
-ngx_icp_gate_redis_cleanup(void *privdata)
-{
-    ngx_icp_gate_socket_release(privdata, 0);
 }

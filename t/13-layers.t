@@ -10,11 +10,12 @@ my $repo = "$FindBin::Bin/..";
 
 # src/ngx_icp_gate_NAME.{c,h} => layer; the protocol modules are above all
 my %layer = (
-    verdict => 0, socket => 0, throttle => 0, resolve => 0,
-    cache   => 1, redis  => 1, api => 1, domain => 1,
-    lookup  => 2,
-    judge   => 3, watch  => 3,
-    module  => 4, conf   => 4, log => 4,
+    verdict => 0, socket => 0, throttle => 0,
+    hiredis => 1, resolve => 1,
+    cache   => 2, redis  => 2, api => 2, domain => 2,
+    lookup  => 3,
+    judge   => 4, watch  => 4,
+    module  => 5, conf   => 5, log => 5,
 );
 
 # the one dependency within a layer: the gate directives start the engine
@@ -26,7 +27,7 @@ my %seen;
 for my $path (@files) {
     my ($file) = $path =~ m{([^/]+)$};
     my ($name) = $file =~ /^ngx_icp_gate_(\w+)\.[ch]$/;
-    my $level = defined $name ? $layer{$name} : 5;
+    my $level = defined $name ? $layer{$name} : 6;
 
     ok defined $level, "$file has a layer" or next;
     $seen{$name} = 1 if defined $name;
