@@ -107,6 +107,7 @@ typedef struct {
     void                       *data;
     ngx_icp_gate_redis_write_t *write;      /* a write's */
     unsigned                    late:1;     /* past its deadline, counted */
+    unsigned                    role:1;     /* a ROLE: must say master */
 } ngx_icp_gate_redis_cmd_t;
 
 
@@ -125,7 +126,9 @@ typedef struct {
 
     /* commands a lost connection took with it: hiredis fails them first */
     ngx_uint_t                  lost;
+    in_port_t                   port;       /* of the host resolved */
     unsigned                    ready:1;    /* its setup was answered */
+    unsigned                    waiting:1;  /* for the sentinels' answer */
 } ngx_icp_gate_redis_conn_t;
 
 
@@ -151,7 +154,9 @@ static void ngx_icp_gate_redis_connect(ngx_icp_gate_redis_conn_t *c);
 static void ngx_icp_gate_redis_resolved(void *data, ngx_int_t rc,
     ngx_str_t *addr);
 static void ngx_icp_gate_redis_connect_to(ngx_icp_gate_redis_conn_t *c,
-    char *host);
+    char *host, in_port_t port);
+static void ngx_icp_gate_redis_master_is(ngx_str_t *host, in_port_t port);
+static void ngx_icp_gate_redis_master_lost(void);
 static ngx_int_t ngx_icp_gate_redis_setup(ngx_icp_gate_redis_conn_t *c,
     char *command, ngx_str_t *arg);
 static void ngx_icp_gate_redis_drop(ngx_icp_gate_redis_conn_t *c);
@@ -229,6 +234,11 @@ static ngx_icp_gate_redis_conn_t    ngx_icp_gate_redis_rd;
 static ngx_icp_gate_redis_conn_t    ngx_icp_gate_redis_wr;
 static ngx_uint_t                   ngx_icp_gate_redis_exiting;
 
+/* the master the sentinels named, with Sentinel */
+static u_char         ngx_icp_gate_redis_master[NGX_MAXHOSTNAMELEN + 1];
+static ngx_str_t                    ngx_icp_gate_redis_master_host;
+static in_port_t                    ngx_icp_gate_redis_master_port;
+
 /* the invalidation channel, in the worker that listens */
 static ngx_icp_gate_redis_conn_t    ngx_icp_gate_redis_tr;
 static ngx_event_t                  ngx_icp_gate_redis_beat_ev;
@@ -264,6 +274,13 @@ ngx_icp_gate_redis_parse(ngx_conf_t *cf, ngx_icp_gate_redis_conf_t *rcf)
     rcf->timeout = 1000;
     rcf->tracking = 1;
 
+    /* with Sentinel, no address: the sentinels tell it */
+
+    if (ngx_strncmp(value[1].data, "sentinel=", 9) == 0) {
+        i = 1;
+        goto parameters;
+    }
+
     if (ngx_strncmp(value[1].data, "unix:", 5) == 0) {
         len = value[1].len - 5;
 
@@ -286,7 +303,7 @@ ngx_icp_gate_redis_parse(ngx_conf_t *cf, ngx_icp_gate_redis_conf_t *rcf)
         u.url = value[1];
         u.default_port = 6379;
 
-        /* resolved here, once: hiredis would block the worker on a name */
+        /* a name must resolve when nginx starts, as proxy_pass's does */
 
         if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
             if (u.err) {
@@ -330,7 +347,50 @@ ngx_icp_gate_redis_parse(ngx_conf_t *cf, ngx_icp_gate_redis_conf_t *rcf)
         rcf->port = u.port;
     }
 
-    for (i = 2; i < cf->args->nelts; i++) {
+    i = 2;
+
+parameters:
+
+    for ( /* void */ ; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "sentinel=", 9) == 0) {
+            if (rcf->host.len || rcf->path.len) {
+                goto invalid;
+            }
+
+            s.data = value[i].data + 9;
+            s.len = value[i].len - 9;
+
+            if (ngx_icp_gate_sentinel_parse(cf, &s, &rcf->sentinel)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "master=", 7) == 0) {
+            rcf->sentinel.master.data = value[i].data + 7;
+            rcf->sentinel.master.len = value[i].len - 7;
+
+            if (rcf->sentinel.master.len == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "sentinel_password=", 18) == 0) {
+            rcf->sentinel.password.data = value[i].data + 18;
+            rcf->sentinel.password.len = value[i].len - 18;
+
+            if (rcf->sentinel.password.len == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
 
         if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
             n = ngx_atoi(value[i].data + 3, value[i].len - 3);
@@ -379,6 +439,20 @@ ngx_icp_gate_redis_parse(ngx_conf_t *cf, ngx_icp_gate_redis_conf_t *rcf)
         goto invalid;
     }
 
+    if (rcf->sentinel.naddrs == 0 && rcf->sentinel.master.len == 0) {
+        return NGX_CONF_OK;
+    }
+
+    if (rcf->sentinel.naddrs == 0 || rcf->sentinel.master.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"icp_gate_redis\" needs both sentinel= and "
+                           "master= to find Redis through Sentinel");
+        return NGX_CONF_ERROR;
+    }
+
+    rcf->name = rcf->sentinel.master;
+    rcf->sentinel.timeout = rcf->timeout;
+
     return NGX_CONF_OK;
 
 invalid:
@@ -418,6 +492,13 @@ ngx_icp_gate_redis_init(ngx_cycle_t *cycle, ngx_icp_gate_redis_conf_t *rcf)
     ngx_icp_gate_redis_report_ev.data = ngx_icp_gate_timer_ident;
     ngx_icp_gate_redis_report_ev.log = cycle->log;
     ngx_icp_gate_redis_report_ev.cancelable = 1;
+
+    ngx_icp_gate_redis_master_host.len = 0;
+
+    if (rcf->sentinel.naddrs) {
+        ngx_icp_gate_sentinel_init(&rcf->sentinel,
+                                   ngx_icp_gate_redis_master_is);
+    }
 
     ngx_icp_gate_redis_conn_init(&ngx_icp_gate_redis_rd, "reads", cycle->log);
     ngx_icp_gate_redis_conn_init(&ngx_icp_gate_redis_wr, "writes",
@@ -480,6 +561,10 @@ ngx_icp_gate_redis_done(void)
 
     if (ngx_icp_gate_redis_beat_ev.timer_set) {
         ngx_del_timer(&ngx_icp_gate_redis_beat_ev);
+    }
+
+    if (ngx_icp_gate_redis_conf->sentinel.naddrs) {
+        ngx_icp_gate_sentinel_done();
     }
 
     ngx_icp_gate_redis_forget(&ngx_icp_gate_redis_rd);
@@ -737,12 +822,34 @@ ngx_icp_gate_redis_conn_init(ngx_icp_gate_redis_conn_t *c, char *role,
 static void
 ngx_icp_gate_redis_connect(ngx_icp_gate_redis_conn_t *c)
 {
+    ngx_str_t                  *host;
+    ngx_flag_t                  resolve;
     ngx_icp_gate_redis_conf_t  *rcf;
 
     rcf = ngx_icp_gate_redis_conf;
 
-    if (!rcf->resolve) {
-        ngx_icp_gate_redis_connect_to(c, (char *) rcf->host.data);
+    if (rcf->sentinel.naddrs) {
+
+        if (ngx_icp_gate_redis_master_host.len == 0) {
+            c->waiting = 1;
+            ngx_icp_gate_sentinel_ask();
+            return;
+        }
+
+        host = &ngx_icp_gate_redis_master_host;
+        c->port = ngx_icp_gate_redis_master_port;
+        resolve = ngx_icp_gate_resolve_needed(host);
+
+    } else {
+        host = &rcf->host;
+        c->port = rcf->port;
+        resolve = rcf->resolve;
+    }
+
+    c->waiting = 0;
+
+    if (!resolve) {
+        ngx_icp_gate_redis_connect_to(c, (char *) host->data, c->port);
         return;
     }
 
@@ -750,7 +857,7 @@ ngx_icp_gate_redis_connect(ngx_icp_gate_redis_conn_t *c)
         return;
     }
 
-    c->resolving = ngx_icp_gate_resolve(&rcf->host, rcf->timeout,
+    c->resolving = ngx_icp_gate_resolve(host, rcf->timeout,
                                         ngx_icp_gate_redis_resolved, c);
 
     if (c->resolving == NULL) {
@@ -780,14 +887,15 @@ ngx_icp_gate_redis_resolved(void *data, ngx_int_t rc, ngx_str_t *addr)
     ngx_memcpy(host, addr->data, addr->len);
     host[addr->len] = '\0';
 
-    ngx_icp_gate_redis_connect_to(c, (char *) host);
+    ngx_icp_gate_redis_connect_to(c, (char *) host, c->port);
 }
 
 
 /* host: an address, NUL-terminated; unused with a unix socket */
 
 static void
-ngx_icp_gate_redis_connect_to(ngx_icp_gate_redis_conn_t *c, char *host)
+ngx_icp_gate_redis_connect_to(ngx_icp_gate_redis_conn_t *c, char *host,
+    in_port_t port)
 {
     ngx_str_t                   number;
     redisAsyncContext          *ac;
@@ -800,7 +908,7 @@ ngx_icp_gate_redis_connect_to(ngx_icp_gate_redis_conn_t *c, char *host)
         ac = redisAsyncConnectUnix((char *) rcf->path.data);
 
     } else {
-        ac = redisAsyncConnect(host, rcf->port);
+        ac = redisAsyncConnect(host, port);
     }
 
     if (ac == NULL) {
@@ -849,7 +957,9 @@ ngx_icp_gate_redis_connect_to(ngx_icp_gate_redis_conn_t *c, char *host)
          && ngx_icp_gate_redis_setup(c, "AUTH", &rcf->password) != NGX_OK)
         || (rcf->db
             && ngx_icp_gate_redis_setup(c, "SELECT", &number) != NGX_OK)
-        || (rcf->password.len == 0 && rcf->db == 0
+        || (rcf->sentinel.naddrs
+            && ngx_icp_gate_redis_setup(c, "ROLE", NULL) != NGX_OK)
+        || (rcf->password.len == 0 && rcf->db == 0 && !rcf->sentinel.naddrs
             && ngx_icp_gate_redis_setup(c, "PING", NULL) != NGX_OK))
     {
         /* a connection that skipped AUTH or SELECT must not be used */
@@ -878,6 +988,8 @@ ngx_icp_gate_redis_setup(ngx_icp_gate_redis_conn_t *c, char *command,
 
     argv[0] = command;
     argvlen[0] = ngx_strlen(command);
+
+    cmd->role = (ngx_strcmp(command, "ROLE") == 0);
 
     if (arg) {
         argv[1] = (char *) arg->data;
@@ -1486,6 +1598,7 @@ ngx_icp_gate_redis_on_connect(const redisAsyncContext *ac, int status)
         if (ac == c->ctx) {
             ngx_icp_gate_redis_gone(c);
             ngx_icp_gate_redis_schedule(c);
+            ngx_icp_gate_redis_master_lost();
         }
 
         return;
@@ -1521,6 +1634,7 @@ ngx_icp_gate_redis_on_disconnect(const redisAsyncContext *ac, int status)
 
     ngx_icp_gate_redis_gone(c);
     ngx_icp_gate_redis_schedule(c);
+    ngx_icp_gate_redis_master_lost();
 }
 
 
@@ -1530,10 +1644,12 @@ ngx_icp_gate_redis_setup_reply(redisAsyncContext *ac, void *r,
 {
     ngx_icp_gate_redis_cmd_t  *cmd = privdata;
 
+    ngx_uint_t                  role;
     redisReply                 *reply = r;
     ngx_icp_gate_redis_conn_t  *c;
 
     c = ac->data;
+    role = cmd->role;
 
     ngx_icp_gate_redis_answered(c, reply);
     ngx_icp_gate_redis_cmd_done(c, cmd);
@@ -1547,6 +1663,26 @@ ngx_icp_gate_redis_setup_reply(redisAsyncContext *ac, void *r,
                       "icp_gate: redis %V refused setup: %s",
                       &ngx_icp_gate_redis_conf->name, reply->str);
 
+        ngx_icp_gate_redis_drop(c);
+        ngx_icp_gate_redis_master_lost();
+        return;
+    }
+
+    /* what the sentinels named may be a master no more */
+
+    if (role
+        && (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0
+            || reply->element[0]->type != REDIS_REPLY_STRING
+            || ngx_strcmp(reply->element[0]->str, "master") != 0))
+    {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "icp_gate: redis %V:%d is not the master of \"%V\"; "
+                      "asking the sentinels again",
+                      &ngx_icp_gate_redis_master_host,
+                      (int) ngx_icp_gate_redis_master_port,
+                      &ngx_icp_gate_redis_conf->name);
+
+        ngx_icp_gate_redis_master_host.len = 0;
         ngx_icp_gate_redis_drop(c);
         return;
     }
@@ -1705,6 +1841,12 @@ ngx_icp_gate_redis_part_reply(redisAsyncContext *ac, void *r, void *privdata)
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "icp_gate: redis %V refused a write: %s",
                       &ngx_icp_gate_redis_conf->name, reply->str);
+
+        /* a master turned replica: the sentinels know where the new one is */
+
+        if (ngx_strncmp(reply->str, "READONLY", 8) == 0) {
+            ngx_icp_gate_redis_master_lost();
+        }
     }
 }
 
@@ -1742,6 +1884,80 @@ ngx_icp_gate_redis_put_reply(redisAsyncContext *ac, void *r, void *privdata)
 
     ngx_icp_gate_redis_tell(w);
     ngx_free(w);
+}
+
+
+/*
+ * The sentinels named the master.  A new one: every connection goes to it
+ * now, without a backoff.  The same: only the connections that waited for
+ * the answer go; the others keep their backoff, or a master that is down
+ * would be asked about and tried again in a loop.
+ */
+
+static void
+ngx_icp_gate_redis_master_is(ngx_str_t *host, in_port_t port)
+{
+    ngx_uint_t                  i, moved;
+    ngx_icp_gate_redis_conn_t  *c, *conns[3];
+
+    moved = (ngx_icp_gate_redis_master_host.len != host->len
+             || ngx_icp_gate_redis_master_port != port
+             || ngx_strncmp(ngx_icp_gate_redis_master, host->data,
+                            host->len) != 0);
+
+    if (moved) {
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "icp_gate: redis master \"%V\" is at %V:%d",
+                      &ngx_icp_gate_redis_conf->name, host, (int) port);
+
+        ngx_memcpy(ngx_icp_gate_redis_master, host->data, host->len);
+        ngx_icp_gate_redis_master[host->len] = '\0';
+        ngx_icp_gate_redis_master_host.data = ngx_icp_gate_redis_master;
+        ngx_icp_gate_redis_master_host.len = host->len;
+        ngx_icp_gate_redis_master_port = port;
+    }
+
+    conns[0] = &ngx_icp_gate_redis_rd;
+    conns[1] = &ngx_icp_gate_redis_wr;
+    conns[2] = &ngx_icp_gate_redis_tr;
+
+    for (i = 0; i < 3; i++) {
+        c = conns[i];
+
+        if (c->role == NULL || (!moved && !c->waiting)) {
+            continue;       /* the invalidation channel of another worker */
+        }
+
+        if (c->ctx) {
+            ngx_icp_gate_redis_drop(c);
+        }
+
+        if (c->retry.timer_set) {
+            ngx_del_timer(&c->retry);
+        }
+
+        c->backoff = 0;
+
+        if (c->resolving) {
+            ngx_icp_gate_resolve_cancel(c->resolving);
+            c->resolving = NULL;
+        }
+
+        ngx_icp_gate_redis_connect(c);
+    }
+}
+
+
+/* a connection to the master failed: with Sentinel, where is it now? */
+
+static void
+ngx_icp_gate_redis_master_lost(void)
+{
+    if (ngx_icp_gate_redis_conf->sentinel.naddrs
+        && !ngx_icp_gate_redis_exiting)
+    {
+        ngx_icp_gate_sentinel_ask();
+    }
 }
 
 

@@ -12,6 +12,7 @@
 #include <ngx_core.h>
 
 #include "ngx_icp_gate_verdict.h"
+#include "ngx_icp_gate_sentinel.h"
 
 
 /*
@@ -44,6 +45,7 @@ typedef struct {
     in_port_t                   port;
     ngx_flag_t                  resolve;    /* host is a name */
     ngx_str_t                   path;       /* unix socket */
+    ngx_icp_gate_sentinel_conf_t  sentinel; /* or the sentinels tell */
     ngx_uint_t                  db;
     ngx_str_t                   password;
     ngx_msec_t                  timeout;

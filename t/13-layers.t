@@ -12,14 +12,14 @@ my $repo = "$FindBin::Bin/..";
 my %layer = (
     verdict => 0, socket => 0, throttle => 0,
     hiredis => 1, resolve => 1,
-    cache   => 2, redis  => 2, api => 2, domain => 2,
+    cache   => 2, redis  => 2, api => 2, domain => 2, sentinel => 2,
     lookup  => 3,
     judge   => 4, watch  => 4,
     module  => 5, conf   => 5, log => 5,
 );
 
 # the one dependency within a layer: the gate directives start the engine
-my %beside = (conf => { module => 1 });
+my %beside = (conf => { module => 1 }, redis => { sentinel => 1 });
 
 my @files = (glob("$repo/src/ngx_icp_gate_*.[ch]"), glob("$repo/ngx_*.c"));
 my %seen;

@@ -17,7 +17,7 @@ dpkg-dev xz-utils ca-certificates curl"
 
 # the suite (prove -r t/); publicsuffix is the list libpsl reads at run time;
 # clang and its sanitizer runtimes build the suite's second nginx (make asan)
-test="publicsuffix redis-server redis-tools python3 perl curl ffmpeg
+test="publicsuffix redis-server redis-tools redis-sentinel python3 perl curl ffmpeg
 clang libclang-rt-14-dev"
 
 # make run: the demo, and the curl and ffmpeg commands it prints
