@@ -380,9 +380,11 @@ ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 
 /*
  * fresh_for: how long it answers alone; usable_for: at all, in seconds;
- * read: when it was asked of Redis (0: not read there), so that a verdict
- * Redis said changed since is stored expired, and refreshed when next
- * used.  NGX_ERROR: the zone had no room for it.
+ * read: when it was asked of Redis (0: not read there).  A verdict Redis
+ * said changed since it was read replaces none (the zone's is the newer),
+ * and is stored expired where there was none, to be read again when next
+ * used.  NGX_DONE: stored, and its status is not the one the zone had;
+ * NGX_ERROR: the zone had no room for it.
  */
 
 ngx_int_t
@@ -391,6 +393,7 @@ ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     time_t usable_for, ngx_msec_t read)
 {
     ngx_int_t                   rc;
+    ngx_uint_t                  was, older;
     ngx_icp_gate_cache_node_t  *cn, *grown;
 
     rc = NGX_ERROR;
@@ -399,6 +402,20 @@ ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     ngx_icp_gate_cache_write_begin(cache);
 
     cn = ngx_icp_gate_cache_find(cache, domain, hash);
+
+    older = read && ngx_icp_gate_cache_changed_since(cache, domain, hash,
+                                                     read);
+
+    if (older && cn && cn->status != NGX_ICP_GATE_STATUS_NONE) {
+        if (cn->holder == ngx_pid) {
+            cn->locked = 0;
+        }
+
+        rc = NGX_OK;
+        goto done;
+    }
+
+    was = cn ? cn->status : NGX_ICP_GATE_STATUS_NONE;
 
     if (cn == NULL) {
         cn = ngx_icp_gate_cache_create(cache, domain, hash, v->icp_len);
@@ -430,7 +447,7 @@ ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     cn->icp_len = (u_char) v->icp_len;
     ngx_memcpy(cn->data + cn->len, v->icp, v->icp_len);
 
-    if (read && ngx_icp_gate_cache_changed_since(cache, domain, hash, read)) {
+    if (older) {
         fresh_for = 0;
     }
 
@@ -438,7 +455,8 @@ ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     cn->usable = (uint32_t) (ngx_time() + usable_for);
     cn->locked = 0;
 
-    rc = NGX_OK;
+    rc = (was != NGX_ICP_GATE_STATUS_NONE && was != v->status)
+         ? NGX_DONE : NGX_OK;
 
 done:
 

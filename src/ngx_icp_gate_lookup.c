@@ -38,9 +38,17 @@
 
 /*
  * Verdicts the zone had no room for, kept by the worker while fresh: a
- * full zone never costs a filing API request a request
+ * full zone never costs a filing API request a request.  With Redis's
+ * invalidations, only this long (ms): they reach only the zone.
  */
 #define NGX_ICP_GATE_ASIDE           64
+#define NGX_ICP_GATE_ASIDE_TRACKED   1000
+
+/*
+ * Domains Redis said changed that a worker reads again at once, at most:
+ * past that, in a burst, the copy only expires, to be read when next used
+ */
+#define NGX_ICP_GATE_REFRESHES       32
 
 typedef struct {
     uint32_t                    hash;
@@ -103,8 +111,9 @@ static void ngx_icp_gate_flight_finish(ngx_icp_gate_flight_t *f,
     ngx_int_t rc, ngx_icp_gate_verdict_t *v);
 static void ngx_icp_gate_flight_store(ngx_icp_gate_flight_t *f,
     ngx_icp_gate_verdict_t *v, ngx_uint_t redis);
-static void ngx_icp_gate_lookup_store(ngx_str_t *domain, uint32_t hash,
-    ngx_icp_gate_verdict_t *v, ngx_uint_t redis, ngx_msec_t read);
+static ngx_int_t ngx_icp_gate_lookup_store(ngx_str_t *domain,
+    uint32_t hash, ngx_icp_gate_verdict_t *v, ngx_uint_t redis,
+    ngx_msec_t read);
 static void ngx_icp_gate_refresh_done(void *data, ngx_int_t rc,
     ngx_icp_gate_verdict_t *v);
 static time_t ngx_icp_gate_ttl_of(ngx_icp_gate_verdict_t *v);
@@ -131,6 +140,7 @@ static ngx_icp_gate_cache_t        *ngx_icp_gate_cache;
 static ngx_rbtree_t                 ngx_icp_gate_flights;
 static ngx_rbtree_node_t            ngx_icp_gate_flights_sentinel;
 static ngx_icp_gate_aside_t        *ngx_icp_gate_aside;
+static ngx_uint_t                   ngx_icp_gate_refreshes;
 
 
 ngx_int_t
@@ -421,7 +431,8 @@ ngx_icp_gate_lookup_refresh(ngx_str_t *domain, uint32_t hash)
                    "icp_gate: \"%V\" changed in Redis, reading it again",
                    domain);
 
-    r = ngx_alloc(sizeof(ngx_icp_gate_refresh_t), ngx_cycle->log);
+    r = (ngx_icp_gate_refreshes < NGX_ICP_GATE_REFRESHES)
+        ? ngx_alloc(sizeof(ngx_icp_gate_refresh_t), ngx_cycle->log) : NULL;
 
     if (r != NULL) {
         r->read = ngx_current_msec;
@@ -432,6 +443,7 @@ ngx_icp_gate_lookup_refresh(ngx_str_t *domain, uint32_t hash)
         if (ngx_icp_gate_redis_get(domain, ngx_icp_gate_refresh_done, r)
             == NGX_OK)
         {
+            ngx_icp_gate_refreshes++;
             return;
         }
 
@@ -455,27 +467,52 @@ ngx_icp_gate_refresh_done(void *data, ngx_int_t rc, ngx_icp_gate_verdict_t *v)
     domain.data = r->data;
     domain.len = r->len;
 
-    /* deleted, or not read: the next request looks it up afresh */
+    ngx_icp_gate_refreshes--;
 
-    if (rc == NGX_OK) {
-        ngx_icp_gate_lookup_store(&domain, r->hash, v, 1, r->read);
+    /*
+     * deleted, or not read: the next request looks it up afresh, and its
+     * flight tells every worker if the verdict is another
+     */
 
-    } else {
+    if (rc != NGX_OK) {
         ngx_icp_gate_cache_expire(ngx_icp_gate_cache, &domain, r->hash);
-    }
+        ngx_icp_gate_cache_changed(ngx_icp_gate_cache, &domain, r->hash);
 
-    ngx_icp_gate_cache_changed(ngx_icp_gate_cache, &domain, r->hash);
+    } else if (ngx_icp_gate_lookup_store(&domain, r->hash, v, 1, r->read)
+               != NGX_DONE)
+    {
+        /* the same status, or kept aside: the watchers look anyway */
+        ngx_icp_gate_cache_changed(ngx_icp_gate_cache, &domain, r->hash);
+    }
 
     ngx_free(r);
 }
 
 
-/* told that the domain changed: a wait for another node's answer ends */
+/*
+ * Told that the domain changed (NULL: any may have): the worker's copy
+ * kept aside goes, and a wait for another node's answer ends
+ */
 
 void
 ngx_icp_gate_lookup_changed(ngx_str_t *domain, uint32_t hash)
 {
+    ngx_icp_gate_aside_t   *a;
     ngx_icp_gate_flight_t  *f;
+
+    if (domain == NULL) {
+        ngx_memzero(ngx_icp_gate_aside, NGX_ICP_GATE_ASIDE
+                                        * sizeof(ngx_icp_gate_aside_t));
+        return;
+    }
+
+    a = &ngx_icp_gate_aside[hash % NGX_ICP_GATE_ASIDE];
+
+    if (a->hash == hash && a->len == domain->len
+        && ngx_memcmp(a->data, domain->data, domain->len) == 0)
+    {
+        a->len = 0;
+    }
 
     f = ngx_icp_gate_flight_find(domain, hash);
 
@@ -906,19 +943,24 @@ ngx_icp_gate_flight_store(ngx_icp_gate_flight_t *f, ngx_icp_gate_verdict_t *v,
 {
     /* one read before Redis told of a change is stored to be read again */
 
-    ngx_icp_gate_lookup_store(&f->sn.str, f->hash, v, redis,
-                              (redis && f->read) ? f->read : 0);
+    (void) ngx_icp_gate_lookup_store(&f->sn.str, f->hash, v, redis,
+                                     (redis && f->read) ? f->read : 0);
 
     ngx_icp_gate_flight_finish(f, NGX_OK, v);
 }
 
 
-/* read: when the verdict was asked of Redis, 0 when it was not read there */
+/*
+ * read: when the verdict was asked of Redis, 0 when it was not read there.
+ * A verdict whose status is not the one the zone had is news to every
+ * worker (its live sessions): NGX_DONE.
+ */
 
-static void
+static ngx_int_t
 ngx_icp_gate_lookup_store(ngx_str_t *domain, uint32_t hash,
     ngx_icp_gate_verdict_t *v, ngx_uint_t redis, ngx_msec_t read)
 {
+    ngx_int_t                    rc;
     time_t                       ttl, usable;
     ngx_msec_t                   fresh;
     ngx_icp_gate_lookup_conf_t  *lcf;
@@ -935,12 +977,23 @@ ngx_icp_gate_lookup_store(ngx_str_t *domain, uint32_t hash,
     usable = (time_t) ((fresh + lcf->stale + 999) / 1000);
     usable = ngx_max(usable, ttl);
 
-    if (ngx_icp_gate_cache_store(ngx_icp_gate_cache, domain, hash, v,
-                                 fresh, usable, read)
-        != NGX_OK)
-    {
+    rc = ngx_icp_gate_cache_store(ngx_icp_gate_cache, domain, hash, v, fresh,
+                                  usable, read);
+
+    if (rc == NGX_ERROR) {
+        if (lcf->redis.name.len && lcf->redis.tracking) {
+            fresh = ngx_min(fresh, NGX_ICP_GATE_ASIDE_TRACKED);
+        }
+
         ngx_icp_gate_aside_put(domain, hash, v, fresh);
+        return NGX_ERROR;
     }
+
+    if (rc == NGX_DONE) {
+        ngx_icp_gate_cache_changed(ngx_icp_gate_cache, domain, hash);
+    }
+
+    return rc;
 }
 
 

@@ -245,6 +245,7 @@ static ngx_event_t                  ngx_icp_gate_redis_beat_ev;
 static ngx_msec_t                   ngx_icp_gate_redis_tr_since;
 static ngx_msec_t                   ngx_icp_gate_redis_beat_sent;
 static ngx_uint_t                   ngx_icp_gate_redis_tracking;
+static ngx_uint_t                   ngx_icp_gate_redis_subscribing;
 static ngx_uint_t                   ngx_icp_gate_redis_untrackable;
 static ngx_str_t                    ngx_icp_gate_redis_beat_channel;
 static u_char        ngx_icp_gate_redis_beat_name[NGX_ICP_GATE_REDIS_BEAT_LEN];
@@ -1091,7 +1092,9 @@ ngx_icp_gate_redis_schedule(ngx_icp_gate_redis_conn_t *c)
                                       NGX_ICP_GATE_REDIS_BACKOFF_MAX)
                             : NGX_ICP_GATE_REDIS_BACKOFF_MIN;
 
-    ngx_add_timer(&c->retry, c->backoff);
+    ngx_add_timer(&c->retry, (c == &ngx_icp_gate_redis_tr
+                              && ngx_icp_gate_redis_untrackable)
+                             ? NGX_ICP_GATE_REDIS_UNTRACKABLE : c->backoff);
 }
 
 
@@ -1183,9 +1186,12 @@ ngx_icp_gate_redis_answered(ngx_icp_gate_redis_conn_t *c, redisReply *reply)
 
     c->answered = ngx_current_msec;
 
-    /* a Redis that answers, not one that only accepts, resets the backoff */
+    /*
+     * a Redis that answers, not one that only accepts, resets the backoff;
+     * the invalidation channel's, only once it has subscribed
+     */
 
-    if (reply->type != REDIS_REPLY_ERROR) {
+    if (reply->type != REDIS_REPLY_ERROR && c != &ngx_icp_gate_redis_tr) {
         c->backoff = 0;
     }
 }
@@ -1631,6 +1637,26 @@ ngx_icp_gate_redis_on_disconnect(const redisAsyncContext *ac, int status)
                   ac->errstr[0] ? ac->errstr : "closed");
 
     c->lost = 0;
+
+    /*
+     * Redis took the tracking, then closed the channel rather than let it
+     * subscribe: a user without the right to (ACL), or a proxy
+     */
+
+    if (c == &ngx_icp_gate_redis_tr && ngx_icp_gate_redis_subscribing) {
+        if (!ngx_icp_gate_redis_untrackable) {
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "icp_gate: redis %V closed the invalidation "
+                          "channel as it subscribed to %s (may this user "
+                          "SUBSCRIBE?): changes reach this node only as "
+                          "its copies expire; trying again every %ds",
+                          &ngx_icp_gate_redis_conf->name,
+                          NGX_ICP_GATE_REDIS_CHANNEL,
+                          NGX_ICP_GATE_REDIS_UNTRACKABLE / 1000);
+        }
+
+        ngx_icp_gate_redis_untrackable = 1;
+    }
 
     ngx_icp_gate_redis_gone(c);
     ngx_icp_gate_redis_schedule(c);
@@ -2112,16 +2138,11 @@ ngx_icp_gate_redis_track_on_reply(redisAsyncContext *ac, void *r,
         }
 
         ngx_icp_gate_redis_untrackable = 1;
-
         ngx_icp_gate_redis_drop(c);
-
-        if (c->retry.timer_set) {
-            ngx_del_timer(&c->retry);
-        }
-
-        ngx_add_timer(&c->retry, NGX_ICP_GATE_REDIS_UNTRACKABLE);
         return;
     }
+
+    ngx_icp_gate_redis_subscribing = 1;
 
     if (ngx_icp_gate_redis_subscribe(ac, 1) != NGX_OK) {
         ngx_icp_gate_redis_drop(c);
@@ -2211,6 +2232,7 @@ ngx_icp_gate_redis_track_message(redisAsyncContext *ac, void *r,
 
             c->backoff = 0;
             ngx_icp_gate_redis_tracking = 1;
+            ngx_icp_gate_redis_subscribing = 0;
             ngx_icp_gate_redis_untrackable = 0;
 
             ngx_icp_gate_redis_conf->tracked(NGX_ICP_GATE_REDIS_TRACKED,
@@ -2284,13 +2306,15 @@ ngx_icp_gate_redis_track_keys(redisReply *keys)
 static void
 ngx_icp_gate_redis_track_lost(void)
 {
+    ngx_icp_gate_redis_subscribing = 0;
+
     if (!ngx_icp_gate_redis_tracking) {
         return;
     }
 
     ngx_icp_gate_redis_tracking = 0;
 
-    if (ngx_icp_gate_redis_exiting) {
+    if (ngx_icp_gate_redis_exiting || ngx_exiting) {
         return;
     }
 
@@ -2319,6 +2343,13 @@ ngx_icp_gate_redis_beat(ngx_event_t *ev)
     rd = &ngx_icp_gate_redis_rd;
 
     if (ngx_icp_gate_redis_exiting) {
+        return;
+    }
+
+    /* a worker a reload replaced: the new one listens in its place */
+
+    if (ngx_exiting) {
+        ngx_icp_gate_redis_drop(c);
         return;
     }
 

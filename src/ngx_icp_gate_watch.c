@@ -25,6 +25,12 @@
 
 #define NGX_ICP_GATE_WATCHERS        4
 
+/*
+ * "any domain" (more changed than the zone remembers, a burst) at most
+ * this often (ms): every live session of the worker is checked again
+ */
+#define NGX_ICP_GATE_WATCH_ANY_EVERY 1000
+
 
 static void ngx_icp_gate_watch_tracked(ngx_uint_t event, ngx_str_t *domain);
 static void ngx_icp_gate_watch_poll(ngx_event_t *ev);
@@ -39,6 +45,8 @@ static ngx_str_t  ngx_icp_gate_watch_any = ngx_string("any domain");
 static ngx_icp_gate_cache_t   *ngx_icp_gate_watch_cache;
 static ngx_event_t             ngx_icp_gate_watch_ev;
 static ngx_uint_t              ngx_icp_gate_watch_seen;
+static ngx_msec_t              ngx_icp_gate_watch_any_at;
+static ngx_uint_t              ngx_icp_gate_watch_any_due;
 static ngx_icp_gate_watch_pt   ngx_icp_gate_watchers[NGX_ICP_GATE_WATCHERS];
 static ngx_uint_t              ngx_icp_gate_nwatchers;
 
@@ -148,6 +156,13 @@ ngx_icp_gate_watch_poll(ngx_event_t *ev)
                                &ngx_icp_gate_watch_seen,
                                ngx_icp_gate_watch_changed, NULL);
 
+    if (ngx_icp_gate_watch_any_due
+        && ngx_current_msec - ngx_icp_gate_watch_any_at
+           >= NGX_ICP_GATE_WATCH_ANY_EVERY)
+    {
+        ngx_icp_gate_watch_changed(NULL, NULL);
+    }
+
     ngx_add_timer(ev, NGX_ICP_GATE_WATCH_EVERY);
 }
 
@@ -157,15 +172,29 @@ ngx_icp_gate_watch_changed(void *data, ngx_str_t *domain)
 {
     ngx_uint_t  i;
 
+    if (domain == NULL) {
+
+        /* a burst: its domains are checked a second later, all at once */
+
+        if (ngx_current_msec - ngx_icp_gate_watch_any_at
+            < NGX_ICP_GATE_WATCH_ANY_EVERY)
+        {
+            ngx_icp_gate_watch_any_due = 1;
+            return;
+        }
+
+        ngx_icp_gate_watch_any_due = 0;
+        ngx_icp_gate_watch_any_at = ngx_current_msec;
+    }
+
     ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
                    "icp_gate: \"%V\" changed, telling the watchers",
                    domain ? domain : &ngx_icp_gate_watch_any);
 
-    if (domain) {
-        ngx_icp_gate_lookup_changed(domain,
-                                    ngx_icp_gate_hash(domain->data,
-                                                      domain->len));
-    }
+    ngx_icp_gate_lookup_changed(domain,
+                                domain ? ngx_icp_gate_hash(domain->data,
+                                                           domain->len)
+                                       : 0);
 
     for (i = 0; i < ngx_icp_gate_nwatchers; i++) {
         ngx_icp_gate_watchers[i](domain);

@@ -179,6 +179,32 @@ diag sprintf 'revocation to live session dropped (status sent, media '
     map { 1000 * $_ } percentile(50, @told), percentile(99, @told),
     percentile(50, @drops), percentile(99, @drops);
 
+# the read of the changed domain fails (Redis paused past its timeout):
+# the copy expires, and the lookup that follows, which finds the domain
+# revoked, tells the live sessions itself
+{
+    my $domain = 'paused.cn';
+    my @clients = map { publish_start($_, tcurl($_, "push.$domain"), 'room') } @nodes;
+    sleep 1.5;
+    push @clients, map { play_start($_, tcurl($_, "play.$domain"), 'room') } @nodes;
+    ok $t->wait_for(sub { !grep { frames($_) < 5 } @clients[3 .. 5] }, 10),
+        "$domain: 3 publishers and 3 players live";
+    $t->api_set($domain, 'revoked');
+    my $start = time;
+    # in one transaction: the re-read comes when Redis is paused already
+    my $port = $t->port('redis');
+    system("printf 'MULTI\\nHSET icp:domain:$domain status revoked\\n"
+           . "CLIENT PAUSE 1300 ALL\\nEXEC\\n' | redis-cli -p $port >/dev/null") == 0
+        or die 'redis-cli';
+    my @at;
+    $t->wait_for(sub { (@at = dropped_at($domain)) == 6 }, 8);
+    @at = map { $_ - $start } @at;
+    is scalar(grep { $_ < 4 } @at), 6,
+        sprintf "$domain: the 6 sessions dropped although Redis did not answer the re-read (%s)",
+                join ', ', map { sprintf '%.2f', $_ } @at;
+    client_stop($t, $_) for @clients;
+}
+
 # the invalidation connections killed: opened again, and what changed
 # meanwhile still reaches every node
 my @warm = map { $_->get('play.killed.cn')->{status} } @nodes;
