@@ -148,6 +148,8 @@ typedef struct {
 } ngx_icp_gate_redis_stats_t;
 
 
+static ngx_int_t ngx_icp_gate_redis_param(ngx_str_t *arg, const char *name,
+    ngx_str_t *value);
 static void ngx_icp_gate_redis_conn_init(ngx_icp_gate_redis_conn_t *c,
     char *role, ngx_log_t *log);
 static void ngx_icp_gate_redis_connect(ngx_icp_gate_redis_conn_t *c);
@@ -371,25 +373,24 @@ parameters:
             continue;
         }
 
-        if (ngx_strncmp(value[i].data, "master=", 7) == 0) {
-            rcf->sentinel.master.data = value[i].data + 7;
-            rcf->sentinel.master.len = value[i].len - 7;
+        n = ngx_icp_gate_redis_param(&value[i], "master=",
+                                     &rcf->sentinel.master);
 
-            if (rcf->sentinel.master.len == 0) {
-                goto invalid;
-            }
-
-            continue;
+        if (n == NGX_DECLINED) {
+            n = ngx_icp_gate_redis_param(&value[i], "sentinel_password=",
+                                         &rcf->sentinel.password);
         }
 
-        if (ngx_strncmp(value[i].data, "sentinel_password=", 18) == 0) {
-            rcf->sentinel.password.data = value[i].data + 18;
-            rcf->sentinel.password.len = value[i].len - 18;
+        if (n == NGX_DECLINED) {
+            n = ngx_icp_gate_redis_param(&value[i], "password=",
+                                         &rcf->password);
+        }
 
-            if (rcf->sentinel.password.len == 0) {
-                goto invalid;
-            }
+        if (n == NGX_ERROR) {
+            goto invalid;
+        }
 
+        if (n == NGX_OK) {
             continue;
         }
 
@@ -400,17 +401,6 @@ parameters:
             }
 
             rcf->db = n;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
-            rcf->password.data = value[i].data + 9;
-            rcf->password.len = value[i].len - 9;
-
-            if (rcf->password.len == 0) {
-                goto invalid;
-            }
-
             continue;
         }
 
@@ -463,6 +453,33 @@ invalid:
                        &value[i]);
 
     return NGX_CONF_ERROR;
+}
+
+
+/*
+ * "name=VALUE": NGX_OK with value, NGX_ERROR when VALUE is empty,
+ * NGX_DECLINED when arg is another parameter
+ */
+
+static ngx_int_t
+ngx_icp_gate_redis_param(ngx_str_t *arg, const char *name, ngx_str_t *value)
+{
+    size_t  len;
+
+    len = ngx_strlen(name);
+
+    if (arg->len < len || ngx_strncmp(arg->data, name, len) != 0) {
+        return NGX_DECLINED;
+    }
+
+    if (arg->len == len) {
+        return NGX_ERROR;
+    }
+
+    value->data = arg->data + len;
+    value->len = arg->len - len;
+
+    return NGX_OK;
 }
 
 

@@ -26,6 +26,13 @@ my @bad = (
     [redis => 'icp_gate_redis 127.0.0.1:6379 db=x;', 'icp_gate_redis'],
     [redis => 'icp_gate_redis 127.0.0.1:notaport;', 'icp_gate_redis'],
     [redis => 'icp_gate_redis 127.0.0.1:6379 timeout=never;', 'icp_gate_redis'],
+    [redis => 'icp_gate_redis 127.0.0.1:6379 password=;', 'icp_gate_redis'],
+    [redis => 'icp_gate_redis 127.0.0.1:6379 tracking=maybe;', 'icp_gate_redis'],
+    [redis => 'icp_gate_redis sentinel=127.0.0.1:26379;', 'icp_gate_redis'],
+    [redis => 'icp_gate_redis master=mymaster;', 'icp_gate_redis'],
+    [redis => 'icp_gate_redis sentinel=127.0.0.1:x master=m;', 'icp_gate_redis'],
+    [redis => 'icp_gate_redis sentinel=,, master=m;', 'icp_gate_redis'],
+    [redis => 'icp_gate_redis 127.0.0.1:6379 sentinel=127.0.0.1 master=m;', 'icp_gate_redis'],
     [api => 'icp_gate_api "ftp://127.0.0.1/{domain}";', 'icp_gate_api'],
     [api => 'icp_gate_api "http://127.0.0.1/v1/filing";', 'icp_gate_api'],
     [main => 'icp_gate_api_timeout forever;', 'icp_gate_api_timeout'],
@@ -87,5 +94,12 @@ like $out, qr/"icp_gate_zone" directive must come before the first "icp_gate"/,
     http => 'icp_gate_region global; icp_gate_wait 2s; icp_gate_on_error allow;'
           . ' icp_gate_status 451;');
 is $code, 0, 'every directive at once passes nginx -t' or diag $out;
+
+# Redis through Sentinel, with every parameter; a password may end in "="
+($code, $out) = conf_with(
+    redis => 'icp_gate_redis sentinel=127.0.0.1:26379,localhost,[::1]:26380'
+           . ' master=mymaster db=1 password=c2VjcmV0= sentinel_password=s'
+           . ' timeout=300ms tracking=off;');
+is $code, 0, 'icp_gate_redis through Sentinel passes nginx -t' or diag $out;
 
 done_testing;
