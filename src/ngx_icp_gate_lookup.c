@@ -440,7 +440,7 @@ ngx_icp_gate_lookup_refresh(ngx_str_t *domain, uint32_t hash)
         r->len = domain->len;
         ngx_memcpy(r->data, domain->data, domain->len);
 
-        if (ngx_icp_gate_redis_get(domain, ngx_icp_gate_refresh_done, r)
+        if (ngx_icp_gate_redis_reread(domain, ngx_icp_gate_refresh_done, r)
             == NGX_OK)
         {
             ngx_icp_gate_refreshes++;

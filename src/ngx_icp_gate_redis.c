@@ -179,7 +179,10 @@ static void ngx_icp_gate_redis_flush(void);
 static void ngx_icp_gate_redis_keep(ngx_icp_gate_redis_write_t *w);
 static void ngx_icp_gate_redis_tell(ngx_icp_gate_redis_write_t *w);
 static void ngx_icp_gate_redis_note(void);
-static ngx_int_t ngx_icp_gate_redis_read(const char *what,
+static ngx_int_t ngx_icp_gate_redis_hgetall(ngx_icp_gate_redis_conn_t *c,
+    ngx_str_t *domain, ngx_icp_gate_redis_pt handler, void *data);
+static ngx_int_t ngx_icp_gate_redis_read(ngx_icp_gate_redis_conn_t *c,
+    const char *what,
     redisCallbackFn *reply, ngx_icp_gate_redis_pt handler, void *data,
     ngx_uint_t argc, const char **argv, size_t *argvlen);
 static size_t ngx_icp_gate_redis_key(u_char *buf, const char *kind,
@@ -279,7 +282,9 @@ ngx_icp_gate_redis_parse(ngx_conf_t *cf, ngx_icp_gate_redis_conf_t *rcf)
 
     /* with Sentinel, no address: the sentinels tell it */
 
-    if (ngx_strncmp(value[1].data, "sentinel=", 9) == 0) {
+    if (ngx_strncmp(value[1].data, "sentinel=", 9) == 0
+        || ngx_strncmp(value[1].data, "master=", 7) == 0)
+    {
         i = 1;
         goto parameters;
     }
@@ -333,6 +338,8 @@ ngx_icp_gate_redis_parse(ngx_conf_t *cf, ngx_icp_gate_redis_conf_t *rcf)
         if (p == NULL) {
             return NGX_CONF_ERROR;
         }
+
+        ngx_icp_gate_resolve_unbracket(&u.host);
 
         if (ngx_icp_gate_resolve_needed(&u.host)) {
             len = ngx_cpymem(p, u.host.data, u.host.len) - p;
@@ -617,6 +624,29 @@ ngx_int_t
 ngx_icp_gate_redis_get(ngx_str_t *domain, ngx_icp_gate_redis_pt handler,
     void *data)
 {
+    return ngx_icp_gate_redis_hgetall(&ngx_icp_gate_redis_rd, domain,
+                                      handler, data);
+}
+
+
+/*
+ * The same, for a domain Redis said changed: on the write connection, so
+ * that a lookup never waits behind the re-reads a burst of changes brings
+ */
+
+ngx_int_t
+ngx_icp_gate_redis_reread(ngx_str_t *domain, ngx_icp_gate_redis_pt handler,
+    void *data)
+{
+    return ngx_icp_gate_redis_hgetall(&ngx_icp_gate_redis_wr, domain,
+                                      handler, data);
+}
+
+
+static ngx_int_t
+ngx_icp_gate_redis_hgetall(ngx_icp_gate_redis_conn_t *c, ngx_str_t *domain,
+    ngx_icp_gate_redis_pt handler, void *data)
+{
     size_t       argvlen[2];
     const char  *argv[2];
     u_char       key[NGX_ICP_GATE_REDIS_KEY_LEN];
@@ -626,7 +656,7 @@ ngx_icp_gate_redis_get(ngx_str_t *domain, ngx_icp_gate_redis_pt handler,
     argv[1] = (char *) key;
     argvlen[1] = ngx_icp_gate_redis_key(key, "domain:", domain);
 
-    return ngx_icp_gate_redis_read("HGETALL", ngx_icp_gate_redis_get_reply,
+    return ngx_icp_gate_redis_read(c, "HGETALL", ngx_icp_gate_redis_get_reply,
                                    handler, data, 2, argv, argvlen);
 }
 
@@ -725,22 +755,20 @@ ngx_icp_gate_redis_eval(const char *script, size_t len, ngx_str_t *domain,
         argvlen[argc++] = p - px;
     }
 
-    return ngx_icp_gate_redis_read("EVAL", ngx_icp_gate_redis_lock_reply,
+    return ngx_icp_gate_redis_read(&ngx_icp_gate_redis_rd, "EVAL",
+                                   ngx_icp_gate_redis_lock_reply,
                                    handler, data, argc, argv, argvlen);
 }
 
 
-/* a command with a reply on the read connection, its deadline watched */
+/* a command with a reply whose deadline is watched */
 
 static ngx_int_t
-ngx_icp_gate_redis_read(const char *what, redisCallbackFn *reply,
-    ngx_icp_gate_redis_pt handler, void *data, ngx_uint_t argc,
-    const char **argv, size_t *argvlen)
+ngx_icp_gate_redis_read(ngx_icp_gate_redis_conn_t *c, const char *what,
+    redisCallbackFn *reply, ngx_icp_gate_redis_pt handler, void *data,
+    ngx_uint_t argc, const char **argv, size_t *argvlen)
 {
-    ngx_icp_gate_redis_cmd_t   *cmd;
-    ngx_icp_gate_redis_conn_t  *c;
-
-    c = &ngx_icp_gate_redis_rd;
+    ngx_icp_gate_redis_cmd_t  *cmd;
 
     /* down: a read would wait behind setup until its deadline */
 
@@ -942,6 +970,7 @@ ngx_icp_gate_redis_connect_to(ngx_icp_gate_redis_conn_t *c, char *host,
                       &rcf->name, ac->errstr);
         redisAsyncFree(ac);
         ngx_icp_gate_redis_schedule(c);
+        ngx_icp_gate_redis_master_lost();
         return;
     }
 
@@ -1688,17 +1717,35 @@ ngx_icp_gate_redis_setup_reply(redisAsyncContext *ac, void *r,
     ngx_icp_gate_redis_cmd_t  *cmd = privdata;
 
     ngx_uint_t                  role;
+    ngx_msec_t                  backoff;
     redisReply                 *reply = r;
     ngx_icp_gate_redis_conn_t  *c;
 
+    static ngx_uint_t           role_refused;
+
     c = ac->data;
     role = cmd->role;
+    backoff = c->backoff;
 
     ngx_icp_gate_redis_answered(c, reply);
     ngx_icp_gate_redis_cmd_done(c, cmd);
 
     if (reply == NULL || ac != c->ctx) {
         return;
+    }
+
+    /* ROLE is an @admin command: a user without it trusts the sentinels */
+
+    if (role && reply->type == REDIS_REPLY_ERROR) {
+        if (!role_refused) {
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "icp_gate: redis %V refused ROLE (%s): the master "
+                          "the sentinels name is not checked",
+                          &ngx_icp_gate_redis_conf->name, reply->str);
+            role_refused = 1;
+        }
+
+        goto counted;
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
@@ -1725,10 +1772,19 @@ ngx_icp_gate_redis_setup_reply(redisAsyncContext *ac, void *r,
                       (int) ngx_icp_gate_redis_master_port,
                       &ngx_icp_gate_redis_conf->name);
 
-        ngx_icp_gate_redis_master_host.len = 0;
+        /*
+         * tried again with the backoff growing: sentinels that keep
+         * naming a replica must not make a loop
+         */
+
+        c->backoff = backoff;
+
         ngx_icp_gate_redis_drop(c);
+        ngx_icp_gate_redis_master_lost();
         return;
     }
+
+counted:
 
     if (c->setups && --c->setups == 0) {
         c->ready = 1;
@@ -1967,8 +2023,12 @@ ngx_icp_gate_redis_master_is(ngx_str_t *host, in_port_t port)
     for (i = 0; i < 3; i++) {
         c = conns[i];
 
-        if (c->role == NULL || (!moved && !c->waiting)) {
-            continue;       /* the invalidation channel of another worker */
+        /* the invalidation channel: another worker's, or an exiting one's */
+
+        if (c->role == NULL || (!moved && !c->waiting)
+            || (c == &ngx_icp_gate_redis_tr && ngx_exiting))
+        {
+            continue;
         }
 
         if (c->ctx) {
@@ -2509,6 +2569,7 @@ ngx_icp_gate_redis_deadline(ngx_event_t *ev)
         /* the commands not late yet fail now, in their callbacks */
 
         ngx_icp_gate_redis_drop(c);
+        ngx_icp_gate_redis_master_lost();
 
     } else {
         ngx_add_timer(&c->timer, next);

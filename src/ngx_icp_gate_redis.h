@@ -71,6 +71,8 @@ ngx_int_t ngx_icp_gate_redis_init(ngx_cycle_t *cycle,
 void ngx_icp_gate_redis_done(void);
 ngx_int_t ngx_icp_gate_redis_get(ngx_str_t *domain,
     ngx_icp_gate_redis_pt handler, void *data);
+ngx_int_t ngx_icp_gate_redis_reread(ngx_str_t *domain,
+    ngx_icp_gate_redis_pt handler, void *data);
 ngx_int_t ngx_icp_gate_redis_put(ngx_str_t *domain,
     ngx_icp_gate_verdict_t *v, time_t ttl);
 ngx_int_t ngx_icp_gate_redis_look_or_lock(ngx_str_t *domain,

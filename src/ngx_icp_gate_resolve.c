@@ -32,6 +32,7 @@ struct ngx_icp_gate_resolve_s {
 
 
 static void ngx_icp_gate_resolve_poll(ngx_event_t *ev);
+static ngx_uint_t ngx_icp_gate_resolve_dequeue(ngx_icp_gate_resolve_t *r);
 static void ngx_icp_gate_resolve_done(ngx_icp_gate_resolve_t *r,
     ngx_int_t rc, ngx_str_t *addr);
 
@@ -96,12 +97,40 @@ ngx_icp_gate_resolve(ngx_str_t *host, ngx_msec_t timeout,
 }
 
 
-/* the handler is not called; the lookup is freed once its thread is done */
+/*
+ * The handler is not called.  A lookup still queued is freed now; one a
+ * thread runs, once the thread is done with it.
+ */
 
 void
 ngx_icp_gate_resolve_cancel(ngx_icp_gate_resolve_t *r)
 {
     r->handler = NULL;
+
+    (void) ngx_icp_gate_resolve_dequeue(r);
+}
+
+
+/*
+ * glibc never marks a lookup it took off its queue as done: its
+ * gai_error() stays EAI_INPROGRESS, so it must be freed here, or forever
+ * polled
+ */
+
+static ngx_uint_t
+ngx_icp_gate_resolve_dequeue(ngx_icp_gate_resolve_t *r)
+{
+    if (gai_cancel(&r->gai) != EAI_CANCELED) {
+        return 0;
+    }
+
+    if (r->timer.timer_set) {
+        ngx_del_timer(&r->timer);
+    }
+
+    ngx_free(r);
+
+    return 1;
 }
 
 
@@ -148,10 +177,13 @@ ngx_icp_gate_resolve_poll(ngx_event_t *ev)
                           "icp_gate: resolving \"%s\" timed out",
                           r->name);
 
-            /* its thread may go on: the lookup is freed when it is done */
-
-            (void) gai_cancel(&r->gai);
             ngx_icp_gate_resolve_done(r, NGX_ERROR, NULL);
+
+            /* a thread that runs it goes on: freed when it is done */
+
+            if (ngx_icp_gate_resolve_dequeue(r)) {
+                return;
+            }
         }
 
         waited = ngx_max(waited / 4, NGX_ICP_GATE_RESOLVE_POLL_MIN);

@@ -30,4 +30,18 @@ void ngx_icp_gate_resolve_cancel(ngx_icp_gate_resolve_t *r);
 ngx_uint_t ngx_icp_gate_resolve_needed(ngx_str_t *host);
 
 
+/* "[::1]" as ngx_parse_url() leaves an IPv6 address: bare, as hiredis wants */
+
+static ngx_inline void
+ngx_icp_gate_resolve_unbracket(ngx_str_t *host)
+{
+    if (host->len > 2 && host->data[0] == '['
+        && host->data[host->len - 1] == ']')
+    {
+        host->data++;
+        host->len -= 2;
+    }
+}
+
+
 #endif /* _NGX_ICP_GATE_RESOLVE_H_INCLUDED_ */

@@ -39,6 +39,7 @@ static void ngx_icp_gate_sentinel_auth_reply(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_icp_gate_sentinel_master_reply(redisAsyncContext *ac,
     void *r, void *privdata);
+static void ngx_icp_gate_sentinel_listen(redisAsyncContext *ac);
 static void ngx_icp_gate_sentinel_switch(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_icp_gate_sentinel_timer(ngx_event_t *ev);
@@ -58,6 +59,9 @@ static ngx_uint_t             ngx_icp_gate_sentinel_tried;
 static ngx_uint_t             ngx_icp_gate_sentinel_asking;
 static ngx_uint_t             ngx_icp_gate_sentinel_exiting;
 static ngx_msec_t             ngx_icp_gate_sentinel_backoff;
+static ngx_msec_t             ngx_icp_gate_sentinel_asked_at;
+static ngx_msec_t             ngx_icp_gate_sentinel_switched_at;
+static ngx_uint_t             ngx_icp_gate_sentinel_switched;
 
 
 /* list: "host:port,host:port"; the port defaults to 26379 */
@@ -105,6 +109,8 @@ ngx_icp_gate_sentinel_parse(ngx_conf_t *cf, ngx_str_t *list,
 
         a = &scf->addrs[scf->naddrs++];
 
+        ngx_icp_gate_resolve_unbracket(&u.host);
+
         a->host.data = ngx_pnalloc(cf->pool, u.host.len + 1);
         if (a->host.data == NULL) {
             return NGX_CONF_ERROR;
@@ -142,6 +148,7 @@ ngx_icp_gate_sentinel_init(ngx_icp_gate_sentinel_conf_t *scf,
     ngx_icp_gate_sentinel_asking = 0;
     ngx_icp_gate_sentinel_exiting = 0;
     ngx_icp_gate_sentinel_backoff = 0;
+    ngx_icp_gate_sentinel_switched = 0;
 
     /* the workers of a node start with different sentinels */
 
@@ -171,6 +178,7 @@ ngx_icp_gate_sentinel_ask(void)
 
     ngx_icp_gate_sentinel_asking = 1;
     ngx_icp_gate_sentinel_tried = 0;
+    ngx_icp_gate_sentinel_asked_at = ngx_current_msec;
 
     ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
                    "icp_gate: asking the sentinels where \"%V\" is",
@@ -306,6 +314,10 @@ ngx_icp_gate_sentinel_query(char *host, in_port_t port)
 
     redisAsyncSetConnectCallback(ac, ngx_icp_gate_sentinel_on_connect);
     redisAsyncSetDisconnectCallback(ac, ngx_icp_gate_sentinel_on_disconnect);
+
+    /* the listener may wait hours for a failover: a dead peer is noticed */
+
+    (void) redisEnableKeepAlive(&ac->c);
 
     ngx_icp_gate_sentinel_asked = ac;
 
@@ -469,12 +481,9 @@ static void
 ngx_icp_gate_sentinel_master_reply(redisAsyncContext *ac, void *r,
     void *privdata)
 {
-    size_t                         argvlen[2];
     ngx_int_t                      port;
     ngx_str_t                      host;
-    const char                    *argv[2];
     redisReply                    *reply = r;
-    redisAsyncContext             *old;
     ngx_icp_gate_sentinel_conf_t  *scf;
     u_char                         text[NGX_MAXHOSTNAMELEN + 1];
 
@@ -526,14 +535,37 @@ ngx_icp_gate_sentinel_master_reply(redisAsyncContext *ac, void *r,
     ngx_icp_gate_sentinel_backoff = 0;
     ngx_icp_gate_sentinel_asked = NULL;
 
-    /* this sentinel is listened to from now on, in place of another */
+    /*
+     * the first sentinel to answer is listened to from then on, until it
+     * is lost: a failover announced while another took its place would be
+     * missed
+     */
 
-    old = ngx_icp_gate_sentinel_watch;
-    ngx_icp_gate_sentinel_watch = NULL;
+    if (ngx_icp_gate_sentinel_watch) {
+        redisAsyncFree(ac);
 
-    if (old) {
-        redisAsyncFree(old);
+    } else {
+        ngx_icp_gate_sentinel_listen(ac);
     }
+
+    /* a failover announced since the question began is newer than this */
+
+    if (ngx_icp_gate_sentinel_switched
+        && (ngx_msec_int_t) (ngx_icp_gate_sentinel_switched_at
+                             - ngx_icp_gate_sentinel_asked_at) >= 0)
+    {
+        return;
+    }
+
+    ngx_icp_gate_sentinel_handler(&host, (in_port_t) port);
+}
+
+
+static void
+ngx_icp_gate_sentinel_listen(redisAsyncContext *ac)
+{
+    size_t       argvlen[2];
+    const char  *argv[2];
 
     argv[0] = "SUBSCRIBE";
     argvlen[0] = sizeof("SUBSCRIBE") - 1;
@@ -549,8 +581,6 @@ ngx_icp_gate_sentinel_master_reply(redisAsyncContext *ac, void *r,
     } else {
         redisAsyncFree(ac);
     }
-
-    ngx_icp_gate_sentinel_handler(&host, (in_port_t) port);
 }
 
 
@@ -620,6 +650,9 @@ ngx_icp_gate_sentinel_switch(redisAsyncContext *ac, void *r, void *privdata)
     ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
                   "icp_gate: sentinel says redis master \"%V\" is now "
                   "%V:%i", &ngx_icp_gate_sentinel_conf->master, &host, port);
+
+    ngx_icp_gate_sentinel_switched = 1;
+    ngx_icp_gate_sentinel_switched_at = ngx_current_msec;
 
     ngx_icp_gate_sentinel_handler(&host, (in_port_t) port);
 }

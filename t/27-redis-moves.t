@@ -10,6 +10,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use IcpGate::Test;
 use IcpGate::Conf;
+use IO::Socket::IP;
 
 plan skip_all => '/etc/hosts is not writable here (the test runs as root)'
     unless -w '/etc/hosts';
@@ -59,5 +60,22 @@ ok $t->wait_for(sub { grep(/\S/, $second->redis(qw(CLIENT LIST TYPE pubsub))) ==
 $second->redis(qw(HSET icp:domain:three.cn status revoked));
 ok $t->wait_for(sub { $t->get('live.three.cn')->{status} == 403 }, 2),
     'whose revocations reach the node';
+
+$t->stop_nginx;
+
+# an IPv6 address, bracketed as nginx writes it, is an address, not a name
+SKIP: {
+    skip 'no IPv6 loopback here', 3
+        unless IO::Socket::IP->new(LocalHost => '::1', Listen => 1);
+    my $v6 = IcpGate::Test->new;
+    $v6->start_redis(bind => '::1');
+    $t->write_conf(gate_conf($t, redis =>
+        'icp_gate_redis [::1]:' . $v6->port('redis') . ' timeout=1s;'));
+    $t->start_nginx;
+    is $t->get('live.six.cn')->{status}, 200, 'six.cn plays';
+    ok $t->wait_for(sub { $v6->redis(qw(HGET icp:domain:six.cn status)) eq 'filed' }),
+        'its verdict is written to the Redis on [::1]';
+    unlike $t->error_log, qr/resolving "\[::1\]"/, 'which is not resolved';
+}
 
 $t->finish;
