@@ -94,7 +94,6 @@ struct ngx_icp_gate_cache_node_s {
 
 
 typedef struct {
-    ngx_msec_t                  at;
     uint32_t                    hash;
     u_char                      len;
     u_char                      data[NGX_ICP_GATE_DOMAIN_LEN];
@@ -105,8 +104,7 @@ typedef struct {
     ngx_queue_t                 queue;
     ngx_atomic_t                seq;            /* odd while written */
     ngx_atomic_t                changes;        /* ever told */
-    ngx_msec_t                  untracked;      /* changes before may have
-                                                   gone untold */
+    ngx_atomic_t                expiries;       /* every copy expired */
     ngx_icp_gate_cache_change_t changed[NGX_ICP_GATE_CACHE_CHANGES];
     ngx_uint_t                  budget;         /* API requests, in 1/1000 */
     ngx_msec_t                  budget_at;
@@ -143,7 +141,7 @@ static ngx_uint_t ngx_icp_gate_cache_lock(ngx_icp_gate_cache_node_t *cn,
     ngx_msec_t lock_for);
 static ngx_uint_t ngx_icp_gate_cache_changed_since(
     ngx_icp_gate_cache_t *cache, ngx_str_t *domain, uint32_t hash,
-    ngx_msec_t since);
+    ngx_icp_gate_cache_mark_t *since);
 static void ngx_icp_gate_cache_write_begin(ngx_icp_gate_cache_t *cache);
 static void ngx_icp_gate_cache_write_end(ngx_icp_gate_cache_t *cache);
 
@@ -380,17 +378,18 @@ ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 
 /*
  * fresh_for: how long it answers alone; usable_for: at all, in seconds;
- * read: when it was asked of Redis (0: not read there).  A verdict Redis
- * said changed since it was read replaces none (the zone's is the newer),
- * and is stored expired where there was none, to be read again when next
- * used.  NGX_DONE: stored, and its status is not the one the zone had;
+ * read: where the news stood when it was asked of Redis (NULL: not read
+ * there; ngx_icp_gate_cache_mark()).  A verdict Redis said changed since
+ * it was read replaces none (the zone's is the newer), and is stored
+ * expired where there was none, to be read again when next used.
+ * NGX_DONE: stored, and its status is not the one the zone had;
  * NGX_ERROR: the zone had no room for it.
  */
 
 ngx_int_t
 ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     uint32_t hash, ngx_icp_gate_verdict_t *v, ngx_msec_t fresh_for,
-    time_t usable_for, ngx_msec_t read)
+    time_t usable_for, ngx_icp_gate_cache_mark_t *read)
 {
     ngx_int_t                   rc;
     ngx_uint_t                  was, older;
@@ -611,7 +610,6 @@ ngx_icp_gate_cache_changed(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 
     ch = &sh->changed[sh->changes % NGX_ICP_GATE_CACHE_CHANGES];
 
-    ch->at = ngx_current_msec;
     ch->hash = hash;
     ch->len = (u_char) ngx_min(domain->len, NGX_ICP_GATE_DOMAIN_LEN);
     ngx_memcpy(ch->data, domain->data, ch->len);
@@ -702,7 +700,7 @@ ngx_icp_gate_cache_expire_all(ngx_icp_gate_cache_t *cache)
     ngx_shmtx_lock(&cache->shpool->mutex);
     ngx_icp_gate_cache_write_begin(cache);
 
-    cache->sh->untracked = ngx_current_msec;
+    cache->sh->expiries++;
 
     for (q = ngx_queue_head(&cache->sh->queue);
          q != ngx_queue_sentinel(&cache->sh->queue);
@@ -771,15 +769,26 @@ ngx_icp_gate_cache_expire(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 }
 
 
+/* where the news stands now, before a read is sent */
+
+void
+ngx_icp_gate_cache_mark(ngx_icp_gate_cache_t *cache,
+    ngx_icp_gate_cache_mark_t *mark)
+{
+    mark->changes = cache->sh->changes;
+    mark->expiries = cache->sh->expiries;
+}
+
+
 /*
- * Under the mutex: whether a verdict read at "since" may be older than a
- * change told, or one that went untold; a ring that came round since
- * cannot tell, which counts as changed
+ * Under the mutex: whether a verdict read after "since" may be older than
+ * a change told since, or one that went untold; a ring that came round
+ * since cannot tell, which counts as changed
  */
 
 static ngx_uint_t
 ngx_icp_gate_cache_changed_since(ngx_icp_gate_cache_t *cache,
-    ngx_str_t *domain, uint32_t hash, ngx_msec_t since)
+    ngx_str_t *domain, uint32_t hash, ngx_icp_gate_cache_mark_t *since)
 {
     ngx_uint_t                    i, n;
     ngx_icp_gate_cache_sh_t      *sh;
@@ -787,18 +796,18 @@ ngx_icp_gate_cache_changed_since(ngx_icp_gate_cache_t *cache,
 
     sh = cache->sh;
 
-    if ((ngx_msec_int_t) (since - sh->untracked) <= 0) {
+    if (sh->expiries != since->expiries) {
         return 1;
     }
 
-    n = ngx_min(sh->changes, NGX_ICP_GATE_CACHE_CHANGES);
+    n = sh->changes - since->changes;
+
+    if (n > NGX_ICP_GATE_CACHE_CHANGES) {
+        return 1;
+    }
 
     for (i = 1; i <= n; i++) {
         ch = &sh->changed[(sh->changes - i) % NGX_ICP_GATE_CACHE_CHANGES];
-
-        if ((ngx_msec_int_t) (ch->at - since) < 0) {
-            return 0;
-        }
 
         if (ch->hash == hash && ch->len == domain->len
             && ngx_memcmp(ch->data, domain->data, domain->len) == 0)
@@ -807,7 +816,7 @@ ngx_icp_gate_cache_changed_since(ngx_icp_gate_cache_t *cache,
         }
     }
 
-    return (sh->changes > NGX_ICP_GATE_CACHE_CHANGES);
+    return 0;
 }
 
 

@@ -23,6 +23,17 @@
 
 typedef struct ngx_icp_gate_cache_s  ngx_icp_gate_cache_t;
 
+/*
+ * Where the news stood when a verdict was asked of Redis: a count of the
+ * changes told and of the times every copy expired, not a clock, whose
+ * milliseconds cannot order a read and a change of the same one
+ */
+typedef struct {
+    ngx_uint_t                  changes;
+    ngx_uint_t                  expiries;
+} ngx_icp_gate_cache_mark_t;
+
+
 /* domain NULL: any, the zone no longer knows which */
 typedef void (*ngx_icp_gate_cache_changes_pt)(void *data, ngx_str_t *domain);
 
@@ -40,11 +51,13 @@ ngx_int_t ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache,
 ngx_int_t ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache,
     ngx_str_t *domain,
     uint32_t hash, ngx_icp_gate_verdict_t *v, ngx_msec_t fresh_for,
-    time_t usable_for, ngx_msec_t read);
+    time_t usable_for, ngx_icp_gate_cache_mark_t *read);
 ngx_int_t ngx_icp_gate_cache_spend(ngx_icp_gate_cache_t *cache,
     ngx_uint_t rate);
 void ngx_icp_gate_cache_release(ngx_icp_gate_cache_t *cache,
     ngx_str_t *domain, uint32_t hash, ngx_msec_t retry_after);
+void ngx_icp_gate_cache_mark(ngx_icp_gate_cache_t *cache,
+    ngx_icp_gate_cache_mark_t *mark);
 void ngx_icp_gate_cache_changed(ngx_icp_gate_cache_t *cache,
     ngx_str_t *domain, uint32_t hash);
 void ngx_icp_gate_cache_changes(ngx_icp_gate_cache_t *cache,

@@ -70,7 +70,8 @@ typedef struct {
     unsigned                    fleet_lock:1;   /* held in Redis */
     unsigned                    fleet_wait:1;   /* for another's */
     ngx_msec_t                  fleet_since;
-    ngx_msec_t                  read;       /* the last look in Redis */
+    ngx_icp_gate_cache_mark_t   read;       /* at the last look in Redis */
+    unsigned                    looked:1;   /* read is set */
     unsigned                    has_stale:1;
     ngx_icp_gate_verdict_t      stale;      /* answers if the refresh fails */
     u_char                      data[NGX_ICP_GATE_DOMAIN_LEN];
@@ -80,7 +81,7 @@ typedef struct {
 /* a domain Redis said changed, read again */
 
 typedef struct {
-    ngx_msec_t                  read;
+    ngx_icp_gate_cache_mark_t   read;
     uint32_t                    hash;
     size_t                      len;
     u_char                      data[NGX_ICP_GATE_DOMAIN_LEN];
@@ -113,7 +114,7 @@ static void ngx_icp_gate_flight_store(ngx_icp_gate_flight_t *f,
     ngx_icp_gate_verdict_t *v, ngx_uint_t redis);
 static ngx_int_t ngx_icp_gate_lookup_store(ngx_str_t *domain,
     uint32_t hash, ngx_icp_gate_verdict_t *v, ngx_uint_t redis,
-    ngx_msec_t read);
+    ngx_icp_gate_cache_mark_t *read);
 static void ngx_icp_gate_refresh_done(void *data, ngx_int_t rc,
     ngx_icp_gate_verdict_t *v);
 static time_t ngx_icp_gate_ttl_of(ngx_icp_gate_verdict_t *v);
@@ -435,7 +436,7 @@ ngx_icp_gate_lookup_refresh(ngx_str_t *domain, uint32_t hash)
         ? ngx_alloc(sizeof(ngx_icp_gate_refresh_t), ngx_cycle->log) : NULL;
 
     if (r != NULL) {
-        r->read = ngx_current_msec;
+        ngx_icp_gate_cache_mark(ngx_icp_gate_cache, &r->read);
         r->hash = hash;
         r->len = domain->len;
         ngx_memcpy(r->data, domain->data, domain->len);
@@ -478,7 +479,7 @@ ngx_icp_gate_refresh_done(void *data, ngx_int_t rc, ngx_icp_gate_verdict_t *v)
         ngx_icp_gate_cache_expire(ngx_icp_gate_cache, &domain, r->hash);
         ngx_icp_gate_cache_changed(ngx_icp_gate_cache, &domain, r->hash);
 
-    } else if (ngx_icp_gate_lookup_store(&domain, r->hash, v, 1, r->read)
+    } else if (ngx_icp_gate_lookup_store(&domain, r->hash, v, 1, &r->read)
                != NGX_DONE)
     {
         /* the same status, or kept aside: the watchers look anyway */
@@ -717,7 +718,8 @@ ngx_icp_gate_flight_fetch(ngx_icp_gate_flight_t *f)
         return;
     }
 
-    f->read = ngx_current_msec;
+    ngx_icp_gate_cache_mark(ngx_icp_gate_cache, &f->read);
+    f->looked = 1;
 
     if (ngx_icp_gate_redis_get(&f->sn.str, ngx_icp_gate_flight_redis_done, f)
         != NGX_OK)
@@ -813,7 +815,8 @@ ngx_icp_gate_flight_redis_done(void *data, ngx_int_t rc,
 static void
 ngx_icp_gate_flight_lock(ngx_icp_gate_flight_t *f)
 {
-    f->read = ngx_current_msec;
+    ngx_icp_gate_cache_mark(ngx_icp_gate_cache, &f->read);
+    f->looked = 1;
 
     if (ngx_icp_gate_redis_look_or_lock(&f->sn.str,
                                         ngx_icp_gate_fleet_lock_ttl(),
@@ -944,21 +947,22 @@ ngx_icp_gate_flight_store(ngx_icp_gate_flight_t *f, ngx_icp_gate_verdict_t *v,
     /* one read before Redis told of a change is stored to be read again */
 
     (void) ngx_icp_gate_lookup_store(&f->sn.str, f->hash, v, redis,
-                                     (redis && f->read) ? f->read : 0);
+                                     (redis && f->looked) ? &f->read : NULL);
 
     ngx_icp_gate_flight_finish(f, NGX_OK, v);
 }
 
 
 /*
- * read: when the verdict was asked of Redis, 0 when it was not read there.
- * A verdict whose status is not the one the zone had is news to every
- * worker (its live sessions): NGX_DONE.
+ * read: where the news stood when the verdict was asked of Redis, NULL
+ * when it was not read there.  A verdict whose status is not the one the
+ * zone had is news to every worker (its live sessions): NGX_DONE.
  */
 
 static ngx_int_t
 ngx_icp_gate_lookup_store(ngx_str_t *domain, uint32_t hash,
-    ngx_icp_gate_verdict_t *v, ngx_uint_t redis, ngx_msec_t read)
+    ngx_icp_gate_verdict_t *v, ngx_uint_t redis,
+    ngx_icp_gate_cache_mark_t *read)
 {
     ngx_int_t                    rc;
     time_t                       ttl, usable;

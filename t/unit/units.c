@@ -683,7 +683,7 @@ unit_cache_peek(ngx_pool_t *pool)
     unit_ok(rc == NGX_OK && got.status == NGX_ICP_GATE_STATUS_REVOKED,
             "cache peek: a read after a write sees the new verdict");
 
-    ngx_icp_gate_cache_store(cache, &domain, hash, &v, 0, 3600, 0);
+    ngx_icp_gate_cache_store(cache, &domain, hash, &v, 0, 3600, NULL);
 
     unit_ok(ngx_icp_gate_cache_peek(cache, &domain, hash, 0, &got)
             == NGX_DECLINED,
@@ -712,7 +712,7 @@ unit_cache_peek(ngx_pool_t *pool)
 
     ngx_icp_gate_cache_release(cache, &domain, hash, 0);
 
-    ngx_icp_gate_cache_store(cache, &domain, hash, &v, 60000, 0, 0);
+    ngx_icp_gate_cache_store(cache, &domain, hash, &v, 60000, 0, NULL);
 
     rc = ngx_icp_gate_cache_lookup(cache, &domain, hash, 0, 10000, &got,
                                    &flags);
@@ -721,7 +721,7 @@ unit_cache_peek(ngx_pool_t *pool)
                == NGX_DECLINED,
             "cache stale: past its own TTL a verdict never answers");
 
-    ngx_icp_gate_cache_store(cache, &domain, hash, &v, 0, 3600, 0);
+    ngx_icp_gate_cache_store(cache, &domain, hash, &v, 0, 3600, NULL);
 
     ngx_str_set(&other, "placeholder.example.cn");
     (void) unit_cache_get(cache, &other, 1000, &got, &flags);
@@ -848,5 +848,5 @@ unit_cache_put(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 {
     ngx_icp_gate_cache_store(cache, domain,
                              ngx_icp_gate_hash(domain->data, domain->len),
-                             v, 60000, 3600, 0);
+                             v, 60000, 3600, NULL);
 }
