@@ -2413,6 +2413,7 @@ ngx_icp_gate_redis_track_lost(void)
 static void
 ngx_icp_gate_redis_beat(ngx_event_t *ev)
 {
+    char                       *stuck;
     ngx_msec_t                  limit;
     ngx_icp_gate_redis_conn_t  *c, *rd;
 
@@ -2433,23 +2434,24 @@ ngx_icp_gate_redis_beat(ngx_event_t *ev)
     limit = 2 * ngx_icp_gate_redis_conf->timeout
             + NGX_ICP_GATE_REDIS_BEAT_GRACE;
 
+    stuck = NULL;
+
     if (c->ctx && !ngx_icp_gate_redis_tracking
         && ngx_current_msec - ngx_icp_gate_redis_tr_since > limit)
     {
-        ngx_log_error(NGX_LOG_ERR, ev->log, 0,
-                      "icp_gate: redis %V invalidation channel not set up "
-                      "in %Mms, opening it again",
-                      &ngx_icp_gate_redis_conf->name, limit);
-
-        ngx_icp_gate_redis_drop(c);
+        stuck = "not set up";
 
     } else if (c->ctx && ngx_icp_gate_redis_beat_sent
                && ngx_current_msec - ngx_icp_gate_redis_beat_sent > limit)
     {
+        stuck = "silent";
+    }
+
+    if (stuck) {
         ngx_log_error(NGX_LOG_ERR, ev->log, 0,
-                      "icp_gate: redis %V invalidation channel silent for "
+                      "icp_gate: redis %V invalidation channel %s for "
                       "%Mms, opening it again",
-                      &ngx_icp_gate_redis_conf->name, limit);
+                      &ngx_icp_gate_redis_conf->name, stuck, limit);
 
         ngx_icp_gate_redis_drop(c);
 
