@@ -466,10 +466,8 @@ ngx_rtmp_icp_gate_act(ngx_rtmp_session_t *s, ngx_rtmp_icp_gate_ctx_t *ctx)
     }
 
     if (gacf->recheck && !ctx->recheck.timer_set) {
-        ctx->recheck.handler = ngx_rtmp_icp_gate_recheck;
-        ctx->recheck.data = ngx_icp_gate_timer_ident;
-        ctx->recheck.log = s->connection->log;
-        ctx->recheck.cancelable = 1;
+        ngx_icp_gate_timer_init(&ctx->recheck, ngx_rtmp_icp_gate_recheck,
+                                s->connection->log);
 
         ngx_add_timer(&ctx->recheck, gacf->recheck);
 

@@ -143,10 +143,8 @@ ngx_icp_gate_api_init(ngx_cycle_t *cycle, ngx_icp_gate_api_conf_t *acf)
     curl_multi_setopt(ngx_icp_gate_api_multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
                       (long) acf->concurrency);
 
-    ngx_icp_gate_api_timer.handler = ngx_icp_gate_api_timeout;
-    ngx_icp_gate_api_timer.data = ngx_icp_gate_timer_ident;
-    ngx_icp_gate_api_timer.log = cycle->log;
-    ngx_icp_gate_api_timer.cancelable = 1;
+    ngx_icp_gate_timer_init(&ngx_icp_gate_api_timer, ngx_icp_gate_api_timeout,
+                            cycle->log);
 
     return NGX_OK;
 }

@@ -139,6 +139,7 @@ static void ngx_icp_gate_cache_delete(ngx_icp_gate_cache_t *cache,
     ngx_icp_gate_cache_node_t *cn);
 static ngx_uint_t ngx_icp_gate_cache_lock(ngx_icp_gate_cache_node_t *cn,
     ngx_msec_t lock_for);
+static void ngx_icp_gate_cache_expire_node(ngx_icp_gate_cache_node_t *cn);
 static ngx_uint_t ngx_icp_gate_cache_changed_since(
     ngx_icp_gate_cache_t *cache, ngx_str_t *domain, uint32_t hash,
     ngx_icp_gate_cache_mark_t *since);
@@ -382,7 +383,7 @@ ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
  * there; ngx_icp_gate_cache_mark()).  A verdict Redis said changed since
  * it was read replaces none (the zone's is the newer), and is stored
  * expired where there was none, to be read again when next used.
- * NGX_DONE: stored, and its status is not the one the zone had;
+ * NGX_DONE: stored, and its status or region is not the one the zone had;
  * NGX_ERROR: the zone had no room for it.
  */
 
@@ -392,7 +393,7 @@ ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     time_t usable_for, ngx_icp_gate_cache_mark_t *read)
 {
     ngx_int_t                   rc;
-    ngx_uint_t                  was, older;
+    ngx_uint_t                  older, news;
     ngx_icp_gate_cache_node_t  *cn, *grown;
 
     rc = NGX_ERROR;
@@ -414,7 +415,10 @@ ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
         goto done;
     }
 
-    was = cn ? cn->status : NGX_ICP_GATE_STATUS_NONE;
+    /* what a judgement reads changed: live sessions must hear of it */
+
+    news = cn && cn->status != NGX_ICP_GATE_STATUS_NONE
+           && (cn->status != v->status || cn->region != v->region);
 
     if (cn == NULL) {
         cn = ngx_icp_gate_cache_create(cache, domain, hash, v->icp_len);
@@ -454,8 +458,7 @@ ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     cn->usable = (uint32_t) (ngx_time() + usable_for);
     cn->locked = 0;
 
-    rc = (was != NGX_ICP_GATE_STATUS_NONE && was != v->status)
-         ? NGX_DONE : NGX_OK;
+    rc = news ? NGX_DONE : NGX_OK;
 
 done:
 
@@ -707,12 +710,7 @@ ngx_icp_gate_cache_expire_all(ngx_icp_gate_cache_t *cache)
          q = ngx_queue_next(q))
     {
         cn = ngx_queue_data(q, ngx_icp_gate_cache_node_t, queue);
-
-        if (cn->status != NGX_ICP_GATE_STATUS_NONE
-            && (ngx_msec_int_t) (cn->expires - ngx_current_msec) > 0)
-        {
-            cn->expires = ngx_current_msec;
-        }
+        ngx_icp_gate_cache_expire_node(cn);
     }
 
     ngx_icp_gate_cache_write_end(cache);
@@ -758,14 +756,25 @@ ngx_icp_gate_cache_expire(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 
     cn = ngx_icp_gate_cache_find(cache, domain, hash);
 
-    if (cn && cn->status != NGX_ICP_GATE_STATUS_NONE
-        && (ngx_msec_int_t) (cn->expires - ngx_current_msec) > 0)
-    {
-        cn->expires = ngx_current_msec;
+    if (cn) {
+        ngx_icp_gate_cache_expire_node(cn);
     }
 
     ngx_icp_gate_cache_write_end(cache);
     ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+/* a verdict fresh still answers from now on only while it is refreshed */
+
+static void
+ngx_icp_gate_cache_expire_node(ngx_icp_gate_cache_node_t *cn)
+{
+    if (cn->status != NGX_ICP_GATE_STATUS_NONE
+        && (ngx_msec_int_t) (cn->expires - ngx_current_msec) > 0)
+    {
+        cn->expires = ngx_current_msec;
+    }
 }
 
 

@@ -18,6 +18,11 @@
 #include <hiredis/async.h>
 
 
+/* argument n of a command's argv: a string literal, or a macro of one */
+#define ngx_icp_gate_hiredis_arg(argv, argvlen, n, text)                \
+    (argv)[n] = text; (argvlen)[n] = sizeof(text) - 1
+
+
 /* before the connect callback is set: hiredis 0.14 adds a write event */
 ngx_int_t ngx_icp_gate_hiredis_attach(redisAsyncContext *ac);
 

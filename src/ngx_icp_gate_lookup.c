@@ -71,7 +71,6 @@ typedef struct {
     unsigned                    fleet_wait:1;   /* for another's */
     ngx_msec_t                  fleet_since;
     ngx_icp_gate_cache_mark_t   read;       /* at the last look in Redis */
-    unsigned                    looked:1;   /* read is set */
     unsigned                    has_stale:1;
     ngx_icp_gate_verdict_t      stale;      /* answers if the refresh fails */
     u_char                      data[NGX_ICP_GATE_DOMAIN_LEN];
@@ -153,8 +152,9 @@ ngx_icp_gate_lookup_init(ngx_cycle_t *cycle, ngx_icp_gate_lookup_conf_t *lcf)
     ngx_rbtree_init(&ngx_icp_gate_flights, &ngx_icp_gate_flights_sentinel,
                     ngx_str_rbtree_insert_value);
 
-    ngx_icp_gate_aside = ngx_pcalloc(cycle->pool, NGX_ICP_GATE_ASIDE
-                                                  * sizeof(ngx_icp_gate_aside_t));
+    ngx_icp_gate_aside = ngx_pcalloc(cycle->pool,
+                                     NGX_ICP_GATE_ASIDE
+                                     * sizeof(ngx_icp_gate_aside_t));
     if (ngx_icp_gate_aside == NULL) {
         return NGX_ERROR;
     }
@@ -617,10 +617,7 @@ ngx_icp_gate_flight_create(ngx_str_t *domain, uint32_t hash, ngx_uint_t owner)
 
     /* the first step runs from the event loop, never inside a lookup */
 
-    f->event.handler = ngx_icp_gate_flight_run;
-    f->event.data = ngx_icp_gate_timer_ident;
-    f->event.log = ngx_cycle->log;
-    f->event.cancelable = 1;
+    ngx_icp_gate_timer_init(&f->event, ngx_icp_gate_flight_run, ngx_cycle->log);
 
     ngx_add_timer(&f->event, 0);
 
@@ -719,7 +716,6 @@ ngx_icp_gate_flight_fetch(ngx_icp_gate_flight_t *f)
     }
 
     ngx_icp_gate_cache_mark(ngx_icp_gate_cache, &f->read);
-    f->looked = 1;
 
     if (ngx_icp_gate_redis_get(&f->sn.str, ngx_icp_gate_flight_redis_done, f)
         != NGX_OK)
@@ -816,7 +812,6 @@ static void
 ngx_icp_gate_flight_lock(ngx_icp_gate_flight_t *f)
 {
     ngx_icp_gate_cache_mark(ngx_icp_gate_cache, &f->read);
-    f->looked = 1;
 
     if (ngx_icp_gate_redis_look_or_lock(&f->sn.str,
                                         ngx_icp_gate_fleet_lock_ttl(),
@@ -944,10 +939,13 @@ static void
 ngx_icp_gate_flight_store(ngx_icp_gate_flight_t *f, ngx_icp_gate_verdict_t *v,
     ngx_uint_t redis)
 {
-    /* one read before Redis told of a change is stored to be read again */
+    /*
+     * one read before Redis told of a change is stored to be read again;
+     * a verdict Redis has was looked for there first (f->read is set)
+     */
 
     (void) ngx_icp_gate_lookup_store(&f->sn.str, f->hash, v, redis,
-                                     (redis && f->looked) ? &f->read : NULL);
+                                     redis ? &f->read : NULL);
 
     ngx_icp_gate_flight_finish(f, NGX_OK, v);
 }
@@ -955,8 +953,8 @@ ngx_icp_gate_flight_store(ngx_icp_gate_flight_t *f, ngx_icp_gate_verdict_t *v,
 
 /*
  * read: where the news stood when the verdict was asked of Redis, NULL
- * when it was not read there.  A verdict whose status is not the one the
- * zone had is news to every worker (its live sessions): NGX_DONE.
+ * when it was not read there.  A verdict whose status or region is not the
+ * one the zone had is news to every worker (its live sessions): NGX_DONE.
  */
 
 static ngx_int_t

@@ -159,6 +159,9 @@ static void ngx_icp_gate_redis_connect_to(ngx_icp_gate_redis_conn_t *c,
     char *host, in_port_t port);
 static void ngx_icp_gate_redis_master_is(ngx_str_t *host, in_port_t port);
 static void ngx_icp_gate_redis_master_lost(void);
+static ngx_icp_gate_redis_cmd_t *ngx_icp_gate_redis_send_setup(
+    ngx_icp_gate_redis_conn_t *c, redisCallbackFn *fn, ngx_uint_t argc,
+    const char **argv, size_t *argvlen);
 static ngx_int_t ngx_icp_gate_redis_setup(ngx_icp_gate_redis_conn_t *c,
     char *command, ngx_str_t *arg);
 static void ngx_icp_gate_redis_drop(ngx_icp_gate_redis_conn_t *c);
@@ -213,9 +216,7 @@ static void ngx_icp_gate_redis_put_reply(redisAsyncContext *ac, void *r,
     void *privdata);
 
 static void ngx_icp_gate_redis_track_start(ngx_icp_gate_redis_conn_t *c);
-static ngx_int_t ngx_icp_gate_redis_track_send(ngx_icp_gate_redis_conn_t *c,
-    redisCallbackFn *fn, ngx_uint_t argc, const char **argv,
-    size_t *argvlen);
+static void ngx_icp_gate_redis_untrackable_now(char *why, char *detail);
 static void ngx_icp_gate_redis_track_id_reply(redisAsyncContext *ac,
     void *r, void *privdata);
 static void ngx_icp_gate_redis_track_on_reply(redisAsyncContext *ac,
@@ -513,10 +514,9 @@ ngx_icp_gate_redis_init(ngx_cycle_t *cycle, ngx_icp_gate_redis_conf_t *rcf)
 
     /* no timer may keep an exiting worker alive */
 
-    ngx_icp_gate_redis_report_ev.handler = ngx_icp_gate_redis_report;
-    ngx_icp_gate_redis_report_ev.data = ngx_icp_gate_timer_ident;
-    ngx_icp_gate_redis_report_ev.log = cycle->log;
-    ngx_icp_gate_redis_report_ev.cancelable = 1;
+    ngx_icp_gate_timer_init(&ngx_icp_gate_redis_report_ev,
+                            ngx_icp_gate_redis_report,
+                            cycle->log);
 
     ngx_icp_gate_redis_master_host.len = 0;
 
@@ -550,10 +550,9 @@ ngx_icp_gate_redis_init(ngx_cycle_t *cycle, ngx_icp_gate_redis_conf_t *rcf)
         ngx_icp_gate_redis_beat_channel.data = ngx_icp_gate_redis_beat_name;
         ngx_icp_gate_redis_beat_channel.len = p - ngx_icp_gate_redis_beat_name;
 
-        ngx_icp_gate_redis_beat_ev.handler = ngx_icp_gate_redis_beat;
-        ngx_icp_gate_redis_beat_ev.data = ngx_icp_gate_timer_ident;
-        ngx_icp_gate_redis_beat_ev.log = cycle->log;
-        ngx_icp_gate_redis_beat_ev.cancelable = 1;
+        ngx_icp_gate_timer_init(&ngx_icp_gate_redis_beat_ev,
+                                ngx_icp_gate_redis_beat,
+                                cycle->log);
 
         ngx_icp_gate_redis_connect(&ngx_icp_gate_redis_tr);
         ngx_add_timer(&ngx_icp_gate_redis_beat_ev,
@@ -651,8 +650,7 @@ ngx_icp_gate_redis_hgetall(ngx_icp_gate_redis_conn_t *c, ngx_str_t *domain,
     const char  *argv[2];
     u_char       key[NGX_ICP_GATE_REDIS_KEY_LEN];
 
-    argv[0] = "HGETALL";
-    argvlen[0] = sizeof("HGETALL") - 1;
+    ngx_icp_gate_hiredis_arg(argv, argvlen, 0, "HGETALL");
     argv[1] = (char *) key;
     argvlen[1] = ngx_icp_gate_redis_key(key, "domain:", domain);
 
@@ -734,8 +732,7 @@ ngx_icp_gate_redis_eval(const char *script, size_t len, ngx_str_t *domain,
     u_char       owner[NGX_ICP_GATE_REDIS_OWNER_LEN];
     u_char       px[NGX_INT_T_LEN];
 
-    argv[0] = "EVAL";
-    argvlen[0] = sizeof("EVAL") - 1;
+    ngx_icp_gate_hiredis_arg(argv, argvlen, 0, "EVAL");
     argv[1] = script;
     argvlen[1] = len;
     argv[2] = "2";
@@ -853,15 +850,9 @@ ngx_icp_gate_redis_conn_init(ngx_icp_gate_redis_conn_t *c, char *role,
     c->role = role;
     ngx_queue_init(&c->cmds);
 
-    c->timer.handler = ngx_icp_gate_redis_deadline;
-    c->timer.data = ngx_icp_gate_timer_ident;
-    c->timer.log = log;
-    c->timer.cancelable = 1;
+    ngx_icp_gate_timer_init(&c->timer, ngx_icp_gate_redis_deadline, log);
 
-    c->retry.handler = ngx_icp_gate_redis_retry;
-    c->retry.data = ngx_icp_gate_timer_ident;
-    c->retry.log = log;
-    c->retry.cancelable = 1;
+    ngx_icp_gate_timer_init(&c->retry, ngx_icp_gate_redis_retry, log);
 }
 
 
@@ -1028,32 +1019,49 @@ ngx_icp_gate_redis_setup(ngx_icp_gate_redis_conn_t *c, char *command,
     const char                *argv[2];
     ngx_icp_gate_redis_cmd_t  *cmd;
 
-    cmd = ngx_icp_gate_redis_cmd(NGX_ICP_GATE_REDIS_SETUP);
-    if (cmd == NULL) {
-        return NGX_ERROR;
-    }
-
     argv[0] = command;
     argvlen[0] = ngx_strlen(command);
-
-    cmd->role = (ngx_strcmp(command, "ROLE") == 0);
 
     if (arg) {
         argv[1] = (char *) arg->data;
         argvlen[1] = arg->len;
     }
 
-    if (ngx_icp_gate_redis_send(c, ngx_icp_gate_redis_setup_reply, cmd,
-                                arg ? 2 : 1, argv, argvlen)
-        != NGX_OK)
-    {
-        ngx_free(cmd);
+    cmd = ngx_icp_gate_redis_send_setup(c, ngx_icp_gate_redis_setup_reply,
+                                        arg ? 2 : 1, argv, argvlen);
+    if (cmd == NULL) {
         return NGX_ERROR;
     }
 
+    cmd->role = (ngx_strcmp(command, "ROLE") == 0);
     c->setups++;
 
     return NGX_OK;
+}
+
+
+/*
+ * A command of a connection's setup, with its reply's handler: one late
+ * by the timeout has the connection opened again
+ */
+
+static ngx_icp_gate_redis_cmd_t *
+ngx_icp_gate_redis_send_setup(ngx_icp_gate_redis_conn_t *c,
+    redisCallbackFn *fn, ngx_uint_t argc, const char **argv, size_t *argvlen)
+{
+    ngx_icp_gate_redis_cmd_t  *cmd;
+
+    cmd = ngx_icp_gate_redis_cmd(NGX_ICP_GATE_REDIS_SETUP);
+    if (cmd == NULL) {
+        return NULL;
+    }
+
+    if (ngx_icp_gate_redis_send(c, fn, cmd, argc, argv, argvlen) != NGX_OK) {
+        ngx_free(cmd);
+        return NULL;
+    }
+
+    return cmd;
 }
 
 
@@ -1275,8 +1283,7 @@ ngx_icp_gate_redis_write(ngx_icp_gate_redis_conn_t *c,
     argv[1] = (char *) key;
     argvlen[1] = ngx_icp_gate_redis_key(key, "domain:", &domain);
 
-    argv[0] = "MULTI";
-    argvlen[0] = sizeof("MULTI") - 1;
+    ngx_icp_gate_hiredis_arg(argv, argvlen, 0, "MULTI");
 
     if (ngx_icp_gate_redis_send(c, ngx_icp_gate_redis_part_reply, NULL,
                                 1, argv, argvlen)
@@ -1292,8 +1299,7 @@ ngx_icp_gate_redis_write(ngx_icp_gate_redis_conn_t *c,
      * hash does not wait for a lock nobody needs any more
      */
 
-    argv[0] = "DEL";
-    argvlen[0] = sizeof("DEL") - 1;
+    ngx_icp_gate_hiredis_arg(argv, argvlen, 0, "DEL");
     argv[2] = (char *) lock;
     argvlen[2] = ngx_icp_gate_redis_key(lock, "lock:", &domain);
 
@@ -1306,18 +1312,13 @@ ngx_icp_gate_redis_write(ngx_icp_gate_redis_conn_t *c,
 
     name = &ngx_icp_gate_status_names[v->status];
 
-    argv[0] = "HSET";
-    argvlen[0] = sizeof("HSET") - 1;
-    argv[2] = "status";
-    argvlen[2] = sizeof("status") - 1;
+    ngx_icp_gate_hiredis_arg(argv, argvlen, 0, "HSET");
+    ngx_icp_gate_hiredis_arg(argv, argvlen, 2, "status");
     argv[3] = (char *) name->data;
     argvlen[3] = name->len;
-    argv[4] = "source";
-    argvlen[4] = sizeof("source") - 1;
-    argv[5] = "api";
-    argvlen[5] = sizeof("api") - 1;
-    argv[6] = "checked_at";
-    argvlen[6] = sizeof("checked_at") - 1;
+    ngx_icp_gate_hiredis_arg(argv, argvlen, 4, "source");
+    ngx_icp_gate_hiredis_arg(argv, argvlen, 5, "api");
+    ngx_icp_gate_hiredis_arg(argv, argvlen, 6, "checked_at");
     argv[7] = (char *) checked;
     argvlen[7] = ngx_sprintf(checked, "%T", v->checked_at) - checked;
 
@@ -1346,8 +1347,7 @@ ngx_icp_gate_redis_write(ngx_icp_gate_redis_conn_t *c,
         goto failed;
     }
 
-    argv[0] = "EXPIRE";
-    argvlen[0] = sizeof("EXPIRE") - 1;
+    ngx_icp_gate_hiredis_arg(argv, argvlen, 0, "EXPIRE");
     argv[2] = (char *) expire;
     argvlen[2] = ngx_sprintf(expire, "%T", ttl) - expire;
 
@@ -1358,8 +1358,7 @@ ngx_icp_gate_redis_write(ngx_icp_gate_redis_conn_t *c,
         goto failed;
     }
 
-    argv[0] = "EXEC";
-    argvlen[0] = sizeof("EXEC") - 1;
+    ngx_icp_gate_hiredis_arg(argv, argvlen, 0, "EXEC");
 
     if (ngx_icp_gate_redis_send(c, ngx_icp_gate_redis_put_reply, cmd,
                                 1, argv, argvlen)
@@ -1690,18 +1689,9 @@ ngx_icp_gate_redis_on_disconnect(const redisAsyncContext *ac, int status)
      */
 
     if (c == &ngx_icp_gate_redis_tr && ngx_icp_gate_redis_subscribing) {
-        if (!ngx_icp_gate_redis_untrackable) {
-            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                          "icp_gate: redis %V closed the invalidation "
-                          "channel as it subscribed to %s (may this user "
-                          "SUBSCRIBE?): changes reach this node only as "
-                          "its copies expire; trying again every %ds",
-                          &ngx_icp_gate_redis_conf->name,
-                          NGX_ICP_GATE_REDIS_CHANNEL,
-                          NGX_ICP_GATE_REDIS_UNTRACKABLE / 1000);
-        }
-
-        ngx_icp_gate_redis_untrackable = 1;
+        ngx_icp_gate_redis_untrackable_now("closed the invalidation channel "
+                                           "as it subscribed",
+                                           "may this user SUBSCRIBE?");
     }
 
     ngx_icp_gate_redis_gone(c);
@@ -2079,39 +2069,15 @@ ngx_icp_gate_redis_track_start(ngx_icp_gate_redis_conn_t *c)
     ngx_icp_gate_redis_tr_since = ngx_current_msec;
     ngx_icp_gate_redis_beat_sent = 0;
 
-    argv[0] = "CLIENT";
-    argvlen[0] = sizeof("CLIENT") - 1;
-    argv[1] = "ID";
-    argvlen[1] = sizeof("ID") - 1;
+    ngx_icp_gate_hiredis_arg(argv, argvlen, 0, "CLIENT");
+    ngx_icp_gate_hiredis_arg(argv, argvlen, 1, "ID");
 
-    if (ngx_icp_gate_redis_track_send(c, ngx_icp_gate_redis_track_id_reply,
+    if (ngx_icp_gate_redis_send_setup(c, ngx_icp_gate_redis_track_id_reply,
                                       2, argv, argvlen)
-        != NGX_OK)
+        == NULL)
     {
         ngx_icp_gate_redis_drop(c);
     }
-}
-
-
-static ngx_int_t
-ngx_icp_gate_redis_track_send(ngx_icp_gate_redis_conn_t *c,
-    redisCallbackFn *fn, ngx_uint_t argc, const char **argv, size_t *argvlen)
-{
-    ngx_icp_gate_redis_cmd_t  *cmd;
-
-    /* a setup's deadline: a channel not set up in time is opened again */
-
-    cmd = ngx_icp_gate_redis_cmd(NGX_ICP_GATE_REDIS_SETUP);
-    if (cmd == NULL) {
-        return NGX_ERROR;
-    }
-
-    if (ngx_icp_gate_redis_send(c, fn, cmd, argc, argv, argvlen) != NGX_OK) {
-        ngx_free(cmd);
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
 }
 
 
@@ -2139,8 +2105,9 @@ ngx_icp_gate_redis_track_id_reply(redisAsyncContext *ac, void *r,
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
-        /* a Redis before 5: as one that does not track keys */
-        ngx_icp_gate_redis_track_on_reply(ac, r, NULL);
+        /* a Redis before 5 */
+        ngx_icp_gate_redis_untrackable_now("does not track keys", reply->str);
+        ngx_icp_gate_redis_drop(c);
         return;
     }
 
@@ -2151,20 +2118,14 @@ ngx_icp_gate_redis_track_id_reply(redisAsyncContext *ac, void *r,
 
     /* only the verdicts' hashes: a lock's changes are no news */
 
-    argv[0] = "CLIENT";
-    argvlen[0] = sizeof("CLIENT") - 1;
-    argv[1] = "TRACKING";
-    argvlen[1] = sizeof("TRACKING") - 1;
-    argv[2] = "ON";
-    argvlen[2] = sizeof("ON") - 1;
-    argv[3] = "REDIRECT";
-    argvlen[3] = sizeof("REDIRECT") - 1;
+    ngx_icp_gate_hiredis_arg(argv, argvlen, 0, "CLIENT");
+    ngx_icp_gate_hiredis_arg(argv, argvlen, 1, "TRACKING");
+    ngx_icp_gate_hiredis_arg(argv, argvlen, 2, "ON");
+    ngx_icp_gate_hiredis_arg(argv, argvlen, 3, "REDIRECT");
     argv[4] = (char *) id;
     argvlen[4] = ngx_sprintf(id, "%L", (int64_t) reply->integer) - id;
-    argv[5] = "BCAST";
-    argvlen[5] = sizeof("BCAST") - 1;
-    argv[6] = "PREFIX";
-    argvlen[6] = sizeof("PREFIX") - 1;
+    ngx_icp_gate_hiredis_arg(argv, argvlen, 5, "BCAST");
+    ngx_icp_gate_hiredis_arg(argv, argvlen, 6, "PREFIX");
 
     p = ngx_cpymem(prefix, rcf->prefix.data, rcf->prefix.len);
     p = ngx_cpymem(p, "domain:", sizeof("domain:") - 1);
@@ -2172,9 +2133,9 @@ ngx_icp_gate_redis_track_id_reply(redisAsyncContext *ac, void *r,
     argv[7] = (char *) prefix;
     argvlen[7] = p - prefix;
 
-    if (ngx_icp_gate_redis_track_send(c, ngx_icp_gate_redis_track_on_reply,
+    if (ngx_icp_gate_redis_send_setup(c, ngx_icp_gate_redis_track_on_reply,
                                       8, argv, argvlen)
-        != NGX_OK)
+        == NULL)
     {
         ngx_icp_gate_redis_drop(c);
     }
@@ -2190,31 +2151,17 @@ ngx_icp_gate_redis_track_on_reply(redisAsyncContext *ac, void *r,
 
     c = ac->data;
 
-    if (privdata) {
-        ngx_icp_gate_redis_answered(c, reply);
-        ngx_icp_gate_redis_cmd_done(c, privdata);
-    }
+    ngx_icp_gate_redis_answered(c, reply);
+    ngx_icp_gate_redis_cmd_done(c, privdata);
 
     if (reply == NULL || ac != c->ctx) {
         return;
     }
 
-    /*
-     * a Redis before 6, or a user without the right: the node keeps its
-     * copies icp_gate_local_ttl, as it would without the channel
-     */
+    /* a Redis before 6, or a user without the right */
 
     if (reply->type == REDIS_REPLY_ERROR) {
-        if (!ngx_icp_gate_redis_untrackable) {
-            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                          "icp_gate: redis %V does not track keys (%s): "
-                          "changes reach this node only as its copies "
-                          "expire; asking again every %ds",
-                          &ngx_icp_gate_redis_conf->name, reply->str,
-                          NGX_ICP_GATE_REDIS_UNTRACKABLE / 1000);
-        }
-
-        ngx_icp_gate_redis_untrackable = 1;
+        ngx_icp_gate_redis_untrackable_now("does not track keys", reply->str);
         ngx_icp_gate_redis_drop(c);
         return;
     }
@@ -2261,6 +2208,26 @@ ngx_icp_gate_redis_subscribe(redisAsyncContext *ac, ngx_uint_t all)
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The node keeps its copies icp_gate_local_ttl, as it would without the
+ * channel, which is asked for again after a long while
+ */
+
+static void
+ngx_icp_gate_redis_untrackable_now(char *why, char *detail)
+{
+    if (!ngx_icp_gate_redis_untrackable) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "icp_gate: redis %V %s (%s): changes reach this node "
+                      "only as its copies expire; asking again every %ds",
+                      &ngx_icp_gate_redis_conf->name, why, detail,
+                      NGX_ICP_GATE_REDIS_UNTRACKABLE / 1000);
+    }
+
+    ngx_icp_gate_redis_untrackable = 1;
 }
 
 

@@ -83,10 +83,8 @@ ngx_icp_gate_resolve(ngx_str_t *host, ngx_msec_t timeout,
     r->started = ngx_current_msec;
     r->timeout = timeout;
 
-    r->timer.handler = ngx_icp_gate_resolve_poll;
-    r->timer.data = ngx_icp_gate_timer_ident;
-    r->timer.log = ngx_cycle->log;
-    r->timer.cancelable = 1;
+    ngx_icp_gate_timer_init(&r->timer, ngx_icp_gate_resolve_poll,
+                            ngx_cycle->log);
 
     ngx_add_timer(&r->timer, NGX_ICP_GATE_RESOLVE_POLL_MIN);
 

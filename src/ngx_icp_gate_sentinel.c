@@ -154,10 +154,9 @@ ngx_icp_gate_sentinel_init(ngx_icp_gate_sentinel_conf_t *scf,
 
     ngx_icp_gate_sentinel_next_one = ngx_pid % scf->naddrs;
 
-    ngx_icp_gate_sentinel_ev.handler = ngx_icp_gate_sentinel_timer;
-    ngx_icp_gate_sentinel_ev.data = ngx_icp_gate_timer_ident;
-    ngx_icp_gate_sentinel_ev.log = ngx_cycle->log;
-    ngx_icp_gate_sentinel_ev.cancelable = 1;
+    ngx_icp_gate_timer_init(&ngx_icp_gate_sentinel_ev,
+                            ngx_icp_gate_sentinel_timer,
+                            ngx_cycle->log);
 }
 
 
@@ -322,8 +321,7 @@ ngx_icp_gate_sentinel_query(char *host, in_port_t port)
     ngx_icp_gate_sentinel_asked = ac;
 
     if (scf->password.len) {
-        argv[0] = "AUTH";
-        argvlen[0] = sizeof("AUTH") - 1;
+        ngx_icp_gate_hiredis_arg(argv, argvlen, 0, "AUTH");
         argv[1] = (char *) scf->password.data;
         argvlen[1] = scf->password.len;
 
@@ -331,10 +329,8 @@ ngx_icp_gate_sentinel_query(char *host, in_port_t port)
                                      NULL, 2, argv, argvlen);
     }
 
-    argv[0] = "SENTINEL";
-    argvlen[0] = sizeof("SENTINEL") - 1;
-    argv[1] = "get-master-addr-by-name";
-    argvlen[1] = sizeof("get-master-addr-by-name") - 1;
+    ngx_icp_gate_hiredis_arg(argv, argvlen, 0, "SENTINEL");
+    ngx_icp_gate_hiredis_arg(argv, argvlen, 1, "get-master-addr-by-name");
     argv[2] = (char *) scf->master.data;
     argvlen[2] = scf->master.len;
 
@@ -567,10 +563,9 @@ ngx_icp_gate_sentinel_listen(redisAsyncContext *ac)
     size_t       argvlen[2];
     const char  *argv[2];
 
-    argv[0] = "SUBSCRIBE";
-    argvlen[0] = sizeof("SUBSCRIBE") - 1;
-    argv[1] = NGX_ICP_GATE_SENTINEL_SWITCH;
-    argvlen[1] = sizeof(NGX_ICP_GATE_SENTINEL_SWITCH) - 1;
+    ngx_icp_gate_hiredis_arg(argv, argvlen, 0, "SUBSCRIBE");
+    ngx_icp_gate_hiredis_arg(argv, argvlen, 1,
+                             NGX_ICP_GATE_SENTINEL_SWITCH);
 
     if (redisAsyncCommandArgv(ac, ngx_icp_gate_sentinel_switch, NULL, 2,
                               argv, argvlen)

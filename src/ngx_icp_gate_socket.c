@@ -14,6 +14,19 @@
 void  *ngx_icp_gate_timer_ident[] = { NULL, NULL, NULL, (void *) -1 };
 
 
+/* a timer of ours: no exiting worker waits for it */
+
+void
+ngx_icp_gate_timer_init(ngx_event_t *ev, ngx_event_handler_pt handler,
+    ngx_log_t *log)
+{
+    ev->handler = handler;
+    ev->data = ngx_icp_gate_timer_ident;
+    ev->log = log;
+    ev->cancelable = 1;
+}
+
+
 /* NULL when the worker is out of connections */
 
 ngx_connection_t *

@@ -25,6 +25,8 @@
 extern void  *ngx_icp_gate_timer_ident[];
 
 
+void ngx_icp_gate_timer_init(ngx_event_t *ev, ngx_event_handler_pt handler,
+    ngx_log_t *log);
 ngx_connection_t *ngx_icp_gate_socket_wrap(ngx_socket_t fd,
     ngx_event_handler_pt read, ngx_event_handler_pt write, void *data);
 void ngx_icp_gate_socket_want(ngx_event_t *ev, ngx_uint_t want);

@@ -73,10 +73,8 @@ ngx_icp_gate_watch_init(ngx_cycle_t *cycle, ngx_icp_gate_lookup_conf_t *lcf)
         lcf->redis.tracked = ngx_icp_gate_watch_tracked;
     }
 
-    ngx_icp_gate_watch_ev.handler = ngx_icp_gate_watch_poll;
-    ngx_icp_gate_watch_ev.data = ngx_icp_gate_timer_ident;
-    ngx_icp_gate_watch_ev.log = cycle->log;
-    ngx_icp_gate_watch_ev.cancelable = 1;
+    ngx_icp_gate_timer_init(&ngx_icp_gate_watch_ev, ngx_icp_gate_watch_poll,
+                            cycle->log);
 
     ngx_add_timer(&ngx_icp_gate_watch_ev, NGX_ICP_GATE_WATCH_EVERY);
 
