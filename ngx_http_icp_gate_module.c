@@ -17,6 +17,7 @@
 #include "ngx_icp_gate_conf.h"
 #include "ngx_icp_gate_judge.h"
 #include "ngx_icp_gate_log.h"
+#include "ngx_icp_gate_metrics.h"
 
 
 typedef struct {
@@ -200,6 +201,10 @@ ngx_http_icp_gate_act(ngx_http_request_t *r, ngx_http_icp_gate_ctx_t *ctx,
     ngx_http_icp_gate_loc_conf_t *lcf)
 {
     ctx->judged = 1;
+
+    ngx_icp_gate_count(decisions[NGX_ICP_GATE_PROTO_HTTP]
+                                [ctx->judgement.result]
+                                [ctx->judgement.reason]);
 
     switch (ctx->judgement.result) {
 

@@ -30,6 +30,7 @@
 #include "ngx_icp_gate_domain.h"
 #include "ngx_icp_gate_log.h"
 #include "ngx_icp_gate_socket.h"
+#include "ngx_icp_gate_metrics.h"
 
 
 /* nginx-http-flv-module: its rtmp.h has the HTTP-FLV event */
@@ -71,6 +72,7 @@ typedef struct {
     ngx_uint_t                  status;
 #endif
     ngx_uint_t                  action;
+    ngx_uint_t                  proto;      /* for the metrics */
     union {
         ngx_rtmp_publish_t      publish;
         ngx_rtmp_play_t         play;
@@ -433,6 +435,16 @@ ngx_rtmp_icp_gate_act(ngx_rtmp_session_t *s, ngx_rtmp_icp_gate_ctx_t *ctx)
 
     ctx->judged = 1;
 
+#if (NGX_RTMP_ICP_GATE_FLV)
+    ctx->proto = ngx_rtmp_icp_gate_flv_request(s)
+                 ? NGX_ICP_GATE_PROTO_HTTP_FLV : NGX_ICP_GATE_PROTO_RTMP;
+#else
+    ctx->proto = NGX_ICP_GATE_PROTO_RTMP;
+#endif
+
+    ngx_icp_gate_count(decisions[ctx->proto][ctx->judgement.result]
+                                [ctx->judgement.reason]);
+
     switch (ctx->judgement.result) {
 
     case NGX_ICP_GATE_RESULT_DENY:
@@ -474,6 +486,7 @@ ngx_rtmp_icp_gate_act(ngx_rtmp_session_t *s, ngx_rtmp_icp_gate_ctx_t *ctx)
         if (!ctx->listed) {
             ngx_queue_insert_tail(&ngx_rtmp_icp_gate_live, &ctx->live);
             ctx->listed = 1;
+            ngx_icp_gate_gauge(live[ctx->proto], 1);
         }
     }
 
@@ -743,6 +756,7 @@ ngx_rtmp_icp_gate_unlist(ngx_rtmp_icp_gate_ctx_t *ctx)
     if (ctx->listed) {
         ngx_queue_remove(&ctx->live);
         ctx->listed = 0;
+        ngx_icp_gate_gauge(live[ctx->proto], -1);
     }
 }
 
@@ -768,6 +782,8 @@ ngx_rtmp_icp_gate_drop(ngx_rtmp_session_t *s, ngx_rtmp_icp_gate_ctx_t *ctx)
 
     ngx_rtmp_icp_gate_unlist(ctx);
     ngx_rtmp_icp_gate_log(s, ctx, 1);
+
+    ngx_icp_gate_count(live_dropped[ctx->proto]);
 
 #if (NGX_RTMP_ICP_GATE_FLV)
     r = ngx_rtmp_icp_gate_flv_request(s);

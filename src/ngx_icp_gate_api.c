@@ -18,6 +18,7 @@
 #include "ngx_icp_gate_api.h"
 #include "ngx_icp_gate_socket.h"
 #include "ngx_icp_gate_throttle.h"
+#include "ngx_icp_gate_metrics.h"
 
 
 #define NGX_ICP_GATE_API_BODY_MAX  16384
@@ -50,6 +51,7 @@ static void ngx_icp_gate_api_free(ngx_icp_gate_api_request_t *req);
 static char *ngx_icp_gate_api_url(ngx_str_t *domain);
 static ngx_int_t ngx_icp_gate_api_verdict(ngx_icp_gate_api_request_t *req,
     CURLcode result, ngx_icp_gate_verdict_t *v);
+static ngx_uint_t ngx_icp_gate_api_failure(CURLcode result);
 static void ngx_icp_gate_api_collect(void);
 static void ngx_icp_gate_api_action(curl_socket_t s, int mask);
 static ngx_uint_t ngx_icp_gate_api_closed(ngx_connection_t *c);
@@ -251,6 +253,7 @@ ngx_icp_gate_api_fetch(ngx_str_t *domain, ngx_icp_gate_api_pt handler,
 
     ngx_queue_insert_tail(&ngx_icp_gate_api_waiting, &req->queue);
     ngx_icp_gate_api_queued++;
+    ngx_icp_gate_gauge(api_queued, 1);
 
     ngx_log_debug2(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
                    "icp_gate: filing API request for \"%V\" queued, "
@@ -369,6 +372,7 @@ ngx_icp_gate_api_start(ngx_icp_gate_api_request_t *req)
 
     ngx_queue_insert_tail(&ngx_icp_gate_api_requests, &req->queue);
     ngx_icp_gate_api_running++;
+    ngx_icp_gate_gauge(api_running, 1);
 
     ngx_log_debug2(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
                    "icp_gate: filing API transfer for \"%V\" started, "
@@ -396,6 +400,7 @@ ngx_icp_gate_api_next(void)
         q = ngx_queue_head(&ngx_icp_gate_api_waiting);
         ngx_queue_remove(q);
         ngx_icp_gate_api_queued--;
+        ngx_icp_gate_gauge(api_queued, -1);
 
         req = ngx_queue_data(q, ngx_icp_gate_api_request_t, queue);
 
@@ -407,6 +412,8 @@ ngx_icp_gate_api_next(void)
                           "icp_gate: filing API request for \"%V\" not "
                           "sent after %M ms in the queue", &req->domain,
                           ngx_current_msec - req->queued);
+
+            ngx_icp_gate_count(api_failures[NGX_ICP_GATE_API_FAIL_QUEUE]);
 
             req->handler(req->data, NGX_BUSY, NULL);
 
@@ -428,6 +435,8 @@ static void
 ngx_icp_gate_api_refuse(ngx_str_t *domain)
 {
     ngx_uint_t  n;
+
+    ngx_icp_gate_count(api_failures[NGX_ICP_GATE_API_FAIL_QUEUE]);
 
     n = ngx_icp_gate_throttle(&ngx_icp_gate_api_refused);
 
@@ -509,13 +518,23 @@ static ngx_int_t
 ngx_icp_gate_api_verdict(ngx_icp_gate_api_request_t *req, CURLcode result,
     ngx_icp_gate_verdict_t *v)
 {
-    long  code;
+    long        code;
+    curl_off_t  us;
+
+    if (curl_easy_getinfo(req->easy, CURLINFO_TOTAL_TIME_T, &us) == CURLE_OK)
+    {
+        ngx_icp_gate_metrics_observe(&ngx_icp_gate_metrics->counters
+                                     .api_seconds,
+                                     ngx_icp_gate_api_bounds, (uint64_t) us);
+    }
 
     if (result != CURLE_OK) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "icp_gate: filing API request for \"%V\" failed: %s",
                       &req->domain,
                       req->error[0] ? req->error : curl_easy_strerror(result));
+
+        ngx_icp_gate_count(api_failures[ngx_icp_gate_api_failure(result)]);
         return NGX_ERROR;
     }
 
@@ -530,18 +549,43 @@ ngx_icp_gate_api_verdict(ngx_icp_gate_api_request_t *req, CURLcode result,
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "icp_gate: filing API answered \"%V\" with status %l",
                       &req->domain, code);
+
+        ngx_icp_gate_count(api_failures[NGX_ICP_GATE_API_FAIL_STATUS]);
         return NGX_ERROR;
 
     } else if (ngx_icp_gate_api_parse(req->body, req->len, v) != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "icp_gate: filing API answered \"%V\" with "
                       "an invalid body", &req->domain);
+
+        ngx_icp_gate_count(api_failures[NGX_ICP_GATE_API_FAIL_BODY]);
         return NGX_ERROR;
     }
 
+    v->source = NGX_ICP_GATE_SOURCE_API;
     v->checked_at = ngx_time();
 
     return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_icp_gate_api_failure(CURLcode result)
+{
+    switch (result) {
+
+    case CURLE_OPERATION_TIMEDOUT:
+        return NGX_ICP_GATE_API_FAIL_TIMEOUT;
+
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_SSL_CONNECT_ERROR:
+        return NGX_ICP_GATE_API_FAIL_CONNECT;
+
+    default:
+        return NGX_ICP_GATE_API_FAIL_TRANSFER;
+    }
 }
 
 
@@ -578,6 +622,7 @@ ngx_icp_gate_api_collect(void)
         curl_multi_remove_handle(ngx_icp_gate_api_multi, easy);
         ngx_queue_remove(&req->queue);
         ngx_icp_gate_api_running--;
+        ngx_icp_gate_gauge(api_running, -1);
 
         req->handler(req->data, rc, &v);
 

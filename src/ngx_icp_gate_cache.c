@@ -28,6 +28,7 @@
 #include <ngx_core.h>
 
 #include "ngx_icp_gate_cache.h"
+#include "ngx_icp_gate_metrics.h"
 
 
 /*
@@ -86,6 +87,7 @@ struct ngx_icp_gate_cache_node_s {
                                                    last second */
     u_char                      status;
     u_char                      region;
+    u_char                      source;
     u_char                      len;
     u_char                      icp_len;
     u_char                      icp_room;
@@ -108,6 +110,7 @@ typedef struct {
     ngx_icp_gate_cache_change_t changed[NGX_ICP_GATE_CACHE_CHANGES];
     ngx_uint_t                  budget;         /* API requests, in 1/1000 */
     ngx_msec_t                  budget_at;
+    ngx_uint_t                  entries;
     ngx_uint_t                  mask;
     ngx_icp_gate_cache_node_t  *buckets[1];
 } ngx_icp_gate_cache_sh_t;
@@ -261,6 +264,7 @@ ngx_icp_gate_cache_peek(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 
     v->status = cn->status;
     v->region = cn->region;
+    v->source = cn->source;
     v->checked_at = cn->checked_at;
     v->icp_len = icp_len;
 
@@ -353,6 +357,7 @@ ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     } else {
         v->status = cn->status;
         v->region = cn->region;
+        v->source = cn->source;
         v->checked_at = cn->checked_at;
         v->icp_len = cn->icp_len;
         ngx_memcpy(v->icp, cn->data + cn->len, cn->icp_len);
@@ -445,6 +450,7 @@ ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 
     cn->status = (u_char) v->status;
     cn->region = (u_char) v->region;
+    cn->source = (u_char) v->source;
     cn->checked_at = (uint32_t) v->checked_at;
     cn->used = (uint32_t) ngx_time();
     cn->icp_len = (u_char) v->icp_len;
@@ -765,6 +771,91 @@ ngx_icp_gate_cache_expire(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 }
 
 
+/*
+ * An operator's purge: the copy answers no more, and the next lookup waits
+ * for its refresh, as for a copy past stale-while-revalidate.  The copy
+ * stays, so that a refresh that brings another status tells the live
+ * sessions (NGX_DONE of ngx_icp_gate_cache_store()), and answers only if
+ * the refresh fails.  NGX_DECLINED: the zone has no copy.
+ */
+
+ngx_int_t
+ngx_icp_gate_cache_purge(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
+    uint32_t hash, ngx_msec_t stale)
+{
+    ngx_int_t                   rc;
+    ngx_icp_gate_cache_node_t  *cn;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+    ngx_icp_gate_cache_write_begin(cache);
+
+    cn = ngx_icp_gate_cache_find(cache, domain, hash);
+
+    if (cn) {
+        cn->expires = ngx_current_msec - stale - 1;
+        rc = NGX_OK;
+
+    } else {
+        rc = NGX_DECLINED;
+    }
+
+    ngx_icp_gate_cache_write_end(cache);
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return rc;
+}
+
+
+/* NGX_DECLINED: the zone has no entry for the domain */
+
+ngx_int_t
+ngx_icp_gate_cache_inspect(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
+    uint32_t hash, ngx_icp_gate_cache_entry_t *e)
+{
+    ngx_icp_gate_cache_node_t  *cn;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    cn = ngx_icp_gate_cache_find(cache, domain, hash);
+
+    if (cn == NULL) {
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    ngx_memzero(&e->verdict, sizeof(ngx_icp_gate_verdict_t));
+
+    e->verdict.status = cn->status;
+    e->verdict.region = cn->region;
+    e->verdict.source = cn->source;
+    e->verdict.checked_at = cn->checked_at;
+    e->verdict.icp_len = cn->icp_len;
+    ngx_memcpy(e->verdict.icp, cn->data + cn->len, cn->icp_len);
+
+    e->fresh = (ngx_msec_int_t) (cn->expires - ngx_current_msec);
+    e->usable = cn->usable;
+    e->looked_up = ngx_icp_gate_cache_looked_up(cn);
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_icp_gate_cache_stats(ngx_icp_gate_cache_t *cache,
+    ngx_icp_gate_cache_stats_t *st)
+{
+    ngx_slab_pool_t  *shpool;
+
+    shpool = cache->shpool;
+
+    st->size = shpool->end - (u_char *) shpool;
+    st->free = shpool->pfree << ngx_pagesize_shift;
+    st->entries = cache->sh->entries;
+}
+
+
 /* a verdict fresh still answers from now on only while it is refreshed */
 
 static void
@@ -914,6 +1005,7 @@ ngx_icp_gate_cache_create(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     cn->hash = hash;
     cn->status = NGX_ICP_GATE_STATUS_NONE;
     cn->region = NGX_ICP_GATE_REGION_NONE;
+    cn->source = NGX_ICP_GATE_SOURCE_NONE;
     cn->len = (u_char) domain->len;
     cn->icp_len = 0;
     cn->icp_room = (u_char) room;
@@ -1035,6 +1127,7 @@ ngx_icp_gate_cache_evict(ngx_icp_gate_cache_t *cache, size_t slot)
             && !ngx_icp_gate_cache_looked_up(cn))
         {
             ngx_icp_gate_cache_delete(cache, cn);
+            ngx_icp_gate_count(zone_evictions);
             return have;
         }
     }
@@ -1051,6 +1144,7 @@ ngx_icp_gate_cache_evict(ngx_icp_gate_cache_t *cache, size_t slot)
 
         if (!ngx_icp_gate_cache_looked_up(cn)) {
             ngx_icp_gate_cache_delete(cache, cn);
+            ngx_icp_gate_count(zone_evictions);
         }
 
         q = prev;
@@ -1087,6 +1181,7 @@ ngx_icp_gate_cache_link(ngx_icp_gate_cache_t *cache,
     *bucket = cn;
 
     ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
+    cache->sh->entries++;
 }
 
 
@@ -1107,6 +1202,7 @@ ngx_icp_gate_cache_delete(ngx_icp_gate_cache_t *cache,
 
     ngx_queue_remove(&cn->queue);
     ngx_slab_free_locked(cache->shpool, cn);
+    cache->sh->entries--;
 }
 
 

@@ -34,6 +34,22 @@ typedef struct {
 } ngx_icp_gate_cache_mark_t;
 
 
+/* an entry as the domain console shows it */
+typedef struct {
+    ngx_icp_gate_verdict_t      verdict;    /* status NONE: none yet */
+    ngx_msec_int_t              fresh;      /* ms left, < 0: past */
+    time_t                      usable;     /* Unix time: its last second */
+    ngx_uint_t                  looked_up;  /* a refresh under way */
+} ngx_icp_gate_cache_entry_t;
+
+
+typedef struct {
+    size_t                      size;
+    size_t                      free;       /* in whole free pages */
+    ngx_uint_t                  entries;
+} ngx_icp_gate_cache_stats_t;
+
+
 /* domain NULL: any, the zone no longer knows which */
 typedef void (*ngx_icp_gate_cache_changes_pt)(void *data, ngx_str_t *domain);
 
@@ -67,6 +83,12 @@ ngx_int_t ngx_icp_gate_cache_holds(ngx_icp_gate_cache_t *cache,
 void ngx_icp_gate_cache_expire_all(ngx_icp_gate_cache_t *cache);
 void ngx_icp_gate_cache_expire(ngx_icp_gate_cache_t *cache,
     ngx_str_t *domain, uint32_t hash);
+ngx_int_t ngx_icp_gate_cache_purge(ngx_icp_gate_cache_t *cache,
+    ngx_str_t *domain, uint32_t hash, ngx_msec_t stale);
+ngx_int_t ngx_icp_gate_cache_inspect(ngx_icp_gate_cache_t *cache,
+    ngx_str_t *domain, uint32_t hash, ngx_icp_gate_cache_entry_t *e);
+void ngx_icp_gate_cache_stats(ngx_icp_gate_cache_t *cache,
+    ngx_icp_gate_cache_stats_t *st);
 void ngx_icp_gate_cache_extend(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     uint32_t hash, ngx_icp_gate_verdict_t *v, ngx_msec_t fresh_for);
 

@@ -38,25 +38,6 @@ typedef struct {
 } ngx_icp_gate_conf_t;
 
 
-/* the outcome, as $icp_gate_result spells it */
-#define NGX_ICP_GATE_RESULT_NONE       0
-#define NGX_ICP_GATE_RESULT_ALLOW      1
-#define NGX_ICP_GATE_RESULT_DENY       2
-#define NGX_ICP_GATE_RESULT_EXEMPT     3
-#define NGX_ICP_GATE_RESULT_DRY_RUN    4
-
-/* why, as $icp_gate_reason and the rejection log spell it */
-#define NGX_ICP_GATE_REASON_NONE           0
-#define NGX_ICP_GATE_REASON_NO_HOST        1
-#define NGX_ICP_GATE_REASON_IP_LITERAL     2
-#define NGX_ICP_GATE_REASON_INVALID_HOST   3
-#define NGX_ICP_GATE_REASON_OVERSEAS       4
-#define NGX_ICP_GATE_REASON_UNFILED        5
-#define NGX_ICP_GATE_REASON_PENDING        6
-#define NGX_ICP_GATE_REASON_REVOKED        7
-#define NGX_ICP_GATE_REASON_LOOKUP_FAILED  8
-
-
 typedef struct {
     ngx_str_t                   host;
     ngx_str_t                   domain;

@@ -19,6 +19,7 @@
 #include "ngx_icp_gate_cache.h"
 #include "ngx_icp_gate_socket.h"
 #include "ngx_icp_gate_throttle.h"
+#include "ngx_icp_gate_metrics.h"
 
 
 /*
@@ -243,6 +244,9 @@ ngx_icp_gate_lookup(ngx_str_t *domain, uint32_t hash,
         ngx_log_debug2(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
                        "icp_gate: \"%V\" is %V in the zone", domain,
                        &ngx_icp_gate_status_names[v->status]);
+
+        ngx_icp_gate_count_lookup(NGX_ICP_GATE_TIER_ZONE,
+                                  NGX_ICP_GATE_OUTCOME_HIT);
         return NGX_OK;
     }
 
@@ -254,6 +258,8 @@ ngx_icp_gate_lookup(ngx_str_t *domain, uint32_t hash,
      */
 
     if (ngx_icp_gate_aside_get(domain, hash, v) == NGX_OK) {
+        ngx_icp_gate_count_lookup(NGX_ICP_GATE_TIER_ZONE,
+                                  NGX_ICP_GATE_OUTCOME_HIT);
         return NGX_OK;
     }
 
@@ -274,6 +280,9 @@ ngx_icp_gate_lookup(ngx_str_t *domain, uint32_t hash,
         ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
                        "icp_gate: \"%V\" is stale, waiting for its refresh",
                        domain);
+
+        ngx_icp_gate_count_lookup(NGX_ICP_GATE_TIER_ZONE,
+                                  NGX_ICP_GATE_OUTCOME_STALE);
 
         if (f == NULL) {
             f = ngx_icp_gate_flight_create(domain, hash,
@@ -298,6 +307,11 @@ ngx_icp_gate_lookup(ngx_str_t *domain, uint32_t hash,
 
     if (rc == NGX_OK) {
 
+        ngx_icp_gate_count_lookup(NGX_ICP_GATE_TIER_ZONE,
+                                  (flags & NGX_ICP_GATE_CACHE_LOCKED)
+                                  ? NGX_ICP_GATE_OUTCOME_STALE
+                                  : NGX_ICP_GATE_OUTCOME_HIT);
+
         if (flags & NGX_ICP_GATE_CACHE_LOCKED) {
             /* expired: the old verdict answers while it is refreshed */
 
@@ -318,6 +332,11 @@ ngx_icp_gate_lookup(ngx_str_t *domain, uint32_t hash,
 
         return NGX_OK;
     }
+
+    ngx_icp_gate_count_lookup(NGX_ICP_GATE_TIER_ZONE,
+                              (flags & NGX_ICP_GATE_CACHE_FAILED)
+                              ? NGX_ICP_GATE_OUTCOME_ERROR
+                              : NGX_ICP_GATE_OUTCOME_MISS);
 
     if (flags & NGX_ICP_GATE_CACHE_FAILED) {
         ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
@@ -491,6 +510,49 @@ ngx_icp_gate_refresh_done(void *data, ngx_int_t rc, ngx_icp_gate_verdict_t *v)
 
 
 /*
+ * An operator's purge: every worker's copy of the domain answers no more;
+ * the next request waits for the verdict, and live sessions look again.
+ * NGX_DECLINED: the zone had no copy.
+ */
+
+ngx_int_t
+ngx_icp_gate_lookup_purge(ngx_str_t *domain, uint32_t hash)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_icp_gate_cache_purge(ngx_icp_gate_cache, domain, hash,
+                                  ngx_icp_gate_lookup_conf->stale);
+
+    ngx_icp_gate_lookup_changed(domain, hash);
+    ngx_icp_gate_cache_changed(ngx_icp_gate_cache, domain, hash);
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_icp_gate_lookup_inspect(ngx_str_t *domain, uint32_t hash,
+    ngx_icp_gate_cache_entry_t *e)
+{
+    return ngx_icp_gate_cache_inspect(ngx_icp_gate_cache, domain, hash, e);
+}
+
+
+void
+ngx_icp_gate_lookup_zone_stats(ngx_icp_gate_cache_stats_t *st)
+{
+    ngx_icp_gate_cache_stats(ngx_icp_gate_cache, st);
+}
+
+
+ngx_icp_gate_lookup_conf_t *
+ngx_icp_gate_lookup_conf_get(void)
+{
+    return ngx_icp_gate_lookup_conf;
+}
+
+
+/*
  * Told that the domain changed (NULL: any may have): the worker's copy
  * kept aside goes, and a wait for another node's answer ends
  */
@@ -610,6 +672,7 @@ ngx_icp_gate_flight_create(ngx_str_t *domain, uint32_t hash, ngx_uint_t owner)
     f->hash = hash;
 
     ngx_rbtree_insert(&ngx_icp_gate_flights, &f->sn.node);
+    ngx_icp_gate_gauge(flights, 1);
     ngx_queue_init(&f->waiters);
 
     f->owner = owner;
@@ -720,6 +783,8 @@ ngx_icp_gate_flight_fetch(ngx_icp_gate_flight_t *f)
     if (ngx_icp_gate_redis_get(&f->sn.str, ngx_icp_gate_flight_redis_done, f)
         != NGX_OK)
     {
+        ngx_icp_gate_count_lookup(NGX_ICP_GATE_TIER_REDIS,
+                                  NGX_ICP_GATE_OUTCOME_ERROR);
         ngx_icp_gate_flight_ask_api(f, 0);
     }
 }
@@ -740,6 +805,9 @@ ngx_icp_gate_flight_ask_api(ngx_icp_gate_flight_t *f, ngx_uint_t absent)
                                         ngx_icp_gate_lookup_conf->api_rate)
                != NGX_OK)
         {
+            ngx_icp_gate_count(api_failures[NGX_ICP_GATE_API_FAIL_BUDGET]);
+            ngx_icp_gate_count_lookup(NGX_ICP_GATE_TIER_API,
+                                      NGX_ICP_GATE_OUTCOME_ERROR);
             ngx_icp_gate_over_budget();
             ngx_icp_gate_flight_fail(f, 0);
             return;
@@ -751,6 +819,8 @@ ngx_icp_gate_flight_ask_api(ngx_icp_gate_flight_t *f, ngx_uint_t absent)
         /* a full queue is this worker's overload, no failure to remember */
 
         if (rc != NGX_OK) {
+            ngx_icp_gate_count_lookup(NGX_ICP_GATE_TIER_API,
+                                      NGX_ICP_GATE_OUTCOME_ERROR);
             ngx_icp_gate_flight_fail(f, (rc == NGX_BUSY)
                                         ? 0
                                         : ngx_icp_gate_lookup_conf
@@ -781,6 +851,11 @@ ngx_icp_gate_flight_redis_done(void *data, ngx_int_t rc,
     ngx_icp_gate_verdict_t *v)
 {
     ngx_icp_gate_flight_t  *f = data;
+
+    ngx_icp_gate_count_lookup(NGX_ICP_GATE_TIER_REDIS,
+                              (rc == NGX_OK) ? NGX_ICP_GATE_OUTCOME_HIT
+                              : (rc == NGX_DECLINED) ? NGX_ICP_GATE_OUTCOME_MISS
+                              : NGX_ICP_GATE_OUTCOME_ERROR);
 
     /* not in Redis: one node of the fleet asks the filing API */
 
@@ -883,6 +958,10 @@ ngx_icp_gate_flight_api_done(void *data, ngx_int_t rc,
     ngx_icp_gate_verdict_t *v)
 {
     ngx_icp_gate_flight_t  *f = data;
+
+    ngx_icp_gate_count_lookup(NGX_ICP_GATE_TIER_API,
+                              (rc == NGX_OK) ? NGX_ICP_GATE_OUTCOME_HIT
+                                             : NGX_ICP_GATE_OUTCOME_ERROR);
 
     if (rc != NGX_OK) {
         ngx_icp_gate_flight_fail(f, (rc == NGX_BUSY)
@@ -1018,6 +1097,7 @@ ngx_icp_gate_flight_finish(ngx_icp_gate_flight_t *f, ngx_int_t rc,
      */
 
     ngx_rbtree_delete(&ngx_icp_gate_flights, &f->sn.node);
+    ngx_icp_gate_gauge(flights, -1);
 
     ngx_queue_init(&waiters);
 

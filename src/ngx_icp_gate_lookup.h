@@ -18,6 +18,7 @@
 #include "ngx_icp_gate_verdict.h"
 #include "ngx_icp_gate_redis.h"
 #include "ngx_icp_gate_api.h"
+#include "ngx_icp_gate_cache.h"
 
 
 typedef struct ngx_icp_gate_waiter_s  ngx_icp_gate_waiter_t;
@@ -59,6 +60,11 @@ ngx_int_t ngx_icp_gate_lookup_wait(ngx_str_t *domain, uint32_t hash,
 void ngx_icp_gate_lookup_cancel(ngx_icp_gate_waiter_t *w);
 void ngx_icp_gate_lookup_refresh(ngx_str_t *domain, uint32_t hash);
 void ngx_icp_gate_lookup_changed(ngx_str_t *domain, uint32_t hash);
+ngx_int_t ngx_icp_gate_lookup_purge(ngx_str_t *domain, uint32_t hash);
+ngx_int_t ngx_icp_gate_lookup_inspect(ngx_str_t *domain, uint32_t hash,
+    ngx_icp_gate_cache_entry_t *e);
+void ngx_icp_gate_lookup_zone_stats(ngx_icp_gate_cache_stats_t *st);
+ngx_icp_gate_lookup_conf_t *ngx_icp_gate_lookup_conf_get(void);
 
 
 #endif /* _NGX_ICP_GATE_LOOKUP_H_INCLUDED_ */

@@ -15,10 +15,12 @@
 #include "ngx_icp_gate_watch.h"
 #include "ngx_icp_gate_cache.h"
 #include "ngx_icp_gate_domain.h"
+#include "ngx_icp_gate_metrics.h"
 
 
 typedef struct {
     ngx_icp_gate_lookup_conf_t  lookup;
+    ngx_shm_zone_t             *metrics;
     ngx_flag_t                  used;
     ngx_flag_t                  default_zone;
 } ngx_icp_gate_main_conf_t;
@@ -422,6 +424,13 @@ ngx_icp_gate_use(ngx_conf_t *cf)
 
     mcf->used = 1;
 
+    if (mcf->metrics == NULL) {
+        mcf->metrics = ngx_icp_gate_metrics_add(cf, &ngx_icp_gate_module);
+        if (mcf->metrics == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
     if (mcf->lookup.zone) {
         return NGX_OK;
     }
@@ -487,6 +496,10 @@ ngx_icp_gate_init_worker(ngx_cycle_t *cycle)
 
     ngx_icp_gate_worker_ready = 1;
 
+    if (ngx_icp_gate_metrics_init_worker(cycle, mcf->metrics) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (ngx_icp_gate_watch_init(cycle, &mcf->lookup) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -501,5 +514,6 @@ ngx_icp_gate_exit_process(ngx_cycle_t *cycle)
     if (ngx_icp_gate_worker_ready) {
         ngx_icp_gate_watch_done();
         ngx_icp_gate_lookup_done();
+        ngx_icp_gate_metrics_exit_worker();
     }
 }

@@ -32,6 +32,7 @@
 #include "ngx_icp_gate_throttle.h"
 #include "ngx_icp_gate_socket.h"
 #include "ngx_icp_gate_resolve.h"
+#include "ngx_icp_gate_metrics.h"
 
 
 #define NGX_ICP_GATE_REDIS_BACKOFF_MIN   100
@@ -102,6 +103,7 @@ typedef struct {
 typedef struct {
     ngx_queue_t                 queue;      /* its connection's, oldest first */
     ngx_msec_t                  sent;
+    uint64_t                    sent_us;    /* for the histogram */
     ngx_uint_t                  kind;
     ngx_icp_gate_redis_pt       handler;    /* a read's; NULL once it is late */
     void                       *data;
@@ -173,7 +175,7 @@ static ngx_int_t ngx_icp_gate_redis_send(ngx_icp_gate_redis_conn_t *c,
     const char **argv, size_t *argvlen);
 static ngx_icp_gate_redis_cmd_t *ngx_icp_gate_redis_cmd(ngx_uint_t kind);
 static void ngx_icp_gate_redis_cmd_done(ngx_icp_gate_redis_conn_t *c,
-    ngx_icp_gate_redis_cmd_t *cmd);
+    ngx_icp_gate_redis_cmd_t *cmd, redisReply *reply);
 static void ngx_icp_gate_redis_answered(ngx_icp_gate_redis_conn_t *c,
     redisReply *reply);
 static ngx_int_t ngx_icp_gate_redis_write(ngx_icp_gate_redis_conn_t *c,
@@ -216,6 +218,8 @@ static void ngx_icp_gate_redis_put_reply(redisAsyncContext *ac, void *r,
     void *privdata);
 
 static void ngx_icp_gate_redis_track_start(ngx_icp_gate_redis_conn_t *c);
+static ngx_icp_gate_redis_conn_t *ngx_icp_gate_redis_track_answered(
+    redisAsyncContext *ac, redisReply *reply, ngx_icp_gate_redis_cmd_t *cmd);
 static void ngx_icp_gate_redis_untrackable_now(char *why, char *detail);
 static void ngx_icp_gate_redis_track_id_reply(redisAsyncContext *ac,
     void *r, void *privdata);
@@ -715,6 +719,26 @@ ngx_icp_gate_redis_unlock(ngx_str_t *domain)
 
 
 /*
+ * An operator's purge: the hash goes, and the fleet's lock with it, so
+ * that the next lookup of any node asks the filing API.  The handler hears
+ * NGX_DONE when there was a hash, NGX_DECLINED when there was none.
+ */
+
+ngx_int_t
+ngx_icp_gate_redis_delete(ngx_str_t *domain, ngx_icp_gate_redis_pt handler,
+    void *data)
+{
+    static const char  script[] =
+        "local n = redis.call('DEL', KEYS[1]) "
+        "redis.call('DEL', KEYS[2]) "
+        "return n";
+
+    return ngx_icp_gate_redis_eval(script, sizeof(script) - 1, domain, 0,
+                                   handler, data);
+}
+
+
+/*
  * A script on a domain's two keys: KEYS[1] its hash, KEYS[2] its lock;
  * ARGV[1] this worker's name, ARGV[2] the lock's time when ttl is not 0
  */
@@ -1104,6 +1128,12 @@ ngx_icp_gate_redis_gone(ngx_icp_gate_redis_conn_t *c)
     ngx_queue_t                 *q;
     ngx_icp_gate_redis_write_t  *w;
 
+    if (c->ready) {
+        ngx_icp_gate_gauge(redis_ready, -1);
+    }
+
+    ngx_icp_gate_count(redis_reconnects);
+
     c->ctx = NULL;
     c->ready = 0;
     c->setups = 0;
@@ -1176,6 +1206,7 @@ ngx_icp_gate_redis_send(ngx_icp_gate_redis_conn_t *c, redisCallbackFn *fn,
     }
 
     cmd->sent = ngx_current_msec;
+    cmd->sent_us = ngx_icp_gate_metrics_now();
     ngx_queue_insert_tail(&c->cmds, &cmd->queue);
 
     if (cmd->kind != NGX_ICP_GATE_REDIS_SETUP) {
@@ -1208,10 +1239,22 @@ ngx_icp_gate_redis_cmd(ngx_uint_t kind)
 }
 
 
+/* reply: NULL when the connection went with it */
+
 static void
 ngx_icp_gate_redis_cmd_done(ngx_icp_gate_redis_conn_t *c,
-    ngx_icp_gate_redis_cmd_t *cmd)
+    ngx_icp_gate_redis_cmd_t *cmd, redisReply *reply)
 {
+    /* a late one was counted as a timeout */
+
+    if (reply && !cmd->late) {
+        ngx_icp_gate_metrics_observe(&ngx_icp_gate_metrics->counters
+                                     .redis_seconds,
+                                     ngx_icp_gate_redis_bounds,
+                                     ngx_icp_gate_metrics_now()
+                                     - cmd->sent_us);
+    }
+
     ngx_queue_remove(&cmd->queue);
 
     if (cmd->kind != NGX_ICP_GATE_REDIS_SETUP && c->inflight) {
@@ -1614,6 +1657,11 @@ ngx_icp_gate_redis_parse_hash(redisReply *reply, ngx_icp_gate_verdict_t *v)
         } else if (f->len == 3 && ngx_strncmp(f->str, "icp", 3) == 0) {
             ngx_icp_gate_verdict_set_icp(v, (u_char *) val->str, val->len);
 
+        } else if (f->len == 6 && ngx_strncmp(f->str, "source", 6) == 0) {
+            v->source = ngx_icp_gate_verdict_name(ngx_icp_gate_source_names,
+                                                  (u_char *) val->str,
+                                                  val->len);
+
         } else if (f->len == 10
                    && ngx_strncmp(f->str, "checked_at", 10) == 0)
         {
@@ -1624,6 +1672,12 @@ ngx_icp_gate_redis_parse_hash(redisReply *reply, ngx_icp_gate_verdict_t *v)
 
     if (v->status == NGX_ICP_GATE_STATUS_NONE) {
         return NGX_DECLINED;
+    }
+
+    /* an operator's hash need not say so */
+
+    if (v->source == NGX_ICP_GATE_SOURCE_NONE) {
+        v->source = NGX_ICP_GATE_SOURCE_OPERATOR;
     }
 
     return NGX_OK;
@@ -1718,7 +1772,7 @@ ngx_icp_gate_redis_setup_reply(redisAsyncContext *ac, void *r,
     backoff = c->backoff;
 
     ngx_icp_gate_redis_answered(c, reply);
-    ngx_icp_gate_redis_cmd_done(c, cmd);
+    ngx_icp_gate_redis_cmd_done(c, cmd, reply);
 
     if (reply == NULL || ac != c->ctx) {
         return;
@@ -1778,6 +1832,7 @@ counted:
 
     if (c->setups && --c->setups == 0) {
         c->ready = 1;
+        ngx_icp_gate_gauge(redis_ready, 1);
 
         if (c == &ngx_icp_gate_redis_wr) {
             ngx_icp_gate_redis_flush();
@@ -1806,7 +1861,7 @@ ngx_icp_gate_redis_read_done(redisAsyncContext *ac, redisReply *reply,
     handler = cmd->handler;
     *data = cmd->data;
 
-    ngx_icp_gate_redis_cmd_done(c, cmd);
+    ngx_icp_gate_redis_cmd_done(c, cmd, reply);
 
     /* the worker exits: the lookups must start nothing now */
 
@@ -1953,7 +2008,7 @@ ngx_icp_gate_redis_put_reply(redisAsyncContext *ac, void *r, void *privdata)
     w = cmd->write;
 
     ngx_icp_gate_redis_part_reply(ac, r, NULL);
-    ngx_icp_gate_redis_cmd_done(c, cmd);
+    ngx_icp_gate_redis_cmd_done(c, cmd, reply);
 
     if (reply && reply->type == REDIS_REPLY_ARRAY) {
         ngx_free(w);
@@ -2094,20 +2149,10 @@ ngx_icp_gate_redis_track_id_reply(redisAsyncContext *ac, void *r,
     u_char                      id[NGX_INT64_LEN];
     u_char                      prefix[NGX_ICP_GATE_REDIS_KEY_LEN];
 
-    c = ac->data;
     rcf = ngx_icp_gate_redis_conf;
 
-    ngx_icp_gate_redis_answered(c, reply);
-    ngx_icp_gate_redis_cmd_done(c, privdata);
-
-    if (reply == NULL || ac != c->ctx) {
-        return;
-    }
-
-    if (reply->type == REDIS_REPLY_ERROR) {
-        /* a Redis before 5 */
-        ngx_icp_gate_redis_untrackable_now("does not track keys", reply->str);
-        ngx_icp_gate_redis_drop(c);
+    c = ngx_icp_gate_redis_track_answered(ac, reply, privdata);
+    if (c == NULL) {
         return;
     }
 
@@ -2149,20 +2194,8 @@ ngx_icp_gate_redis_track_on_reply(redisAsyncContext *ac, void *r,
     redisReply                 *reply = r;
     ngx_icp_gate_redis_conn_t  *c;
 
-    c = ac->data;
-
-    ngx_icp_gate_redis_answered(c, reply);
-    ngx_icp_gate_redis_cmd_done(c, privdata);
-
-    if (reply == NULL || ac != c->ctx) {
-        return;
-    }
-
-    /* a Redis before 6, or a user without the right */
-
-    if (reply->type == REDIS_REPLY_ERROR) {
-        ngx_icp_gate_redis_untrackable_now("does not track keys", reply->str);
-        ngx_icp_gate_redis_drop(c);
+    c = ngx_icp_gate_redis_track_answered(ac, reply, privdata);
+    if (c == NULL) {
         return;
     }
 
@@ -2208,6 +2241,38 @@ ngx_icp_gate_redis_subscribe(redisAsyncContext *ac, ngx_uint_t all)
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * A reply of the channel's setup counted: its connection, or NULL when
+ * there is nothing more to do, the connection gone or refused (a Redis
+ * before 5 has no CLIENT ID, one before 6 no tracking; a user may lack
+ * the right to either)
+ */
+
+static ngx_icp_gate_redis_conn_t *
+ngx_icp_gate_redis_track_answered(redisAsyncContext *ac, redisReply *reply,
+    ngx_icp_gate_redis_cmd_t *cmd)
+{
+    ngx_icp_gate_redis_conn_t  *c;
+
+    c = ac->data;
+
+    ngx_icp_gate_redis_answered(c, reply);
+    ngx_icp_gate_redis_cmd_done(c, cmd, reply);
+
+    if (reply == NULL || ac != c->ctx) {
+        return NULL;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_icp_gate_redis_untrackable_now("does not track keys", reply->str);
+        ngx_icp_gate_redis_drop(c);
+        return NULL;
+    }
+
+    return c;
 }
 
 
@@ -2509,6 +2574,8 @@ ngx_icp_gate_redis_deadline(ngx_event_t *ev)
 
         cmd->late = 1;
         late++;
+
+        ngx_icp_gate_count(redis_timeouts);
 
         if (cmd->kind == NGX_ICP_GATE_REDIS_SETUP) {
             drop = 1;

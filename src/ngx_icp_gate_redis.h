@@ -78,6 +78,8 @@ ngx_int_t ngx_icp_gate_redis_put(ngx_str_t *domain,
 ngx_int_t ngx_icp_gate_redis_look_or_lock(ngx_str_t *domain,
     ngx_msec_t ttl, ngx_icp_gate_redis_pt handler, void *data);
 void ngx_icp_gate_redis_unlock(ngx_str_t *domain);
+ngx_int_t ngx_icp_gate_redis_delete(ngx_str_t *domain,
+    ngx_icp_gate_redis_pt handler, void *data);
 
 
 #endif /* _NGX_ICP_GATE_REDIS_H_INCLUDED_ */

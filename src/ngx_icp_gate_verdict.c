@@ -29,6 +29,17 @@ ngx_str_t  ngx_icp_gate_region_names[] = {
 };
 
 
+/* "source" of a hash in Redis: anything else is an operator's */
+
+ngx_str_t  ngx_icp_gate_source_names[] = {
+    ngx_string("none"),
+    ngx_string("api"),
+    ngx_string("import"),
+    ngx_string("operator"),
+    ngx_null_string
+};
+
+
 /* the index of a name in one of the tables above, 0 for none */
 
 ngx_uint_t

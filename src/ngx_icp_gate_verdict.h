@@ -32,10 +32,37 @@
 #define NGX_ICP_GATE_REGION_GLOBAL     2
 #define NGX_ICP_GATE_REGION_OVERSEAS   3
 
+/* who wrote a verdict down: the hash's "source" in Redis */
+#define NGX_ICP_GATE_SOURCE_NONE       0
+#define NGX_ICP_GATE_SOURCE_API        1
+#define NGX_ICP_GATE_SOURCE_IMPORT     2
+#define NGX_ICP_GATE_SOURCE_OPERATOR   3    /* anything else */
+
+/* the outcome of a judgement, as $icp_gate_result spells it */
+#define NGX_ICP_GATE_RESULT_NONE       0
+#define NGX_ICP_GATE_RESULT_ALLOW      1
+#define NGX_ICP_GATE_RESULT_DENY       2
+#define NGX_ICP_GATE_RESULT_EXEMPT     3
+#define NGX_ICP_GATE_RESULT_DRY_RUN    4
+#define NGX_ICP_GATE_RESULTS           5
+
+/* why, as $icp_gate_reason and the rejection log spell it */
+#define NGX_ICP_GATE_REASON_NONE           0
+#define NGX_ICP_GATE_REASON_NO_HOST        1
+#define NGX_ICP_GATE_REASON_IP_LITERAL     2
+#define NGX_ICP_GATE_REASON_INVALID_HOST   3
+#define NGX_ICP_GATE_REASON_OVERSEAS       4
+#define NGX_ICP_GATE_REASON_UNFILED        5
+#define NGX_ICP_GATE_REASON_PENDING        6
+#define NGX_ICP_GATE_REASON_REVOKED        7
+#define NGX_ICP_GATE_REASON_LOOKUP_FAILED  8
+#define NGX_ICP_GATE_REASONS               9
+
 
 typedef struct {
     ngx_uint_t                  status;
     ngx_uint_t                  region;
+    ngx_uint_t                  source;
     time_t                      checked_at;
     size_t                      icp_len;
     u_char                      icp[NGX_ICP_GATE_ICP_LEN];
@@ -129,6 +156,7 @@ ngx_icp_gate_equal(u_char *a, u_char *b, size_t len)
 
 extern ngx_str_t  ngx_icp_gate_status_names[];
 extern ngx_str_t  ngx_icp_gate_region_names[];
+extern ngx_str_t  ngx_icp_gate_source_names[];
 
 
 ngx_uint_t ngx_icp_gate_verdict_name(ngx_str_t *names, u_char *data,

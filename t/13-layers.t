@@ -10,16 +10,19 @@ my $repo = "$FindBin::Bin/..";
 
 # src/ngx_icp_gate_NAME.{c,h} => layer; the protocol modules are above all
 my %layer = (
-    verdict => 0, socket => 0, throttle => 0,
+    verdict => 0, socket => 0, throttle => 0, metrics => 0,
     hiredis => 1, resolve => 1,
     cache   => 2, redis  => 2, api => 2, domain => 2, sentinel => 2,
     lookup  => 3,
     judge   => 4, watch  => 4,
-    module  => 5, conf   => 5, log => 5,
+    module  => 5, conf   => 5, log => 5, console => 5,
 );
 
-# the one dependency within a layer: the gate directives start the engine
-my %beside = (conf => { module => 1 }, redis => { sentinel => 1 });
+# the dependencies within a layer: the gate directives start the engine,
+# the console writes JSON strings as the rejection log does, the metrics
+# count judgements in the vocabulary's terms
+my %beside = (conf => { module => 1 }, redis => { sentinel => 1 },
+              console => { log => 1 }, metrics => { verdict => 1 });
 
 my @files = (glob("$repo/src/ngx_icp_gate_*.[ch]"), glob("$repo/ngx_*.c"));
 my %seen;
