@@ -17,7 +17,7 @@
 
 typedef struct ngx_icp_gate_console_s  ngx_icp_gate_console_t;
 
-/* status: of the HTTP answer (200, 400, 502); b NULL when there is nothing to say */
+/* status: of the HTTP answer (200, 400, 502); b NULL: none could be made */
 typedef void (*ngx_icp_gate_console_pt)(void *data, ngx_uint_t status,
     ngx_buf_t *b);
 

@@ -38,14 +38,14 @@
 #define NGX_ICP_GATE_OUTCOMES          4
 
 /* why the filing API gave no verdict */
-#define NGX_ICP_GATE_API_FAIL_TIMEOUT       0
-#define NGX_ICP_GATE_API_FAIL_CONNECT       1    /* resolve or connect */
-#define NGX_ICP_GATE_API_FAIL_TRANSFER      2    /* any other transfer error */
-#define NGX_ICP_GATE_API_FAIL_STATUS        3    /* neither 200 nor 404 */
-#define NGX_ICP_GATE_API_FAIL_BODY          4    /* a 200 that says nothing */
-#define NGX_ICP_GATE_API_FAIL_QUEUE         5    /* never sent: the queue */
-#define NGX_ICP_GATE_API_FAIL_BUDGET        6    /* never sent: icp_gate_api_rate */
-#define NGX_ICP_GATE_API_FAILURES      7
+#define NGX_ICP_GATE_API_FAIL_TIMEOUT   0
+#define NGX_ICP_GATE_API_FAIL_CONNECT   1   /* resolve or connect */
+#define NGX_ICP_GATE_API_FAIL_TRANSFER  2   /* any other transfer error */
+#define NGX_ICP_GATE_API_FAIL_STATUS    3   /* neither 200 nor 404 */
+#define NGX_ICP_GATE_API_FAIL_BODY      4   /* a 200 that says nothing */
+#define NGX_ICP_GATE_API_FAIL_QUEUE     5   /* never sent: the queue */
+#define NGX_ICP_GATE_API_FAIL_BUDGET    6   /* never sent: icp_gate_api_rate */
+#define NGX_ICP_GATE_API_FAILURES       7
 
 #define NGX_ICP_GATE_BUCKETS           12   /* and +Inf */
 

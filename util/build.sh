@@ -67,4 +67,26 @@ make -j"$(nproc)" > "$prefix/make.log" 2>&1 || {
     exit 1
 }
 make install > /dev/null 2>&1
-echo "icp_gate: built $prefix/sbin/nginx: $origins"
+
+# icp-gate-import reduces hosts with the gate's own code: it is linked with
+# the objects just built, nginx.o's main() renamed, as t/12's units are
+objcopy --redefine-sym main=ngx_nginx_main objs/src/core/nginx.o \
+    objs/nginx-nomain.o
+perl -e '
+    local $/; my $mk = <STDIN>;
+    my ($cc) = $mk =~ /^CC =\s*(\S+)/m;
+    my ($cflags) = $mk =~ /^CFLAGS =\s*(.*)$/m;
+    my ($incs) = $mk =~ /^ALL_INCS = (.*?)\n\n/ms;
+    my ($link) = $mk =~ /\$\(LINK\) -o objs\/nginx \\\n(.*?)\n\n/s;
+    my @incs = grep { $_ ne "-I" } split /[\s\\]+/, $incs;
+    print join(" ", $cc, $cflags, map({ "-I$_" } grep { length } @incs)), "\n";
+    print join(" ", grep { /^-[lW]/ } split /[\s\\]+/, $link), "\n";
+' < objs/Makefile > objs/import.flags
+{ read -r import_cc; read -r import_libs; } < objs/import.flags
+# shellcheck disable=SC2086 # flags are words
+$import_cc -o "$prefix/sbin/icp-gate-import" "$top/util/icp_gate_import.c" \
+    objs/nginx-nomain.o $(find objs -name '*.o' ! -name nginx.o \
+    ! -name nginx-nomain.o) $import_libs -ljansson -lhiredis \
+    > "$prefix/import.log" 2>&1 || { cat "$prefix/import.log" >&2; exit 1; }
+
+echo "icp_gate: built $prefix/sbin/nginx and icp-gate-import: $origins"
