@@ -289,9 +289,11 @@ ngx_http_icp_gate_admin_answer(void *data, ngx_uint_t status, ngx_buf_t *b)
     ngx_http_icp_gate_console_ctx_t  *ctx = data;
 
     ngx_int_t            rc;
+    ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
     r = ctx->request;
+    c = r->connection;
     ctx->console = NULL;
 
     rc = (b == NULL)
@@ -299,8 +301,10 @@ ngx_http_icp_gate_admin_answer(void *data, ngx_uint_t status, ngx_buf_t *b)
          : ngx_http_icp_gate_console_send(r, status,
                                           &ngx_http_icp_gate_json_type, b);
 
+    /* the request may be freed by now */
+
     ngx_http_finalize_request(r, rc);
-    ngx_http_run_posted_requests(r->connection);
+    ngx_http_run_posted_requests(c);
 }
 
 

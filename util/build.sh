@@ -71,7 +71,7 @@ make install > /dev/null 2>&1
 # icp-gate-import reduces hosts with the gate's own code: it is linked with
 # the objects just built, nginx.o's main() renamed, as t/12's units are
 objcopy --redefine-sym main=ngx_nginx_main objs/src/core/nginx.o \
-    objs/nginx-nomain.o
+    "$work/nginx-nomain.o"
 perl -e '
     local $/; my $mk = <STDIN>;
     my ($cc) = $mk =~ /^CC =\s*(\S+)/m;
@@ -81,12 +81,12 @@ perl -e '
     my @incs = grep { $_ ne "-I" } split /[\s\\]+/, $incs;
     print join(" ", $cc, $cflags, map({ "-I$_" } grep { length } @incs)), "\n";
     print join(" ", grep { /^-[lW]/ } split /[\s\\]+/, $link), "\n";
-' < objs/Makefile > objs/import.flags
-{ read -r import_cc; read -r import_libs; } < objs/import.flags
+' < objs/Makefile > "$work/import.flags"
+{ read -r import_cc; read -r import_libs; } < "$work/import.flags"
 # shellcheck disable=SC2086 # flags are words
 $import_cc -o "$prefix/sbin/icp-gate-import" "$top/util/icp_gate_import.c" \
-    objs/nginx-nomain.o $(find objs -name '*.o' ! -name nginx.o \
-    ! -name nginx-nomain.o) $import_libs -ljansson -lhiredis \
+    "$work/nginx-nomain.o" $(find objs -name '*.o' ! -name nginx.o) \
+    $import_libs \
     > "$prefix/import.log" 2>&1 || { cat "$prefix/import.log" >&2; exit 1; }
 
 echo "icp_gate: built $prefix/sbin/nginx and icp-gate-import: $origins"
