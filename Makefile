@@ -21,10 +21,12 @@ FLV_BIN        = $(FLV_BUILD)/sbin/nginx
 FLV_ASAN_BIN   = $(FLV_ASAN_BUILD)/sbin/nginx
 # the tests of what differs between the rtmp host modules
 FLV_TESTS      = t/10-rtmp.t t/21-rtmp-unix.t t/22-rtmp-chain.t t/23-http-flv.t
-DEPS           = build test run $(if $(filter-out 0 no,$(BENCH)),bench)
-NEEDS          = need-build need-test need-run need-bench
+DEPS           = build test run $(if $(filter-out 0 no,$(BENCH)),bench) \
+                 $(if $(filter-out 0 no,$(DEB)),deb)
+NEEDS          = need-build need-test need-run need-bench need-deb
+DEB_OUT        = $(BUILD)/deb
 
-.PHONY: all asan flv test test-asan test-plain test-flv run bench soak deps \
+.PHONY: all asan flv test test-asan test-plain test-flv run bench soak deps deb \
 	clean rebuild $(NEEDS)
 
 all: $(NGINX_BIN)
@@ -74,18 +76,24 @@ bench: need-bench $(NGINX_BIN)
 soak: need-bench $(NGINX_BIN)
 	python3 bench/run.py --nginx $(NGINX_BIN) --only soak
 
+# the Debian packages, into build/deb/ (make deps DEB=1: the tools alone)
+deb: need-deb
+	util/deb.sh $(DEB_OUT)
+
 deps:
 	@util/deps.sh install $(DEPS)
 
+upper = $(if $(filter bench,$1),BENCH,DEB)
+
 # need-GROUP: the packages of GROUP are there, or make deps is run, loudly;
 # one at a time, so that two of them never run apt at once
-need-test need-run need-bench: need-build
+need-test need-run need-bench need-deb: need-build
 
 $(NEEDS): need-%:
 ifeq ($(NODEPS),)
 	@missing=$$(util/deps.sh check $*) || { \
-	    echo "icp_gate: missing packages: $$missing; running make deps$(if $(filter bench,$*), BENCH=1)"; \
-	    $(MAKE) --no-print-directory deps $(if $(filter bench,$*),BENCH=1); }
+	    echo "icp_gate: missing packages: $$missing; running make deps$(if $(filter bench deb,$*), $(call upper,$*)=1)"; \
+	    $(MAKE) --no-print-directory deps $(if $(filter bench deb,$*),$(call upper,$*)=1); }
 endif
 
 clean:

@@ -88,6 +88,7 @@ struct ngx_icp_gate_cache_node_s {
     u_char                      status;
     u_char                      region;
     u_char                      source;
+    u_char                      purged;         /* answers no more */
     u_char                      len;
     u_char                      icp_len;
     u_char                      icp_room;
@@ -252,6 +253,7 @@ ngx_icp_gate_cache_peek(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
      */
 
     if (cn->status == NGX_ICP_GATE_STATUS_NONE
+        || cn->purged
         || (age >= 0
             && (age >= (ngx_msec_int_t) stale
                 || !ngx_icp_gate_cache_looked_up(cn)))
@@ -345,6 +347,12 @@ ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     }
 
     age = (ngx_msec_int_t) (ngx_current_msec - cn->expires);
+
+    /* whatever this worker's clock says */
+
+    if (cn->purged) {
+        age = ngx_max(age, (ngx_msec_int_t) stale);
+    }
 
     if (cn->status == NGX_ICP_GATE_STATUS_NONE || now >= cn->usable) {
 
@@ -451,6 +459,7 @@ ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     cn->status = (u_char) v->status;
     cn->region = (u_char) v->region;
     cn->source = (u_char) v->source;
+    cn->purged = 0;
     cn->checked_at = (uint32_t) v->checked_at;
     cn->used = (uint32_t) ngx_time();
     cn->icp_len = (u_char) v->icp_len;
@@ -793,6 +802,7 @@ ngx_icp_gate_cache_purge(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 
     if (cn) {
         cn->expires = ngx_current_msec - stale - 1;
+        cn->purged = 1;
         rc = NGX_OK;
 
     } else {
@@ -1006,6 +1016,7 @@ ngx_icp_gate_cache_create(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     cn->status = NGX_ICP_GATE_STATUS_NONE;
     cn->region = NGX_ICP_GATE_REGION_NONE;
     cn->source = NGX_ICP_GATE_SOURCE_NONE;
+    cn->purged = 0;
     cn->len = (u_char) domain->len;
     cn->icp_len = 0;
     cn->icp_room = (u_char) room;

@@ -24,6 +24,9 @@
 /* room for every series: the decisions are at most 135 lines */
 #define NGX_ICP_GATE_CONSOLE_METRICS_LEN   65536
 
+/* bytes of the operator's host an error log line shows */
+#define NGX_ICP_GATE_CONSOLE_HOST_LOG      256
+
 /* a verdict in JSON, its filing number escaped, and the rest */
 #define NGX_ICP_GATE_CONSOLE_VERDICT_LEN                                      \
     (NGX_ICP_GATE_ICP_LEN * 6 + 256)
@@ -55,6 +58,7 @@ struct ngx_icp_gate_console_s {
     ngx_log_t                  *log;
     ngx_event_t                 done;       /* the answer, from the loop */
     ngx_uint_t                  pending;    /* Redis and API answers */
+    unsigned                    answered:1; /* at its deadline */
 
     ngx_str_t                   host;
     ngx_str_t                   domain;
@@ -101,6 +105,7 @@ static void ngx_icp_gate_console_redis_deleted(void *data, ngx_int_t rc,
 static void ngx_icp_gate_console_api_answered(void *data, ngx_int_t rc,
     ngx_icp_gate_verdict_t *v);
 static void ngx_icp_gate_console_answered(ngx_icp_gate_console_t *con);
+static void ngx_icp_gate_console_ready(ngx_icp_gate_console_t *con);
 static void ngx_icp_gate_console_finish(ngx_event_t *ev);
 static void ngx_icp_gate_console_log(ngx_icp_gate_console_t *con);
 static ngx_buf_t *ngx_icp_gate_console_render(ngx_icp_gate_console_t *con,
@@ -494,22 +499,22 @@ ngx_icp_gate_console_histogram(ngx_icp_gate_writer_t *w, char *name,
 static u_char *
 ngx_icp_gate_console_seconds(u_char *p, u_char *end, uint64_t us)
 {
-    uint64_t  frac;
-    size_t    digits;
+    u_char  *last;
+    u_char   frac[8];
 
     p = ngx_slprintf(p, end, "%uL", us / 1000000);
 
-    frac = us % 1000000;
-
-    if (frac == 0) {
+    if (us % 1000000 == 0) {
         return p;
     }
 
-    for (digits = 6; frac % 10 == 0; digits--) {
-        frac /= 10;
+    last = ngx_sprintf(frac, ".%06uL", us % 1000000);
+
+    while (last[-1] == '0') {
+        last--;
     }
 
-    return ngx_slprintf(p, end, ".%0*uL", digits, frac);
+    return ngx_slprintf(p, end, "%*s", (size_t) (last - frac), frac);
 }
 
 
@@ -564,13 +569,21 @@ ngx_icp_gate_console_domain(ngx_icp_gate_console_ask_t *ask,
 
     con->hash = hash;
 
+    /*
+     * a deadline past any answer, which a worker's graceful exit waits for
+     * too: it answers what has come by then
+     */
+
     ngx_icp_gate_timer_init(&con->done, ngx_icp_gate_console_finish, log);
-    con->done.data = con;
+    con->done.cancelable = 0;
+
+    ngx_add_timer(&con->done, lcf->redis.timeout
+                              + 2 * lcf->api.timeout + 1000);
 
     *console = con;
 
     if (con->domain.len == 0) {
-        ngx_post_event(&con->done, &ngx_posted_events);
+        ngx_icp_gate_console_ready(con);
         return NGX_AGAIN;
     }
 
@@ -584,6 +597,7 @@ ngx_icp_gate_console_domain(ngx_icp_gate_console_ask_t *ask,
                                           con)
                 == NGX_OK)
             {
+                con->redis_rc = NGX_AGAIN;
                 con->pending++;
                 return NGX_AGAIN;
             }
@@ -593,7 +607,7 @@ ngx_icp_gate_console_domain(ngx_icp_gate_console_ask_t *ask,
 
         con->zone_rc = ngx_icp_gate_lookup_purge(&con->domain, con->hash);
 
-        ngx_post_event(&con->done, &ngx_posted_events);
+        ngx_icp_gate_console_ready(con);
         return NGX_AGAIN;
     }
 
@@ -605,6 +619,7 @@ ngx_icp_gate_console_domain(ngx_icp_gate_console_ask_t *ask,
                                    ngx_icp_gate_console_redis_read, con)
             == NGX_OK)
         {
+            con->redis_rc = NGX_AGAIN;
             con->pending++;
 
         } else {
@@ -617,6 +632,7 @@ ngx_icp_gate_console_domain(ngx_icp_gate_console_ask_t *ask,
                                    ngx_icp_gate_console_api_answered, con)
             == NGX_OK)
         {
+            con->api_rc = NGX_AGAIN;
             con->pending++;
 
         } else {
@@ -625,7 +641,7 @@ ngx_icp_gate_console_domain(ngx_icp_gate_console_ask_t *ask,
     }
 
     if (con->pending == 0) {
-        ngx_post_event(&con->done, &ngx_posted_events);
+        ngx_icp_gate_console_ready(con);
     }
 
     return NGX_AGAIN;
@@ -689,22 +705,60 @@ ngx_icp_gate_console_api_answered(void *data, ngx_int_t rc,
 }
 
 
+/* an answer that came after the deadline answered for it is let go */
+
 static void
 ngx_icp_gate_console_answered(ngx_icp_gate_console_t *con)
 {
-    if (--con->pending == 0) {
-        ngx_post_event(&con->done, &ngx_posted_events);
+    if (--con->pending) {
+        return;
     }
+
+    if (con->answered) {
+        ngx_free(con);
+        return;
+    }
+
+    ngx_icp_gate_console_ready(con);
+}
+
+
+static void
+ngx_icp_gate_console_ready(ngx_icp_gate_console_t *con)
+{
+    ngx_del_timer(&con->done);
+    ngx_post_event(&con->done, &ngx_posted_events);
 }
 
 
 static void
 ngx_icp_gate_console_finish(ngx_event_t *ev)
 {
-    ngx_icp_gate_console_t  *con = ev->data;
+    ngx_buf_t               *b;
+    ngx_uint_t               status;
+    ngx_icp_gate_console_t  *con;
 
-    ngx_buf_t   *b;
-    ngx_uint_t   status;
+    con = (ngx_icp_gate_console_t *)
+              ((u_char *) ev - offsetof(ngx_icp_gate_console_t, done));
+
+    /* at the deadline: a tier that has not answered failed */
+
+    if (con->pending) {
+        if (con->redis_rc == NGX_AGAIN) {
+            con->redis_rc = NGX_ERROR;
+
+            /* the purge asked for is done still, the zone's at least */
+
+            if (con->purge) {
+                con->zone_rc = ngx_icp_gate_lookup_purge(&con->domain,
+                                                         con->hash);
+            }
+        }
+
+        if (con->api_rc == NGX_AGAIN) {
+            con->api_rc = NGX_ERROR;
+        }
+    }
 
     ngx_icp_gate_console_log(con);
 
@@ -713,19 +767,42 @@ ngx_icp_gate_console_finish(ngx_event_t *ev)
         con->handler(con->data, status, b);
     }
 
+    if (con->pending) {
+        con->answered = 1;
+        con->handler = NULL;
+        return;
+    }
+
     ngx_free(con);
 }
 
 
+/* the host is the operator's text: escaped, so it cannot forge a line */
+
 static void
 ngx_icp_gate_console_log(ngx_icp_gate_console_t *con)
 {
+    u_char  *last;
+    u_char   host[NGX_ICP_GATE_CONSOLE_HOST_LOG * 6];
+
+    last = ngx_icp_gate_log_escape(host, con->host.data,
+                                   ngx_min(con->host.len,
+                                           NGX_ICP_GATE_CONSOLE_HOST_LOG));
+
+    if (con->domain.len == 0) {
+        ngx_log_error(NGX_LOG_NOTICE, con->log, 0,
+                      "icp_gate: admin %s refused: \"%*s\" is not a host "
+                      "that can be filed", con->purge ? "purge" : "lookup",
+                      last - host, host);
+        return;
+    }
+
     if (con->purge) {
         ngx_icp_gate_count(admin_purges);
 
         ngx_log_error(NGX_LOG_NOTICE, con->log, 0,
-                      "icp_gate: admin purged \"%V\" (host \"%V\"): zone "
-                      "%s, redis %s", &con->domain, &con->host,
+                      "icp_gate: admin purged \"%V\" (host \"%*s\"): zone "
+                      "%s, redis %s", &con->domain, last - host, host,
                       con->zone_rc == NGX_OK ? "purged" : "had no copy",
                       con->redis_rc == NGX_DONE ? "deleted"
                       : con->redis_rc == NGX_DECLINED ? "had no hash"
@@ -734,8 +811,8 @@ ngx_icp_gate_console_log(ngx_icp_gate_console_t *con)
     }
 
     ngx_log_error(NGX_LOG_NOTICE, con->log, 0,
-                  "icp_gate: admin looked up \"%V\" (host \"%V\")%s",
-                  &con->domain, &con->host,
+                  "icp_gate: admin looked up \"%V\" (host \"%*s\")%s",
+                  &con->domain, last - host, host,
                   con->probe ? ", asking the filing API" : "");
 }
 

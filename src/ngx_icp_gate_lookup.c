@@ -73,6 +73,7 @@ typedef struct {
     ngx_msec_t                  fleet_since;
     ngx_icp_gate_cache_mark_t   read;       /* at the last look in Redis */
     unsigned                    has_stale:1;
+    unsigned                    detached:1; /* out of the tree: purged */
     ngx_icp_gate_verdict_t      stale;      /* answers if the refresh fails */
     u_char                      data[NGX_ICP_GATE_DOMAIN_LEN];
 } ngx_icp_gate_flight_t;
@@ -518,10 +519,23 @@ ngx_icp_gate_refresh_done(void *data, ngx_int_t rc, ngx_icp_gate_verdict_t *v)
 ngx_int_t
 ngx_icp_gate_lookup_purge(ngx_str_t *domain, uint32_t hash)
 {
-    ngx_int_t  rc;
+    ngx_int_t               rc;
+    ngx_icp_gate_flight_t  *f;
 
     rc = ngx_icp_gate_cache_purge(ngx_icp_gate_cache, domain, hash,
                                   ngx_icp_gate_lookup_conf->stale);
+
+    /*
+     * a flight under way may bring what was there before: it finishes for
+     * those who wait for it, and a lookup from now on starts another
+     */
+
+    f = ngx_icp_gate_flight_find(domain, hash);
+
+    if (f) {
+        ngx_rbtree_delete(&ngx_icp_gate_flights, &f->sn.node);
+        f->detached = 1;
+    }
 
     ngx_icp_gate_lookup_changed(domain, hash);
     ngx_icp_gate_cache_changed(ngx_icp_gate_cache, domain, hash);
@@ -1096,7 +1110,10 @@ ngx_icp_gate_flight_finish(ngx_icp_gate_flight_t *f, ngx_int_t rc,
      * or look the same domain up again
      */
 
-    ngx_rbtree_delete(&ngx_icp_gate_flights, &f->sn.node);
+    if (!f->detached) {
+        ngx_rbtree_delete(&ngx_icp_gate_flights, &f->sn.node);
+    }
+
     ngx_icp_gate_gauge(flights, -1);
 
     ngx_queue_init(&waiters);

@@ -17,9 +17,18 @@
 #define NGX_ICP_GATE_METRICS_SLOTS     128
 
 
+/* a slot on cache lines of its own */
+
+typedef union {
+    ngx_icp_gate_metrics_slot_t slot;
+    u_char                      lines[(sizeof(ngx_icp_gate_metrics_slot_t)
+                                       + 127) & ~127];
+} ngx_icp_gate_metrics_line_t;
+
+
 typedef struct {
     ngx_icp_gate_counters_t     retired;    /* of the workers that exited */
-    ngx_icp_gate_metrics_slot_t slots[NGX_ICP_GATE_METRICS_SLOTS];
+    ngx_icp_gate_metrics_line_t slots[NGX_ICP_GATE_METRICS_SLOTS];
 } ngx_icp_gate_metrics_sh_t;
 
 
@@ -33,7 +42,9 @@ static ngx_int_t ngx_icp_gate_metrics_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 static void ngx_icp_gate_metrics_fold(ngx_icp_gate_counters_t *to,
     ngx_icp_gate_counters_t *from);
-static ngx_uint_t ngx_icp_gate_metrics_alive(ngx_pid_t pid);
+static ngx_uint_t ngx_icp_gate_metrics_alive(
+    ngx_icp_gate_metrics_slot_t *slot);
+static uint64_t ngx_icp_gate_metrics_started(ngx_pid_t pid);
 
 
 static ngx_icp_gate_metrics_slot_t   ngx_icp_gate_metrics_none;
@@ -128,6 +139,7 @@ ngx_icp_gate_metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 ngx_int_t
 ngx_icp_gate_metrics_init_worker(ngx_cycle_t *cycle, ngx_shm_zone_t *shm_zone)
 {
+    uint64_t                      started;
     ngx_uint_t                    i;
     ngx_icp_gate_metrics_sh_t    *sh;
     ngx_icp_gate_metrics_slot_t  *slot, *free;
@@ -136,15 +148,16 @@ ngx_icp_gate_metrics_init_worker(ngx_cycle_t *cycle, ngx_shm_zone_t *shm_zone)
 
     sh = ngx_icp_gate_metrics_zone->sh;
     free = NULL;
+    started = ngx_icp_gate_metrics_started(ngx_pid);
 
     ngx_shmtx_lock(&ngx_icp_gate_metrics_zone->shpool->mutex);
 
     for (i = 0; i < NGX_ICP_GATE_METRICS_SLOTS; i++) {
-        slot = &sh->slots[i];
+        slot = &sh->slots[i].slot;
 
         /* a worker killed before it could give its slot back */
 
-        if (slot->pid && !ngx_icp_gate_metrics_alive(slot->pid)) {
+        if (slot->pid && !ngx_icp_gate_metrics_alive(slot)) {
             ngx_icp_gate_metrics_fold(&sh->retired, &slot->counters);
             ngx_memzero(slot, sizeof(ngx_icp_gate_metrics_slot_t));
         }
@@ -156,6 +169,7 @@ ngx_icp_gate_metrics_init_worker(ngx_cycle_t *cycle, ngx_shm_zone_t *shm_zone)
 
     if (free) {
         free->pid = ngx_pid;
+        free->started = started;
         ngx_icp_gate_metrics = free;
     }
 
@@ -220,7 +234,7 @@ ngx_icp_gate_metrics_sum(ngx_icp_gate_metrics_sum_t *sum)
     sum->counters = sh->retired;
 
     for (i = 0; i < NGX_ICP_GATE_METRICS_SLOTS; i++) {
-        slot = &sh->slots[i];
+        slot = &sh->slots[i].slot;
 
         if (slot->pid == 0) {
             continue;
@@ -230,7 +244,7 @@ ngx_icp_gate_metrics_sum(ngx_icp_gate_metrics_sum_t *sum)
 
         /* what a dead worker had under way is under way no more */
 
-        if (!ngx_icp_gate_metrics_alive(slot->pid)) {
+        if (!ngx_icp_gate_metrics_alive(slot)) {
             continue;
         }
 
@@ -270,9 +284,65 @@ ngx_icp_gate_metrics_fold(ngx_icp_gate_counters_t *to,
 
 
 static ngx_uint_t
-ngx_icp_gate_metrics_alive(ngx_pid_t pid)
+ngx_icp_gate_metrics_alive(ngx_icp_gate_metrics_slot_t *slot)
 {
-    return kill(pid, 0) == 0 || ngx_errno != NGX_ESRCH;
+    if (kill(slot->pid, 0) == -1 && ngx_errno == NGX_ESRCH) {
+        return 0;
+    }
+
+    /* a pid the system gave another process since */
+
+    return slot->started == 0
+           || ngx_icp_gate_metrics_started(slot->pid) == slot->started;
+}
+
+
+/* when a process started, in clock ticks since boot; 0: not known */
+
+static uint64_t
+ngx_icp_gate_metrics_started(ngx_pid_t pid)
+{
+    int        fd;
+    u_char    *p, *last;
+    ssize_t    n;
+    uint64_t   ticks;
+    u_char     name[sizeof("/proc//stat") + NGX_INT64_LEN];
+    u_char     buf[1024];
+
+    ngx_sprintf(name, "/proc/%P/stat%Z", pid);
+
+    fd = open((char *) name, O_RDONLY);
+    if (fd == -1) {
+        return 0;
+    }
+
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+
+    if (n <= 0) {
+        return 0;
+    }
+
+    /* the 22nd field, the 20th after the name, which may hold anything */
+
+    last = buf + n;
+    p = last;
+
+    while (p > buf && p[-1] != ')') {
+        p--;
+    }
+
+    for (n = 0; n < 20 && p < last; p++) {
+        if (*p == ' ') {
+            n++;
+        }
+    }
+
+    for (ticks = 0; p < last && *p >= '0' && *p <= '9'; p++) {
+        ticks = ticks * 10 + (*p - '0');
+    }
+
+    return ticks;
 }
 
 

@@ -88,6 +88,8 @@ typedef struct {
 
 typedef struct {
     ngx_pid_t                   pid;        /* 0: free */
+    uint64_t                    started;    /* its start, to tell a reused
+                                               pid from it */
     ngx_icp_gate_counters_t     counters;
     ngx_icp_gate_gauges_t       gauges;
 } ngx_icp_gate_metrics_slot_t;

@@ -1132,7 +1132,11 @@ ngx_icp_gate_redis_gone(ngx_icp_gate_redis_conn_t *c)
         ngx_icp_gate_gauge(redis_ready, -1);
     }
 
-    ngx_icp_gate_count(redis_reconnects);
+    /* a worker's exit drops its connections: no reconnect follows */
+
+    if (c->ctx && !ngx_icp_gate_redis_exiting) {
+        ngx_icp_gate_count(redis_reconnects);
+    }
 
     c->ctx = NULL;
     c->ready = 0;

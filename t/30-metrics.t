@@ -80,6 +80,22 @@ cmp_ok $m->{'icp_gate_api_request_duration_seconds_sum'}, '>', 0,
     'their time adds up';
 cmp_ok $m->{'icp_gate_redis_command_duration_seconds_count'}, '>=', 4,
     'Redis commands timed (reads, looks, writes)';
+my @le = map { /le="([^"]+)"/ ? $1 : () } grep { /^icp_gate_redis_command_duration_seconds_bucket/ } keys %$m;
+is_deeply [sort { ($a eq '+Inf' ? 1e9 : $a) <=> ($b eq '+Inf' ? 1e9 : $b) } @le],
+    [qw(0.0001 0.00025 0.0005 0.001 0.0025 0.005 0.01 0.025 0.05 0.1 0.25 1 +Inf)],
+    'the Redis histogram\'s bounds, in seconds';
+@le = map { /le="([^"]+)"/ ? $1 : () } grep { /^icp_gate_api_request_duration_seconds_bucket/ } keys %$m;
+is_deeply [sort { ($a eq '+Inf' ? 1e9 : $a) <=> ($b eq '+Inf' ? 1e9 : $b) } @le],
+    [qw(0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 10 30 +Inf)],
+    'the filing API histogram\'s bounds';
+my $cum = 0;
+my $monotonic = 1;
+for my $le (qw(0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 10 30 +Inf)) {
+    my $v = $m->{qq{icp_gate_api_request_duration_seconds_bucket{le="$le"}}};
+    $monotonic = 0 if $v < $cum;
+    $cum = $v;
+}
+ok $monotonic, 'its buckets are cumulative';
 is $m->{icp_gate_zone_entries}, 2, 'the zone holds two domains';
 cmp_ok $m->{icp_gate_zone_used_bytes}, '>', 0, 'and uses some of its pages';
 is $m->{icp_gate_lookups_in_flight}, 0, 'no lookup in flight';
@@ -132,10 +148,13 @@ is $j->{icp_gate_api_request_duration_seconds}{buckets}{'+Inf'},
 # a reload keeps the totals: they are counts since nginx started
 ($m) = scrape($t);
 my $allowed = decisions($m, 'allow', 'none');
+$reconnects = $m->{icp_gate_redis_reconnects_total};
 $t->reload;
 ok $t->wait_for(sub { (scrape($t))[0]{icp_gate_workers} == 2 }, 10),
     'after a reload, two workers count';
 ($m) = scrape($t);
+is $m->{icp_gate_redis_reconnects_total}, $reconnects,
+    'the old workers\' connections, closed as they exit, are no reconnects';
 is decisions($m, 'allow', 'none'), $allowed,
     'the old workers\' counts are kept';
 is $m->{icp_gate_zone_entries}, 4,

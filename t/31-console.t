@@ -12,6 +12,7 @@ use JSON::PP;
 use Time::HiRes qw(sleep time);
 use IcpGate::Test;
 use IcpGate::Rtmp;
+use POSIX ();
 
 my $ffmpeg = system('sh', '-c', 'command -v ffmpeg >/dev/null') == 0;
 
@@ -119,6 +120,13 @@ $r = admin($t, 'GET', 'domain=127.0.0.1');
 is $r->{status}, 400, 'an IP literal is a bad request';
 like $r->{body}, qr/not a host that can be filed/, 'saying why';
 is admin($t, 'GET', 'nodomain=1')->{status}, 400, 'no domain= is a bad request';
+is admin($t, 'POST', 'domain=10.0.0.1&action=purge')->{status}, 400,
+    'an IP literal is not purged';
+like $t->error_log, qr/icp_gate: admin purge refused: "10\.0\.0\.1" is not a host/,
+    'and the refusal is logged as such';
+admin($t, 'GET', 'domain=x.cn%0a2026/12/01%2000:00:00%20[emerg]%20forged');
+unlike $t->error_log, qr/^2026\/12\/01 00:00:00 \[emerg\] forged/m,
+    'a host with a newline cannot forge an error log line';
 is admin($t, 'GET', 'domain=' . ('a' x 2000))->{status}, 400,
     'nor is a domain of 2000 bytes';
 
@@ -162,6 +170,24 @@ like $log, qr/icp_gate: admin purged "unfiled\.cn" \(host "www\.unfiled\.cn"\): 
 like $log, qr/icp_gate: admin looked up "filed\.cn" \(host "filed\.cn"\), asking the filing API/,
     'a lookup is logged';
 is metric($t, 'icp_gate_admin_purges_total'), 3, 'icp_gate_admin_purges_total counts purges';
+
+# a reload while the filing API is asked: the old worker answers first
+$t->api_set('slow.cn', 'filed', delay_ms => 1500);
+my $answer = $t->dir . '/slow-probe.json';
+my $child = fork // die "fork: $!";
+if ($child == 0) {
+    my $r = admin($t, 'GET', 'domain=slow.cn&probe=api');
+    open my $fh, '>', $answer or POSIX::_exit(1);
+    print $fh "$r->{status}\n$r->{body}";
+    close $fh;
+    POSIX::_exit(0);
+}
+sleep 0.3;
+$t->reload;
+waitpid $child, 0;
+my ($status, $body) = split /\n/, $t->read_file($answer) // '', 2;
+is $status, 200, 'a probe under way when nginx reloads is answered';
+like $body, qr/"api":\{"status":"filed"/, 'with what the filing API said';
 
 # nginx's own access rules guard the console
 is admin($t, 'GET', 'domain=filed.cn', '/icp_gate/closed')->{status}, 403,

@@ -28,8 +28,12 @@ run="publicsuffix redis-server redis-tools python3 curl ffmpeg"
 bench="publicsuffix redis-server python3 wrk gnuplot-nox valgrind nginx
 libnginx-mod-http-lua"
 
+# make deb: dpkg-buildpackage against Debian's nginx-dev, and what t/33
+# installs the packages into (Debian's nginx, libnginx-mod-rtmp)
+deb="dpkg-dev debhelper fakeroot nginx-dev nginx libnginx-mod-rtmp"
+
 usage() {
-    echo "usage: $0 check|install build|test|run|bench|PACKAGE..." >&2
+    echo "usage: $0 check|install build|test|run|bench|deb|PACKAGE..." >&2
     exit 2
 }
 
@@ -45,6 +49,7 @@ for w in "$@"; do
         test)  wanted="$wanted $test" ;;
         run)   wanted="$wanted $run" ;;
         bench) wanted="$wanted $bench" ;;
+        deb)   wanted="$wanted $deb" ;;
         -*)    usage ;;
         *)     wanted="$wanted $w" ;;
     esac
