@@ -78,7 +78,7 @@ sub build(%env) {
 }
 
 my $out = build(RTMP_SRC => "$dir/rtmp-b", NGINX_SRC => "$dir/nginx-tree");
-like $out, qr{built \Q$dir\E/prefix/sbin/nginx: nginx from \Q$dir\E/nginx-tree \(tree \d+\), nginx-rtmp-module from \Q$dir\E/rtmp-b \(tree \d+\)},
+like $out, qr{built \Q$dir\E/prefix/sbin/nginx and icp-gate-import: nginx from \Q$dir\E/nginx-tree \(tree \d+\), nginx-rtmp-module from \Q$dir\E/rtmp-b \(tree \d+\)},
     'the build says what it was built from';
 diag((split /\n/, $out)[-1]);
 

@@ -145,6 +145,17 @@ is $j->{icp_gate_api_request_duration_seconds}{count}, $t->api_total,
 is $j->{icp_gate_api_request_duration_seconds}{buckets}{'+Inf'},
     $t->api_total, 'its +Inf bucket';
 
+# the Grafana dashboard of conf/ asks for no metric that is not here
+my $dashboard = decode_json($t->read_file($t->repo . '/conf/icp-gate-grafana.json'));
+my %exposed = map { /^(\w+)/ ? ($1 => 1) : () } keys %$m;
+my %asked = map { s/_(?:bucket|sum|count)$//r => 1 }
+            map { /\b(icp_gate_\w+)/g } map { $_->{expr} }
+            map { @{ $_->{targets} } } @{ $dashboard->{panels} };
+$exposed{$_ =~ s/_(?:bucket|sum|count)$//r} = 1 for keys %exposed;
+is_deeply [grep { !$exposed{$_} } sort keys %asked], [],
+    'every metric the Grafana dashboard uses is exposed';
+cmp_ok scalar(keys %asked), '>=', 15, 'and it uses most of them';
+
 # a reload keeps the totals: they are counts since nginx started
 ($m) = scrape($t);
 my $allowed = decisions($m, 'allow', 'none');

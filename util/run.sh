@@ -82,6 +82,11 @@ the demo filing API on :$api_port. Try, in another terminal:
   # RTMP, the overseas-only application takes any domain
   ffmpeg $enc -rtmp_tcurl rtmp://push.unfiled-demo.cn:$rtmp_port/intl rtmp://127.0.0.1:$rtmp_port/intl/room3
 
+  # the node's metrics (Prometheus; ?format=json for JSON), and the console
+  curl -s http://127.0.0.1:$overseas_port/metrics
+  curl -s 'http://127.0.0.1:$overseas_port/icp_gate/admin?domain=play.unfiled-demo.cn&probe=api'
+  curl -s -X POST 'http://127.0.0.1:$overseas_port/icp_gate/admin?domain=unfiled-demo.cn&action=purge&redis=1'
+
   # what the gate wrote to Redis
   redis-cli -p $redis_port hgetall icp:domain:example.com
   # an operator's revocation: live sessions of example.com end within ~20s
