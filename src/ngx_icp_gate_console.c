@@ -51,6 +51,16 @@ typedef struct {
 } ngx_icp_gate_label_t;
 
 
+/* what a tier Redis or the API answered */
+
+typedef struct {
+    ngx_icp_gate_console_t     *console;
+    ngx_int_t                   rc;         /* NGX_ABORT: not asked, NGX_AGAIN:
+                                               no answer yet */
+    ngx_icp_gate_verdict_t      verdict;
+} ngx_icp_gate_console_tier_t;
+
+
 struct ngx_icp_gate_console_s {
     ngx_icp_gate_console_pt     handler;    /* NULL once cancelled */
     void                       *data;
@@ -65,14 +75,12 @@ struct ngx_icp_gate_console_s {
     uint32_t                    hash;
     unsigned                    probe:1;
     unsigned                    purge:1;
-    unsigned                    redis:1;
+    unsigned                    purge_redis:1;
 
     ngx_int_t                   zone_rc;
     ngx_icp_gate_cache_entry_t  zone;
-    ngx_int_t                   redis_rc;   /* NGX_ABORT: not asked */
-    ngx_icp_gate_verdict_t      redis_verdict;
-    ngx_int_t                   api_rc;
-    ngx_icp_gate_verdict_t      api_verdict;
+    ngx_icp_gate_console_tier_t redis;
+    ngx_icp_gate_console_tier_t api;
 
     u_char                      text[1];    /* host, then domain */
 };
@@ -98,11 +106,9 @@ static void ngx_icp_gate_console_by(ngx_icp_gate_writer_t *w, char *name,
 static void ngx_icp_gate_console_one(ngx_icp_gate_writer_t *w, char *name,
     char *type, char *help, int64_t value);
 
-static void ngx_icp_gate_console_redis_read(void *data, ngx_int_t rc,
+static void ngx_icp_gate_console_tier_answered(void *data, ngx_int_t rc,
     ngx_icp_gate_verdict_t *v);
 static void ngx_icp_gate_console_redis_deleted(void *data, ngx_int_t rc,
-    ngx_icp_gate_verdict_t *v);
-static void ngx_icp_gate_console_api_answered(void *data, ngx_int_t rc,
     ngx_icp_gate_verdict_t *v);
 static void ngx_icp_gate_console_answered(ngx_icp_gate_console_t *con);
 static void ngx_icp_gate_console_ready(ngx_icp_gate_console_t *con);
@@ -554,10 +560,12 @@ ngx_icp_gate_console_domain(ngx_icp_gate_console_ask_t *ask,
     con->log = log;
     con->probe = ask->probe;
     con->purge = ask->purge;
-    con->redis = ask->redis;
+    con->purge_redis = ask->redis;
     con->zone_rc = NGX_DECLINED;
-    con->redis_rc = NGX_ABORT;
-    con->api_rc = NGX_ABORT;
+    con->redis.console = con;
+    con->redis.rc = NGX_ABORT;
+    con->api.console = con;
+    con->api.rc = NGX_ABORT;
 
     con->host.data = con->text;
     con->host.len = ask->host.len;
@@ -591,18 +599,18 @@ ngx_icp_gate_console_domain(ngx_icp_gate_console_ask_t *ask,
 
         /* Redis first: a lookup between the two would bring the copy back */
 
-        if (con->redis && lcf->redis.name.len) {
+        if (con->purge_redis && lcf->redis.name.len) {
             if (ngx_icp_gate_redis_delete(&con->domain,
                                           ngx_icp_gate_console_redis_deleted,
                                           con)
                 == NGX_OK)
             {
-                con->redis_rc = NGX_AGAIN;
+                con->redis.rc = NGX_AGAIN;
                 con->pending++;
                 return NGX_AGAIN;
             }
 
-            con->redis_rc = NGX_ERROR;
+            con->redis.rc = NGX_ERROR;
         }
 
         con->zone_rc = ngx_icp_gate_lookup_purge(&con->domain, con->hash);
@@ -616,27 +624,29 @@ ngx_icp_gate_console_domain(ngx_icp_gate_console_ask_t *ask,
 
     if (lcf->redis.name.len) {
         if (ngx_icp_gate_redis_get(&con->domain,
-                                   ngx_icp_gate_console_redis_read, con)
+                                   ngx_icp_gate_console_tier_answered,
+                                   &con->redis)
             == NGX_OK)
         {
-            con->redis_rc = NGX_AGAIN;
+            con->redis.rc = NGX_AGAIN;
             con->pending++;
 
         } else {
-            con->redis_rc = NGX_ERROR;
+            con->redis.rc = NGX_ERROR;
         }
     }
 
     if (con->probe && lcf->api.url.len) {
         if (ngx_icp_gate_api_fetch(&con->domain,
-                                   ngx_icp_gate_console_api_answered, con)
+                                   ngx_icp_gate_console_tier_answered,
+                                   &con->api)
             == NGX_OK)
         {
-            con->api_rc = NGX_AGAIN;
+            con->api.rc = NGX_AGAIN;
             con->pending++;
 
         } else {
-            con->api_rc = NGX_ERROR;
+            con->api.rc = NGX_ERROR;
         }
     }
 
@@ -661,18 +671,18 @@ ngx_icp_gate_console_cancel(ngx_icp_gate_console_t *con)
 
 
 static void
-ngx_icp_gate_console_redis_read(void *data, ngx_int_t rc,
+ngx_icp_gate_console_tier_answered(void *data, ngx_int_t rc,
     ngx_icp_gate_verdict_t *v)
 {
-    ngx_icp_gate_console_t  *con = data;
+    ngx_icp_gate_console_tier_t  *tier = data;
 
-    con->redis_rc = rc;
+    tier->rc = rc;
 
     if (rc == NGX_OK) {
-        con->redis_verdict = *v;
+        tier->verdict = *v;
     }
 
-    ngx_icp_gate_console_answered(con);
+    ngx_icp_gate_console_answered(tier->console);
 }
 
 
@@ -682,24 +692,8 @@ ngx_icp_gate_console_redis_deleted(void *data, ngx_int_t rc,
 {
     ngx_icp_gate_console_t  *con = data;
 
-    con->redis_rc = rc;
+    con->redis.rc = rc;
     con->zone_rc = ngx_icp_gate_lookup_purge(&con->domain, con->hash);
-
-    ngx_icp_gate_console_answered(con);
-}
-
-
-static void
-ngx_icp_gate_console_api_answered(void *data, ngx_int_t rc,
-    ngx_icp_gate_verdict_t *v)
-{
-    ngx_icp_gate_console_t  *con = data;
-
-    con->api_rc = rc;
-
-    if (rc == NGX_OK) {
-        con->api_verdict = *v;
-    }
 
     ngx_icp_gate_console_answered(con);
 }
@@ -744,8 +738,8 @@ ngx_icp_gate_console_finish(ngx_event_t *ev)
     /* at the deadline: a tier that has not answered failed */
 
     if (con->pending) {
-        if (con->redis_rc == NGX_AGAIN) {
-            con->redis_rc = NGX_ERROR;
+        if (con->redis.rc == NGX_AGAIN) {
+            con->redis.rc = NGX_ERROR;
 
             /* the purge asked for is done still, the zone's at least */
 
@@ -755,8 +749,8 @@ ngx_icp_gate_console_finish(ngx_event_t *ev)
             }
         }
 
-        if (con->api_rc == NGX_AGAIN) {
-            con->api_rc = NGX_ERROR;
+        if (con->api.rc == NGX_AGAIN) {
+            con->api.rc = NGX_ERROR;
         }
     }
 
@@ -804,9 +798,9 @@ ngx_icp_gate_console_log(ngx_icp_gate_console_t *con)
                       "icp_gate: admin purged \"%V\" (host \"%*s\"): zone "
                       "%s, redis %s", &con->domain, last - host, host,
                       con->zone_rc == NGX_OK ? "purged" : "had no copy",
-                      con->redis_rc == NGX_DONE ? "deleted"
-                      : con->redis_rc == NGX_DECLINED ? "had no hash"
-                      : con->redis_rc == NGX_ABORT ? "kept" : "failed");
+                      con->redis.rc == NGX_DONE ? "deleted"
+                      : con->redis.rc == NGX_DECLINED ? "had no hash"
+                      : con->redis.rc == NGX_ABORT ? "kept" : "failed");
         return;
     }
 
@@ -851,11 +845,11 @@ ngx_icp_gate_console_render(ngx_icp_gate_console_t *con, ngx_uint_t *status)
     p = ngx_icp_gate_console_string(p, "domain", &con->domain);
 
     if (con->purge) {
-        redis = con->redis_rc == NGX_DONE ? "deleted"
-                : con->redis_rc == NGX_DECLINED ? "absent"
-                : con->redis_rc == NGX_ABORT ? "kept" : "failed";
+        redis = con->redis.rc == NGX_DONE ? "deleted"
+                : con->redis.rc == NGX_DECLINED ? "absent"
+                : con->redis.rc == NGX_ABORT ? "kept" : "failed";
 
-        if (con->redis_rc == NGX_ERROR) {
+        if (con->redis.rc == NGX_ERROR) {
             *status = 502;
         }
 
@@ -884,12 +878,12 @@ ngx_icp_gate_console_render(ngx_icp_gate_console_t *con, ngx_uint_t *status)
                         con->zone.looked_up ? "true" : "false");
     }
 
-    p = ngx_icp_gate_console_verdict(p, "redis", con->redis_rc,
-                                     &con->redis_verdict);
+    p = ngx_icp_gate_console_verdict(p, "redis", con->redis.rc,
+                                     &con->redis.verdict);
 
     if (con->probe) {
-        p = ngx_icp_gate_console_verdict(p, "api", con->api_rc,
-                                         &con->api_verdict);
+        p = ngx_icp_gate_console_verdict(p, "api", con->api.rc,
+                                         &con->api.verdict);
     }
 
     p = ngx_sprintf(p, "}\n");
