@@ -27,9 +27,7 @@ typedef struct {
 } ngx_http_icp_gate_console_ctx_t;
 
 
-static char *ngx_http_icp_gate_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_http_icp_gate_admin(ngx_conf_t *cf, ngx_command_t *cmd,
+static char *ngx_http_icp_gate_console(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_icp_gate_metrics_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_icp_gate_admin_handler(ngx_http_request_t *r);
@@ -46,17 +44,17 @@ static ngx_command_t  ngx_http_icp_gate_console_commands[] = {
 
     { ngx_string("icp_gate_metrics"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
-      ngx_http_icp_gate_metrics,
+      ngx_http_icp_gate_console,
       0,
       0,
-      NULL },
+      ngx_http_icp_gate_metrics_handler },
 
     { ngx_string("icp_gate_admin"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
-      ngx_http_icp_gate_admin,
+      ngx_http_icp_gate_console,
       0,
       0,
-      NULL },
+      ngx_http_icp_gate_admin_handler },
 
       ngx_null_command
 };
@@ -99,8 +97,10 @@ static ngx_str_t  ngx_http_icp_gate_json_type =
     ngx_string("application/json");
 
 
+/* the location's content handler is the directive's post */
+
 static char *
-ngx_http_icp_gate_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_http_icp_gate_console(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_core_loc_conf_t  *clcf;
 
@@ -109,23 +109,7 @@ ngx_http_icp_gate_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_icp_gate_metrics_handler;
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_icp_gate_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_core_loc_conf_t  *clcf;
-
-    if (ngx_icp_gate_use(cf) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_icp_gate_admin_handler;
+    clcf->handler = (ngx_http_handler_pt) cmd->post;
 
     return NGX_CONF_OK;
 }
