@@ -253,7 +253,6 @@ ngx_icp_gate_cache_peek(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
      */
 
     if (cn->status == NGX_ICP_GATE_STATUS_NONE
-        || cn->purged
         || (age >= 0
             && (age >= (ngx_msec_int_t) stale
                 || !ngx_icp_gate_cache_looked_up(cn)))
@@ -264,9 +263,10 @@ ngx_icp_gate_cache_peek(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
         return NGX_DECLINED;
     }
 
+    /* who wrote it down is the console's business, not a request's */
+
     v->status = cn->status;
     v->region = cn->region;
-    v->source = cn->source;
     v->checked_at = cn->checked_at;
     v->icp_len = icp_len;
 
@@ -338,9 +338,13 @@ ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
         return NGX_DECLINED;
     }
 
-    /* once a second is enough for the LRU, and leaves hits without writes */
+    /*
+     * once a second is enough for the LRU, and leaves hits without writes;
+     * a purged entry keeps a "used" no second has, which keeps the hit
+     * path off it
+     */
 
-    if (cn->used != now) {
+    if (cn->used != now && !cn->purged) {
         cn->used = now;
         ngx_queue_remove(&cn->queue);
         ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
@@ -803,6 +807,7 @@ ngx_icp_gate_cache_purge(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     if (cn) {
         cn->expires = ngx_current_msec - stale - 1;
         cn->purged = 1;
+        cn->used = 0;
         rc = NGX_OK;
 
     } else {

@@ -61,8 +61,8 @@
 
 typedef struct {
     ngx_uint_t                  status;
-    ngx_uint_t                  region;
-    ngx_uint_t                  source;
+    uint32_t                    region;     /* two in one word: a verdict */
+    uint32_t                    source;     /* stays 128 bytes */
     time_t                      checked_at;
     size_t                      icp_len;
     u_char                      icp[NGX_ICP_GATE_ICP_LEN];
