@@ -176,15 +176,6 @@ ngx_icp_gate_judge_resume(ngx_icp_gate_conf_t *gcf,
 }
 
 
-void
-ngx_icp_gate_judge_cancel(ngx_icp_gate_judgement_t *j)
-{
-    if (j->waiter) {
-        ngx_icp_gate_lookup_cancel(j->waiter);
-    }
-}
-
-
 /* a cached host never waits: the waiter comes from the pool when needed */
 
 static ngx_int_t

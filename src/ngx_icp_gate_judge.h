@@ -88,13 +88,23 @@ ngx_icp_gate_judgement_init(ngx_icp_gate_judgement_t *j, ngx_str_t *host,
 }
 
 
+/* every request's cleanup, held or not: inline */
+
+static ngx_inline void
+ngx_icp_gate_judge_cancel(ngx_icp_gate_judgement_t *j)
+{
+    if (j->waiter) {
+        ngx_icp_gate_lookup_cancel(j->waiter);
+    }
+}
+
+
 ngx_int_t ngx_icp_gate_judge(ngx_icp_gate_conf_t *gcf,
     ngx_icp_gate_judgement_t *j, ngx_pool_t *pool);
 ngx_int_t ngx_icp_gate_judge_again(ngx_icp_gate_conf_t *gcf,
     ngx_icp_gate_judgement_t *j);
 void ngx_icp_gate_judge_resume(ngx_icp_gate_conf_t *gcf,
     ngx_icp_gate_judgement_t *j);
-void ngx_icp_gate_judge_cancel(ngx_icp_gate_judgement_t *j);
 
 
 #endif /* _NGX_ICP_GATE_JUDGE_H_INCLUDED_ */
