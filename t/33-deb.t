@@ -26,7 +26,7 @@ my @packages = qw(libnginx-mod-icp-gate libnginx-mod-rtmp-icp-gate);
 for my $p (@packages) {
     my $status = `dpkg-query -W -f '\${Status}' $p 2>/dev/null`;
     plan skip_all => "$p is installed already: this test would replace it"
-        if $status =~ /installed/;
+        if $status =~ / ok installed$/;
 }
 
 local $ENV{ICP_GATE_NGINX} = $debian_nginx;
@@ -57,7 +57,7 @@ diag sprintf '%s: %d bytes', $_ =~ s{.*/}{}r, -s $_ for sort values %deb;
 # installed into Debian's nginx
 my $installed = system('dpkg', '-i', @deb{@packages}) == 0;
 ok $installed, 'dpkg -i installs both';
-END { system('dpkg', '-r', reverse @packages) if $installed && $> == 0 }
+END { system('dpkg', '-P', reverse @packages) if $installed && $> == 0 }
 
 ok -l '/etc/nginx/modules-enabled/70-mod-icp-gate.conf',
     'dh_nginx enables the HTTP module at priority 70';
