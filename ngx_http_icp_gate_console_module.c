@@ -321,8 +321,6 @@ ngx_http_icp_gate_console_send(ngx_http_request_t *r, ngx_uint_t status,
 
     /* what a node thinks now is never to be kept by a cache */
 
-    r->headers_out.last_modified_time = -1;
-
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

@@ -106,6 +106,8 @@ static void ngx_icp_gate_console_by(ngx_icp_gate_writer_t *w, char *name,
 static void ngx_icp_gate_console_one(ngx_icp_gate_writer_t *w, char *name,
     char *type, char *help, int64_t value);
 
+static ngx_int_t ngx_icp_gate_console_asked(ngx_icp_gate_console_tier_t *tier,
+    ngx_int_t rc);
 static void ngx_icp_gate_console_tier_answered(void *data, ngx_int_t rc,
     ngx_icp_gate_verdict_t *v);
 static void ngx_icp_gate_console_redis_deleted(void *data, ngx_int_t rc,
@@ -599,18 +601,14 @@ ngx_icp_gate_console_domain(ngx_icp_gate_console_ask_t *ask,
 
         /* Redis first: a lookup between the two would bring the copy back */
 
-        if (con->purge_redis && lcf->redis.name.len) {
-            if (ngx_icp_gate_redis_delete(&con->domain,
-                                          ngx_icp_gate_console_redis_deleted,
-                                          con)
-                == NGX_OK)
-            {
-                con->redis.rc = NGX_AGAIN;
-                con->pending++;
-                return NGX_AGAIN;
-            }
-
-            con->redis.rc = NGX_ERROR;
+        if (con->purge_redis && lcf->redis.name.len
+            && ngx_icp_gate_console_asked(&con->redis,
+                   ngx_icp_gate_redis_delete(&con->domain,
+                                        ngx_icp_gate_console_redis_deleted,
+                                        &con->redis))
+               == NGX_OK)
+        {
+            return NGX_AGAIN;
         }
 
         con->zone_rc = ngx_icp_gate_lookup_purge(&con->domain, con->hash);
@@ -623,31 +621,17 @@ ngx_icp_gate_console_domain(ngx_icp_gate_console_ask_t *ask,
                                                &con->zone);
 
     if (lcf->redis.name.len) {
-        if (ngx_icp_gate_redis_get(&con->domain,
-                                   ngx_icp_gate_console_tier_answered,
-                                   &con->redis)
-            == NGX_OK)
-        {
-            con->redis.rc = NGX_AGAIN;
-            con->pending++;
-
-        } else {
-            con->redis.rc = NGX_ERROR;
-        }
+        (void) ngx_icp_gate_console_asked(&con->redis,
+                   ngx_icp_gate_redis_get(&con->domain,
+                                          ngx_icp_gate_console_tier_answered,
+                                          &con->redis));
     }
 
     if (con->probe && lcf->api.url.len) {
-        if (ngx_icp_gate_api_fetch(&con->domain,
-                                   ngx_icp_gate_console_tier_answered,
-                                   &con->api)
-            == NGX_OK)
-        {
-            con->api.rc = NGX_AGAIN;
-            con->pending++;
-
-        } else {
-            con->api.rc = NGX_ERROR;
-        }
+        (void) ngx_icp_gate_console_asked(&con->api,
+                   ngx_icp_gate_api_fetch(&con->domain,
+                                          ngx_icp_gate_console_tier_answered,
+                                          &con->api));
     }
 
     if (con->pending == 0) {
@@ -667,6 +651,23 @@ ngx_icp_gate_console_cancel(ngx_icp_gate_console_t *con)
     con->pool = NULL;
     con->log = ngx_cycle->log;
     con->done.log = ngx_cycle->log;
+}
+
+
+/* rc: whether the tier's command or request could be sent */
+
+static ngx_int_t
+ngx_icp_gate_console_asked(ngx_icp_gate_console_tier_t *tier, ngx_int_t rc)
+{
+    if (rc != NGX_OK) {
+        tier->rc = NGX_ERROR;
+        return NGX_ERROR;
+    }
+
+    tier->rc = NGX_AGAIN;
+    tier->console->pending++;
+
+    return NGX_OK;
 }
 
 
@@ -690,9 +691,13 @@ static void
 ngx_icp_gate_console_redis_deleted(void *data, ngx_int_t rc,
     ngx_icp_gate_verdict_t *v)
 {
-    ngx_icp_gate_console_t  *con = data;
+    ngx_icp_gate_console_tier_t  *tier = data;
 
-    con->redis.rc = rc;
+    ngx_icp_gate_console_t  *con;
+
+    con = tier->console;
+
+    tier->rc = rc;
     con->zone_rc = ngx_icp_gate_lookup_purge(&con->domain, con->hash);
 
     ngx_icp_gate_console_answered(con);
