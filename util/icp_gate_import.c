@@ -18,6 +18,7 @@
 
 #include "ngx_icp_gate_verdict.h"
 #include "ngx_icp_gate_domain.h"
+#include "ngx_icp_gate_standalone.h"
 
 
 /* replies read back after this many calls sent */
@@ -92,18 +93,17 @@ static char  import_sha[41];
 int
 main(int argc, char **argv)
 {
-    int               c, rc_code;
-    char             *name;
-    FILE             *in;
-    ngx_uint_t        i;
-    ngx_log_t         log;
-    ngx_pool_t       *pool;
-    ngx_cycle_t       cycle;
-    redisContext     *rc;
-    import_conf_t     conf;
-    ngx_open_file_t   file;
-    import_counts_t   n;
-    u_char            expiry[sizeof("expiring in  s") + NGX_TIME_T_LEN];
+    int                         c, rc_code;
+    char                       *name;
+    FILE                       *in;
+    ngx_uint_t                  i;
+    ngx_pool_t                 *pool;
+    redisContext               *rc;
+    import_conf_t               conf;
+    import_counts_t             n;
+    ngx_icp_gate_standalone_t   sa;
+    u_char                      expiry[sizeof("expiring in  s")
+                                       + NGX_TIME_T_LEN];
 
     static struct option  options[] = {
         { "redis",    required_argument, NULL, 'r' },
@@ -182,23 +182,10 @@ main(int argc, char **argv)
 
     /* the engine's reduction needs an nginx of its own, without a cycle */
 
-    ngx_memzero(&file, sizeof(ngx_open_file_t));
-    file.fd = ngx_stderr;
+    ngx_icp_gate_standalone_init(&sa);
 
-    ngx_memzero(&log, sizeof(ngx_log_t));
-    log.file = &file;
-    log.log_level = NGX_LOG_ERR;
-
-    ngx_memzero(&cycle, sizeof(ngx_cycle_t));
-    cycle.log = &log;
-    ngx_cycle = &cycle;
-
-    ngx_pid = getpid();
-    ngx_pagesize = getpagesize();
-    ngx_time_init();
-
-    pool = ngx_create_pool(16384, &log);
-    if (pool == NULL || ngx_icp_gate_domain_init(&log) != NGX_OK) {
+    pool = ngx_create_pool(16384, &sa.log);
+    if (pool == NULL || ngx_icp_gate_domain_init(&sa.log) != NGX_OK) {
         fprintf(stderr, "icp-gate-import: no public suffix list\n");
         return 2;
     }

@@ -20,6 +20,7 @@
 #include "ngx_icp_gate_cache.h"
 #include "ngx_icp_gate_domain.h"
 #include "ngx_icp_gate_log.h"
+#include "../../util/ngx_icp_gate_standalone.h"
 
 
 typedef struct {
@@ -179,42 +180,21 @@ static unit_answer_t  unit_answer_cases[] = {
 int
 main(int argc, char **argv)
 {
-    ngx_uint_t        n;
-    ngx_log_t         log;
-    ngx_pool_t       *pool;
-    ngx_cycle_t       cycle;
-    ngx_open_file_t   file;
+    ngx_pool_t                 *pool;
+    ngx_icp_gate_standalone_t   sa;
 
-    ngx_memzero(&file, sizeof(ngx_open_file_t));
-    file.fd = ngx_stderr;
-
-    ngx_memzero(&log, sizeof(ngx_log_t));
-    log.file = &file;
-    log.log_level = NGX_LOG_ERR;
-
-    ngx_memzero(&cycle, sizeof(ngx_cycle_t));
-    cycle.log = &log;
-    ngx_cycle = &cycle;
-
-    /* 0 would make the zone's lock look free whoever holds it */
-    ngx_pid = getpid();
+    ngx_icp_gate_standalone_init(&sa);
 
     /* a unit that hangs (a lock taken where none may be) fails */
     alarm(60);
-
-    ngx_pagesize = getpagesize();
-    for (n = ngx_pagesize; n >>= 1; ngx_pagesize_shift++) { /* void */ }
-    ngx_slab_sizes_init();
-    ngx_cacheline_size = NGX_CPU_CACHE_LINE;
-    ngx_time_init();
 
     if (ngx_crc32_table_init() != NGX_OK) {
         printf("Bail out! no crc32 table\n");
         return 1;
     }
 
-    pool = ngx_create_pool(16384, &log);
-    if (pool == NULL || ngx_icp_gate_domain_init(&log) != NGX_OK) {
+    pool = ngx_create_pool(16384, &sa.log);
+    if (pool == NULL || ngx_icp_gate_domain_init(&sa.log) != NGX_OK) {
         printf("Bail out! no pool or no public suffix list\n");
         return 1;
     }
