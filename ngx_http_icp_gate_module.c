@@ -34,7 +34,9 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_icp_gate_handler(ngx_http_request_t *r);
-static ngx_int_t ngx_http_icp_gate_act(ngx_http_request_t *r,
+static ngx_inline ngx_int_t ngx_http_icp_gate_act(ngx_http_request_t *r,
+    ngx_http_icp_gate_ctx_t *ctx, ngx_http_icp_gate_loc_conf_t *lcf);
+static ngx_int_t ngx_http_icp_gate_refuse(ngx_http_request_t *r,
     ngx_http_icp_gate_ctx_t *ctx, ngx_http_icp_gate_loc_conf_t *lcf);
 static void ngx_http_icp_gate_log(ngx_http_request_t *r,
     ngx_http_icp_gate_ctx_t *ctx, ngx_http_icp_gate_loc_conf_t *lcf);
@@ -42,7 +44,9 @@ static void ngx_http_icp_gate_wake(ngx_icp_gate_waiter_t *w);
 static void ngx_http_icp_gate_cleanup(void *data);
 static ngx_http_icp_gate_ctx_t *ngx_http_icp_gate_create_ctx(
     ngx_http_request_t *r);
-static ngx_http_icp_gate_ctx_t *ngx_http_icp_gate_get_ctx(
+static ngx_inline ngx_http_icp_gate_ctx_t *ngx_http_icp_gate_get_ctx(
+    ngx_http_request_t *r);
+static ngx_http_icp_gate_ctx_t *ngx_http_icp_gate_find_ctx(
     ngx_http_request_t *r);
 
 static ngx_int_t ngx_http_icp_gate_variable(ngx_http_request_t *r,
@@ -196,7 +200,9 @@ ngx_http_icp_gate_handler(ngx_http_request_t *r)
 }
 
 
-static ngx_int_t
+/* inline: a request let through costs one branch past its count */
+
+static ngx_inline ngx_int_t
 ngx_http_icp_gate_act(ngx_http_request_t *r, ngx_http_icp_gate_ctx_t *ctx,
     ngx_http_icp_gate_loc_conf_t *lcf)
 {
@@ -206,9 +212,23 @@ ngx_http_icp_gate_act(ngx_http_request_t *r, ngx_http_icp_gate_ctx_t *ctx,
                                 [ctx->judgement.result]
                                 [ctx->judgement.reason]);
 
-    switch (ctx->judgement.result) {
+    if (ctx->judgement.result == NGX_ICP_GATE_RESULT_ALLOW
+        || ctx->judgement.result == NGX_ICP_GATE_RESULT_EXEMPT)
+    {
+        return NGX_DECLINED;
+    }
 
-    case NGX_ICP_GATE_RESULT_DENY:
+    return ngx_http_icp_gate_refuse(r, ctx, lcf);
+}
+
+
+/* a refusal, or under dry_run one that would have been */
+
+static ngx_int_t
+ngx_http_icp_gate_refuse(ngx_http_request_t *r, ngx_http_icp_gate_ctx_t *ctx,
+    ngx_http_icp_gate_loc_conf_t *lcf)
+{
+    if (ctx->judgement.result == NGX_ICP_GATE_RESULT_DENY) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "icp_gate: refused host \"%V\": %V",
                       &ctx->judgement.host,
@@ -217,16 +237,13 @@ ngx_http_icp_gate_act(ngx_http_request_t *r, ngx_http_icp_gate_ctx_t *ctx,
         ngx_http_icp_gate_log(r, ctx, lcf);
 
         return lcf->status;
-
-    case NGX_ICP_GATE_RESULT_DRY_RUN:
-    case NGX_ICP_GATE_RESULT_NONE:      /* dry_run, before its verdict */
-        ngx_http_icp_gate_log(r, ctx, lcf);
-
-        return NGX_DECLINED;
-
-    default:
-        return NGX_DECLINED;
     }
+
+    /* dry_run, and dry_run before its verdict (NGX_ICP_GATE_RESULT_NONE) */
+
+    ngx_http_icp_gate_log(r, ctx, lcf);
+
+    return NGX_DECLINED;
 }
 
 
@@ -353,28 +370,38 @@ ngx_http_icp_gate_create_ctx(ngx_http_request_t *r)
 }
 
 
-static ngx_http_icp_gate_ctx_t *
+static ngx_inline ngx_http_icp_gate_ctx_t *
 ngx_http_icp_gate_get_ctx(ngx_http_request_t *r)
 {
-    ngx_pool_cleanup_t       *cln;
     ngx_http_icp_gate_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_icp_gate_module);
 
     if (ctx == NULL && (r->internal || r->filter_finalize)) {
-
-        /* an internal redirect resets module contexts; the cleanup stays */
-
-        for (cln = r->pool->cleanup; cln; cln = cln->next) {
-            if (cln->handler == ngx_http_icp_gate_cleanup) {
-                ctx = cln->data;
-                ngx_http_set_ctx(r, ctx, ngx_http_icp_gate_module);
-                break;
-            }
-        }
+        ctx = ngx_http_icp_gate_find_ctx(r);
     }
 
     return ctx;
+}
+
+
+/* an internal redirect resets module contexts; the cleanup stays */
+
+static ngx_http_icp_gate_ctx_t *
+ngx_http_icp_gate_find_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t       *cln;
+    ngx_http_icp_gate_ctx_t  *ctx;
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_icp_gate_cleanup) {
+            ctx = cln->data;
+            ngx_http_set_ctx(r, ctx, ngx_http_icp_gate_module);
+            return ctx;
+        }
+    }
+
+    return NULL;
 }
 
 

@@ -228,12 +228,15 @@ ngx_icp_gate_judge_verdict(ngx_icp_gate_conf_t *gcf,
         return;
     }
 
-    switch (j->verdict.status) {
+    /* the verdict of almost every request, asked first */
 
-    case NGX_ICP_GATE_STATUS_FILED:
+    if (j->verdict.status == NGX_ICP_GATE_STATUS_FILED) {
         j->result = NGX_ICP_GATE_RESULT_ALLOW;
         j->reason = NGX_ICP_GATE_REASON_NONE;
         return;
+    }
+
+    switch (j->verdict.status) {
 
     case NGX_ICP_GATE_STATUS_PENDING:
         ngx_icp_gate_refuse(gcf, j, NGX_ICP_GATE_REASON_PENDING);

@@ -137,8 +137,9 @@ static ngx_str_t  ngx_icp_gate_no_verdict = ngx_string("no verdict");
 #endif
 
 
-static ngx_icp_gate_lookup_conf_t  *ngx_icp_gate_lookup_conf;
-static ngx_icp_gate_cache_t        *ngx_icp_gate_cache;
+ngx_icp_gate_lookup_conf_t         *ngx_icp_gate_lookup_conf;
+ngx_icp_gate_cache_t               *ngx_icp_gate_cache;
+
 static ngx_rbtree_t                 ngx_icp_gate_flights;
 static ngx_rbtree_node_t            ngx_icp_gate_flights_sentinel;
 static ngx_icp_gate_aside_t        *ngx_icp_gate_aside;
@@ -220,36 +221,15 @@ ngx_icp_gate_lookup_done(void)
 }
 
 
-/*
- * NGX_OK: *v holds the verdict; NGX_DECLINED: none yet, a flight is
- * asking for it (ngx_icp_gate_lookup_wait() waits for it); NGX_AGAIN: *v
- * holds a verdict past icp_gate_stale_while_revalidate, to be waited for
- * the same way (the waiter gets this one if the refresh fails); NGX_ERROR:
- * none can be had.
- */
+/* past the zone's hit path, ngx_icp_gate_lookup() in the header */
 
 ngx_int_t
-ngx_icp_gate_lookup(ngx_str_t *domain, uint32_t hash,
+ngx_icp_gate_lookup_miss(ngx_str_t *domain, uint32_t hash,
     ngx_icp_gate_verdict_t *v)
 {
     ngx_int_t               rc;
     ngx_uint_t              flags;
     ngx_icp_gate_flight_t  *f;
-
-    /* the hit path: no lock, nothing written */
-
-    if (ngx_icp_gate_cache_peek(ngx_icp_gate_cache, domain, hash,
-                                ngx_icp_gate_lookup_conf->stale, v)
-        == NGX_OK)
-    {
-        ngx_log_debug2(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
-                       "icp_gate: \"%V\" is %V in the zone", domain,
-                       &ngx_icp_gate_status_names[v->status]);
-
-        ngx_icp_gate_count_lookup(NGX_ICP_GATE_TIER_ZONE,
-                                  NGX_ICP_GATE_OUTCOME_HIT);
-        return NGX_OK;
-    }
 
     /*
      * before the zone's mutex: a verdict the zone had no room for, fresh

@@ -19,6 +19,7 @@
 #include "ngx_icp_gate_redis.h"
 #include "ngx_icp_gate_api.h"
 #include "ngx_icp_gate_cache.h"
+#include "ngx_icp_gate_metrics.h"
 
 
 typedef struct ngx_icp_gate_waiter_s  ngx_icp_gate_waiter_t;
@@ -53,7 +54,7 @@ typedef struct {
 ngx_int_t ngx_icp_gate_lookup_init(ngx_cycle_t *cycle,
     ngx_icp_gate_lookup_conf_t *lcf);
 void ngx_icp_gate_lookup_done(void);
-ngx_int_t ngx_icp_gate_lookup(ngx_str_t *domain, uint32_t hash,
+ngx_int_t ngx_icp_gate_lookup_miss(ngx_str_t *domain, uint32_t hash,
     ngx_icp_gate_verdict_t *v);
 ngx_int_t ngx_icp_gate_lookup_wait(ngx_str_t *domain, uint32_t hash,
     ngx_icp_gate_waiter_t *w, ngx_msec_t wait);
@@ -65,6 +66,44 @@ ngx_int_t ngx_icp_gate_lookup_inspect(ngx_str_t *domain, uint32_t hash,
     ngx_icp_gate_cache_entry_t *e);
 void ngx_icp_gate_lookup_zone_stats(ngx_icp_gate_cache_stats_t *st);
 ngx_icp_gate_lookup_conf_t *ngx_icp_gate_lookup_conf_get(void);
+
+
+/* for the hit path below only */
+extern ngx_icp_gate_lookup_conf_t  *ngx_icp_gate_lookup_conf;
+extern ngx_icp_gate_cache_t        *ngx_icp_gate_cache;
+
+
+/*
+ * NGX_OK: *v holds the verdict; NGX_DECLINED: none yet, a flight is
+ * asking for it (ngx_icp_gate_lookup_wait() waits for it); NGX_AGAIN: *v
+ * holds a verdict past icp_gate_stale_while_revalidate, to be waited for
+ * the same way (the waiter gets this one if the refresh fails); NGX_ERROR:
+ * none can be had.
+ *
+ * Inline, because every gated request comes this way: a verdict the zone
+ * has is read with no lock, no shared write and no frame of its own.
+ */
+
+static ngx_inline ngx_int_t
+ngx_icp_gate_lookup(ngx_str_t *domain, uint32_t hash,
+    ngx_icp_gate_verdict_t *v)
+{
+    if (ngx_icp_gate_cache_peek(ngx_icp_gate_cache, domain, hash,
+                                ngx_icp_gate_lookup_conf->stale, v)
+        != NGX_OK)
+    {
+        return ngx_icp_gate_lookup_miss(domain, hash, v);
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                   "icp_gate: \"%V\" is %V in the zone", domain,
+                   &ngx_icp_gate_status_names[v->status]);
+
+    ngx_icp_gate_count_lookup(NGX_ICP_GATE_TIER_ZONE,
+                              NGX_ICP_GATE_OUTCOME_HIT);
+
+    return NGX_OK;
+}
 
 
 #endif /* _NGX_ICP_GATE_LOOKUP_H_INCLUDED_ */
