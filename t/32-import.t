@@ -121,6 +121,42 @@ is $code, 0, 'a clean import exits 0';
 is $t->redis(qw(HGET imp:domain:json-a.cn icp)), '', 'a new import replaces the old hash, number included';
 is $t->redis(qw(TTL imp:domain:json-a.cn)), -1, 'and its expiry';
 
+# more lines than one pipelined batch (2 000): every one written, and
+# counted once Redis has answered
+my $many = join '', map { "batch$_.cn,filed\n" } 1 .. 2001;
+($code, $out) = run_import($t, $many, '--prefix', 'imp:');
+is $code, 0, 'an import longer than one batch exits 0';
+like $out, qr/2001 lines: 2001 domains written/, 'and counts every domain';
+is $t->redis(qw(HGET imp:domain:batch2001.cn status)), 'filed',
+    'the last batch is written too';
+
+# a file that cannot be read after one that was: what was read is written
+{
+    my $in = $t->dir . '/before-missing.csv';
+    open my $fh, '>', $in or die "$in: $!";
+    print $fh "before-missing.cn,revoked\n";
+    close $fh;
+    system("'$import' -r 127.0.0.1:" . $t->redis_port . " --prefix imp: '$in'"
+           . " '" . $t->dir . "/no-such.csv' > '" . $t->dir . "/m.out' 2>&1");
+    is $? >> 8, 2, 'a file that cannot be opened: exit 2';
+    is $t->redis(qw(HGET imp:domain:before-missing.cn status)), 'revoked',
+        'the lines of the file before it are written all the same';
+    like $t->read_file($t->dir . '/m.out'),
+        qr/no-such\.csv: No such file.*1 domains written/s,
+        'and counted as written';
+}
+
+# a Redis that refuses writes (no replica for min-replicas-to-write)
+$t->redis(qw(CONFIG SET min-replicas-to-write 1));
+($code, $out, $err) = run_import($t, "refused-a.cn,filed\nrefused-b.cn,filed\n",
+                                 '--prefix', 'imp:');
+$t->redis(qw(CONFIG SET min-replicas-to-write 0));
+is $code, 2, 'writes Redis refuses: exit 2';
+like $out, qr/2 lines: 0 domains written.*2 refused by Redis/,
+    'none counted as written, both as refused';
+like $err, qr/redis refused a write: NOREPLICAS/, 'the first refusal explained';
+is $t->redis(qw(EXISTS imp:domain:refused-a.cn)), 0, 'and nothing written';
+
 # Redis that cannot be reached
 ($code, $out, $err) = run_import($t, "x.cn,filed\n", '-r', '127.0.0.1:1');
 is $code, 2, 'no Redis: exit 2';

@@ -18,6 +18,7 @@
 
 #include "ngx_icp_gate_verdict.h"
 #include "ngx_icp_gate_domain.h"
+#include "ngx_icp_gate_resolve.h"
 #include "ngx_icp_gate_standalone.h"
 
 
@@ -70,7 +71,8 @@ static char *import_check(import_record_t *rec, ngx_pool_t *pool,
 static int import_send(import_conf_t *conf, redisContext *rc,
     ngx_str_t *domain, import_record_t *rec, import_counts_t *n);
 static int import_drain(redisContext *rc, import_counts_t *n);
-static redisContext *import_connect(import_conf_t *conf);
+static redisContext *import_connect(import_conf_t *conf,
+    ngx_pool_t *pool);
 static void import_skip(import_conf_t *conf, char *name, ngx_uint_t line,
     u_char *text, size_t len, char *why, import_counts_t *n);
 static void import_usage(FILE *out);
@@ -141,6 +143,14 @@ main(int argc, char **argv)
             break;
 
         case 'p':
+            /* what icp_gate_redis_prefix accepts: the key is never cut */
+
+            if (ngx_strlen(optarg) > 128) {
+                fprintf(stderr, "icp-gate-import: --prefix is longer than "
+                        "128 bytes\n");
+                return 2;
+            }
+
             conf.prefix = optarg;
             break;
 
@@ -193,7 +203,7 @@ main(int argc, char **argv)
     rc = NULL;
 
     if (!conf.dry_run) {
-        rc = import_connect(&conf);
+        rc = import_connect(&conf, pool);
         if (rc == NULL) {
             return 2;
         }
@@ -233,7 +243,9 @@ main(int argc, char **argv)
         }
     }
 
-    if (rc && rc_code == 0 && import_drain(rc, &n) != NGX_OK) {
+    /* what was sent before a file failed is written all the same */
+
+    if (rc && rc->err == 0 && import_drain(rc, &n) != NGX_OK) {
         rc_code = 2;
     }
 
@@ -258,7 +270,7 @@ main(int argc, char **argv)
     }
 
     if (rc_code == 0 && (n.skipped || n.failed)) {
-        rc_code = 1;
+        rc_code = n.failed ? 2 : 1;
     }
 
     return rc_code;
@@ -285,10 +297,14 @@ import_file(import_conf_t *conf, redisContext *rc, char *name, FILE *in,
             import_skip(conf, name, line, (u_char *) buf, 60,
                         "longer than 4095 bytes", n);
 
-            while (fgets(buf, sizeof(buf), in)
-                   && buf[ngx_strlen(buf) - 1] != '\n')
-            {
-                /* the rest of it */
+            /* the rest of it; a NUL byte may make a piece look empty */
+
+            while (fgets(buf, sizeof(buf), in)) {
+                len = ngx_strlen(buf);
+
+                if (len && buf[len - 1] == '\n') {
+                    break;
+                }
             }
 
             n->lines++;
@@ -353,11 +369,14 @@ import_file(import_conf_t *conf, redisContext *rc, char *name, FILE *in,
             n->reduced++;
         }
 
-        if (rc && import_send(conf, rc, &domain, &rec, n) != NGX_OK) {
+        /* a write counts once Redis has taken it (import_drain()) */
+
+        if (rc == NULL) {
+            n->written++;
+
+        } else if (import_send(conf, rc, &domain, &rec, n) != NGX_OK) {
             return NGX_ERROR;
         }
-
-        n->written++;
     }
 
     if (ferror(in)) {
@@ -634,11 +653,12 @@ import_drain(redisContext *rc, import_counts_t *n)
 
         reply = r;
 
-        if (reply->type == REDIS_REPLY_ERROR) {
-            if (n->failed++ == 0) {
-                fprintf(stderr, "icp-gate-import: redis refused a write: "
-                        "%s\n", reply->str);
-            }
+        if (reply->type != REDIS_REPLY_ERROR) {
+            n->written++;
+
+        } else if (n->failed++ == 0) {
+            fprintf(stderr, "icp-gate-import: redis refused a write: %s\n",
+                    reply->str);
         }
 
         freeReplyObject(reply);
@@ -649,36 +669,43 @@ import_drain(redisContext *rc, import_counts_t *n)
 
 
 static redisContext *
-import_connect(import_conf_t *conf)
+import_connect(import_conf_t *conf, ngx_pool_t *pool)
 {
-    char          *colon, host[256];
+    u_char        *host;
+    ngx_url_t      u;
     redisReply    *reply;
     redisContext  *rc;
 
-    if (strncmp(conf->redis, "unix:", 5) == 0) {
+    if (ngx_strncmp(conf->redis, "unix:", 5) == 0) {
         rc = redisConnectUnix(conf->redis + 5);
 
     } else {
-        colon = strrchr(conf->redis, ':');
 
-        if (colon == NULL || colon - conf->redis >= (int) sizeof(host)) {
-            fprintf(stderr, "icp-gate-import: --redis \"%s\": expected "
-                    "host:port or unix:/path\n", conf->redis);
+        /* read as icp_gate_redis reads its address */
+
+        ngx_memzero(&u, sizeof(ngx_url_t));
+
+        u.url.data = (u_char *) conf->redis;
+        u.url.len = ngx_strlen(conf->redis);
+        u.default_port = 6379;
+        u.no_resolve = 1;
+
+        if (ngx_parse_url(pool, &u) != NGX_OK) {
+            fprintf(stderr, "icp-gate-import: --redis \"%s\": %s\n",
+                    conf->redis, u.err ? u.err : "not an address");
             return NULL;
         }
 
-        ngx_cpystrn((u_char *) host, (u_char *) conf->redis,
-                    colon - conf->redis + 1);
+        ngx_icp_gate_resolve_unbracket(&u.host);
 
-        /* [::1]:6379 */
-
-        if (host[0] == '[' && colon[-1] == ']') {
-            host[colon - conf->redis - 1] = '\0';
-            rc = redisConnect(host + 1, atoi(colon + 1));
-
-        } else {
-            rc = redisConnect(host, atoi(colon + 1));
+        host = ngx_pnalloc(pool, u.host.len + 1);
+        if (host == NULL) {
+            return NULL;
         }
+
+        ngx_cpystrn(host, u.host.data, u.host.len + 1);
+
+        rc = redisConnect((char *) host, u.port);
     }
 
     if (rc == NULL || rc->err) {
@@ -763,8 +790,8 @@ import_usage(FILE *out)
 "hash gets source \"import\".  A first line \"domain,...\", blank lines and\n"
 "lines starting with # are not records.\n"
 "\n"
-"  -r, --redis ADDR      host:port, [v6]:port or unix:/path\n"
-"                        (default 127.0.0.1:6379)\n"
+"  -r, --redis ADDR      host[:port], [v6][:port] or unix:/path, as\n"
+"                        icp_gate_redis (default 127.0.0.1:6379)\n"
 "  -n, --db N            database (default 0)\n"
 "  -a, --password SECRET or $ICP_GATE_REDIS_PASSWORD\n"
 "  -p, --prefix STRING   as icp_gate_redis_prefix (default icp:)\n"
@@ -773,6 +800,6 @@ import_usage(FILE *out)
 "  -d, --dry-run         check every line, write nothing\n"
 "  -q, --quiet           count skipped lines without explaining them\n"
 "\n"
-"Exit status: 0 all written; 1 some lines skipped or refused by Redis\n"
-"(the rest written); 2 Redis or a file could not be used.\n");
+"Exit status: 0 all written; 1 some lines skipped (the rest written);\n"
+"2 Redis refused writes, or Redis or a file could not be used.\n");
 }
