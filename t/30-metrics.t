@@ -44,6 +44,9 @@ sub lookups($m, $tier, $outcome) {
     return $m->{qq{icp_gate_lookups_total{tier="$tier",outcome="$outcome"}}};
 }
 
+# start_nginx waits for the workers, not for their Redis connections
+$t->wait_for(sub { (scrape($t))[0]{icp_gate_redis_connections} == 5 });
+
 my ($m, $r) = scrape($t);
 is $r->{headers}{'content-type'}, 'text/plain; version=0.0.4; charset=utf-8',
     'Prometheus text format 0.0.4';
