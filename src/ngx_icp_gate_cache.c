@@ -52,6 +52,9 @@
 /* a filing number of up to 32 bytes is read in one fixed-size copy */
 #define NGX_ICP_GATE_CACHE_ICP_COPY   32
 
+/* how far behind one worker's ngx_current_msec may be another's, at most */
+#define NGX_ICP_GATE_CACHE_CLOCKS     1000
+
 /* changed domains the zone remembers; a worker further behind hears "all" */
 #define NGX_ICP_GATE_CACHE_CHANGES    32
 
@@ -88,7 +91,6 @@ struct ngx_icp_gate_cache_node_s {
     u_char                      status;
     u_char                      region;
     u_char                      source;
-    u_char                      purged;         /* answers no more */
     u_char                      len;
     u_char                      icp_len;
     u_char                      icp_room;
@@ -338,25 +340,15 @@ ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
         return NGX_DECLINED;
     }
 
-    /*
-     * once a second is enough for the LRU, and leaves hits without writes;
-     * a purged entry keeps a "used" no second has, which keeps the hit
-     * path off it
-     */
+    /* once a second is enough for the LRU, and leaves hits without writes */
 
-    if (cn->used != now && !cn->purged) {
+    if (cn->used != now) {
         cn->used = now;
         ngx_queue_remove(&cn->queue);
         ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
     }
 
     age = (ngx_msec_int_t) (ngx_current_msec - cn->expires);
-
-    /* whatever this worker's clock says */
-
-    if (cn->purged) {
-        age = ngx_max(age, (ngx_msec_int_t) stale);
-    }
 
     if (cn->status == NGX_ICP_GATE_STATUS_NONE || now >= cn->usable) {
 
@@ -463,7 +455,6 @@ ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     cn->status = (u_char) v->status;
     cn->region = (u_char) v->region;
     cn->source = (u_char) v->source;
-    cn->purged = 0;
     cn->checked_at = (uint32_t) v->checked_at;
     cn->used = (uint32_t) ngx_time();
     cn->icp_len = (u_char) v->icp_len;
@@ -804,10 +795,14 @@ ngx_icp_gate_cache_purge(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 
     cn = ngx_icp_gate_cache_find(cache, domain, hash);
 
+    /*
+     * past stale-while-revalidate by this worker's clock and by any other
+     * worker's, which may lag it by the time it took to wake; a refresh
+     * that fails sets it again, as for any copy, and nobody asks meanwhile
+     */
+
     if (cn) {
-        cn->expires = ngx_current_msec - stale - 1;
-        cn->purged = 1;
-        cn->used = 0;
+        cn->expires = ngx_current_msec - stale - NGX_ICP_GATE_CACHE_CLOCKS;
         rc = NGX_OK;
 
     } else {
@@ -1021,7 +1016,6 @@ ngx_icp_gate_cache_create(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     cn->status = NGX_ICP_GATE_STATUS_NONE;
     cn->region = NGX_ICP_GATE_REGION_NONE;
     cn->source = NGX_ICP_GATE_SOURCE_NONE;
-    cn->purged = 0;
     cn->len = (u_char) domain->len;
     cn->icp_len = 0;
     cn->icp_room = (u_char) room;

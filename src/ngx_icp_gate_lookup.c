@@ -505,6 +505,10 @@ ngx_icp_gate_lookup_purge(ngx_str_t *domain, uint32_t hash)
     rc = ngx_icp_gate_cache_purge(ngx_icp_gate_cache, domain, hash,
                                   ngx_icp_gate_lookup_conf->stale);
 
+    /* first: a flight waiting for another node's answer looks now */
+
+    ngx_icp_gate_lookup_changed(domain, hash);
+
     /*
      * a flight under way may bring what was there before: it finishes for
      * those who wait for it, and a lookup from now on starts another
@@ -517,32 +521,9 @@ ngx_icp_gate_lookup_purge(ngx_str_t *domain, uint32_t hash)
         f->detached = 1;
     }
 
-    ngx_icp_gate_lookup_changed(domain, hash);
     ngx_icp_gate_cache_changed(ngx_icp_gate_cache, domain, hash);
 
     return rc;
-}
-
-
-ngx_int_t
-ngx_icp_gate_lookup_inspect(ngx_str_t *domain, uint32_t hash,
-    ngx_icp_gate_cache_entry_t *e)
-{
-    return ngx_icp_gate_cache_inspect(ngx_icp_gate_cache, domain, hash, e);
-}
-
-
-void
-ngx_icp_gate_lookup_zone_stats(ngx_icp_gate_cache_stats_t *st)
-{
-    ngx_icp_gate_cache_stats(ngx_icp_gate_cache, st);
-}
-
-
-ngx_icp_gate_lookup_conf_t *
-ngx_icp_gate_lookup_conf_get(void)
-{
-    return ngx_icp_gate_lookup_conf;
 }
 
 

@@ -171,6 +171,18 @@ like $log, qr/icp_gate: admin looked up "filed\.cn" \(host "filed\.cn"\), asking
     'a lookup is logged';
 is metric($t, 'icp_gate_admin_purges_total'), 3, 'icp_gate_admin_purges_total counts purges';
 
+# a purge while the filing API fails: the old copy answers, as any copy
+# whose refresh failed, and nobody asks again within icp_gate_error_ttl
+$t->api_set('unfiled.cn', '500');
+is admin($t, 'POST', 'domain=unfiled.cn&action=purge&redis=1')->{status}, 200,
+    'a purge while the filing API fails';
+my $asked = $t->api_count('unfiled.cn');
+is $t->get('www.unfiled.cn')->{status}, 200, 'the old copy answers';
+is $t->get('www.unfiled.cn')->{status}, 200, 'and answers the next request';
+is $t->api_count('unfiled.cn') - $asked, 1,
+    'the failing API was asked once, not on every request';
+$t->api_set('unfiled.cn', 'filed');
+
 # a reload while the filing API is asked: the old worker answers first
 $t->api_set('slow.cn', 'filed', delay_ms => 1500);
 my $answer = $t->dir . '/slow-probe.json';
