@@ -116,12 +116,12 @@ static void ngx_icp_gate_console_answered(ngx_icp_gate_console_t *con);
 static void ngx_icp_gate_console_ready(ngx_icp_gate_console_t *con);
 static void ngx_icp_gate_console_finish(ngx_event_t *ev);
 static void ngx_icp_gate_console_log(ngx_icp_gate_console_t *con);
+static char *ngx_icp_gate_console_purged(ngx_int_t zone_rc);
+static char *ngx_icp_gate_console_deleted(ngx_int_t redis_rc);
 static ngx_buf_t *ngx_icp_gate_console_render(ngx_icp_gate_console_t *con,
     ngx_uint_t *status);
 static u_char *ngx_icp_gate_console_verdict(u_char *p, char *name,
     ngx_int_t rc, ngx_icp_gate_verdict_t *v);
-static u_char *ngx_icp_gate_console_string(u_char *p, char *name,
-    ngx_str_t *value);
 
 
 static char  *ngx_icp_gate_proto_names[] = { "http", "rtmp", "http_flv" };
@@ -157,8 +157,8 @@ ngx_icp_gate_console_metrics(ngx_pool_t *pool, ngx_uint_t json)
         return NULL;
     }
 
-    lcf = ngx_icp_gate_lookup_conf_get();
-    ngx_icp_gate_lookup_zone_stats(&zone);
+    lcf = ngx_icp_gate_lookup_conf;
+    ngx_icp_gate_cache_stats(ngx_icp_gate_cache, &zone);
 
     w.pos = b->pos;
     w.end = b->end;
@@ -542,7 +542,7 @@ ngx_icp_gate_console_domain(ngx_icp_gate_console_ask_t *ask,
     ngx_icp_gate_console_t      *con;
     ngx_icp_gate_lookup_conf_t  *lcf;
 
-    lcf = ngx_icp_gate_lookup_conf_get();
+    lcf = ngx_icp_gate_lookup_conf;
 
     kind = ngx_icp_gate_domain_registrable(pool, &ask->host, &domain, &hash);
 
@@ -617,8 +617,9 @@ ngx_icp_gate_console_domain(ngx_icp_gate_console_ask_t *ask,
         return NGX_AGAIN;
     }
 
-    con->zone_rc = ngx_icp_gate_lookup_inspect(&con->domain, con->hash,
-                                               &con->zone);
+    con->zone_rc = ngx_icp_gate_cache_inspect(ngx_icp_gate_cache,
+                                              &con->domain, con->hash,
+                                              &con->zone);
 
     if (lcf->redis.name.len) {
         (void) ngx_icp_gate_console_asked(&con->redis,
@@ -693,12 +694,19 @@ ngx_icp_gate_console_redis_deleted(void *data, ngx_int_t rc,
 {
     ngx_icp_gate_console_tier_t  *tier = data;
 
-    ngx_icp_gate_console_t  *con;
+    ngx_icp_gate_console_t       *con;
 
     con = tier->console;
 
-    tier->rc = rc;
-    con->zone_rc = ngx_icp_gate_lookup_purge(&con->domain, con->hash);
+    /* a reply that is no count of keys deleted is a failure too */
+
+    tier->rc = (rc == NGX_DONE || rc == NGX_DECLINED) ? rc : NGX_ERROR;
+
+    /* past the deadline the zone was purged already, and may be fresh */
+
+    if (!con->answered) {
+        con->zone_rc = ngx_icp_gate_lookup_purge(&con->domain, con->hash);
+    }
 
     ngx_icp_gate_console_answered(con);
 }
@@ -802,10 +810,8 @@ ngx_icp_gate_console_log(ngx_icp_gate_console_t *con)
         ngx_log_error(NGX_LOG_NOTICE, con->log, 0,
                       "icp_gate: admin purged \"%V\" (host \"%*s\"): zone "
                       "%s, redis %s", &con->domain, last - host, host,
-                      con->zone_rc == NGX_OK ? "purged" : "had no copy",
-                      con->redis.rc == NGX_DONE ? "deleted"
-                      : con->redis.rc == NGX_DECLINED ? "had no hash"
-                      : con->redis.rc == NGX_ABORT ? "kept" : "failed");
+                      ngx_icp_gate_console_purged(con->zone_rc),
+                      ngx_icp_gate_console_deleted(con->redis.rc));
         return;
     }
 
@@ -816,12 +822,40 @@ ngx_icp_gate_console_log(ngx_icp_gate_console_t *con)
 }
 
 
+/* what a purge did, in the log as in the answer */
+
+static char *
+ngx_icp_gate_console_purged(ngx_int_t zone_rc)
+{
+    return (zone_rc == NGX_OK) ? "purged" : "absent";
+}
+
+
+static char *
+ngx_icp_gate_console_deleted(ngx_int_t redis_rc)
+{
+    switch (redis_rc) {
+
+    case NGX_DONE:
+        return "deleted";
+
+    case NGX_DECLINED:
+        return "absent";
+
+    case NGX_ABORT:             /* not asked to: no redis=1 */
+        return "kept";
+
+    default:
+        return "failed";
+    }
+}
+
+
 static ngx_buf_t *
 ngx_icp_gate_console_render(ngx_icp_gate_console_t *con, ngx_uint_t *status)
 {
     u_char     *p;
     ngx_buf_t  *b;
-    char       *redis;
 
     *status = 500;
 
@@ -837,7 +871,7 @@ ngx_icp_gate_console_render(ngx_icp_gate_console_t *con, ngx_uint_t *status)
     *status = 200;
 
     p = ngx_sprintf(b->last, "{");
-    p = ngx_icp_gate_console_string(p, "host", &con->host);
+    p = ngx_icp_gate_log_member(p, "host", &con->host);
 
     if (con->domain.len == 0) {
         *status = 400;
@@ -847,20 +881,17 @@ ngx_icp_gate_console_render(ngx_icp_gate_console_t *con, ngx_uint_t *status)
     }
 
     *p++ = ',';
-    p = ngx_icp_gate_console_string(p, "domain", &con->domain);
+    p = ngx_icp_gate_log_member(p, "domain", &con->domain);
 
     if (con->purge) {
-        redis = con->redis.rc == NGX_DONE ? "deleted"
-                : con->redis.rc == NGX_DECLINED ? "absent"
-                : con->redis.rc == NGX_ABORT ? "kept" : "failed";
-
         if (con->redis.rc == NGX_ERROR) {
             *status = 502;
         }
 
         p = ngx_sprintf(p, ",\"action\":\"purge\",\"zone\":\"%s\","
                         "\"redis\":\"%s\"}\n",
-                        con->zone_rc == NGX_OK ? "purged" : "absent", redis);
+                        ngx_icp_gate_console_purged(con->zone_rc),
+                        ngx_icp_gate_console_deleted(con->redis.rc));
         b->last = p;
         return b;
     }
@@ -936,7 +967,7 @@ ngx_icp_gate_console_verdict(u_char *p, char *name, ngx_int_t rc,
     if (v->icp_len) {
         icp.data = v->icp;
         icp.len = v->icp_len;
-        p = ngx_icp_gate_console_string(p, "icp", &icp);
+        p = ngx_icp_gate_log_member(p, "icp", &icp);
         *p++ = ',';
     }
 
@@ -948,15 +979,4 @@ ngx_icp_gate_console_verdict(u_char *p, char *name, ngx_int_t rc,
     return ngx_sprintf(p, "\"source\":\"%V\",\"checked_at\":%T,\"age\":%T}",
                        &ngx_icp_gate_source_names[v->source], v->checked_at,
                        v->checked_at ? ngx_time() - v->checked_at : 0);
-}
-
-
-static u_char *
-ngx_icp_gate_console_string(u_char *p, char *name, ngx_str_t *value)
-{
-    p = ngx_sprintf(p, "\"%s\":\"", name);
-    p = ngx_icp_gate_log_escape(p, value->data, value->len);
-    *p++ = '"';
-
-    return p;
 }

@@ -363,8 +363,19 @@ ngx_icp_gate_log_escape(u_char *dst, u_char *src, size_t len)
 static u_char *
 ngx_icp_gate_log_string(u_char *p, char *name, ngx_str_t *s)
 {
-    p = ngx_sprintf(p, ",\"%s\":\"", name);
-    p = ngx_icp_gate_log_escape(p, s->data, s->len);
+    *p++ = ',';
+
+    return ngx_icp_gate_log_member(p, name, s);
+}
+
+
+/* "name":"value", the value escaped; as the console writes its JSON too */
+
+u_char *
+ngx_icp_gate_log_member(u_char *p, char *name, ngx_str_t *value)
+{
+    p = ngx_sprintf(p, "\"%s\":\"", name);
+    p = ngx_icp_gate_log_escape(p, value->data, value->len);
     *p++ = '"';
 
     return p;

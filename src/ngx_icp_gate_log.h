@@ -36,6 +36,7 @@ void ngx_icp_gate_log_refusal(ngx_icp_gate_conf_t *gcf,
     ngx_pool_t *pool, ngx_log_t *log);
 size_t ngx_icp_gate_log_escape_len(u_char *src, size_t len);
 u_char *ngx_icp_gate_log_escape(u_char *dst, u_char *src, size_t len);
+u_char *ngx_icp_gate_log_member(u_char *p, char *name, ngx_str_t *value);
 
 
 #endif /* _NGX_ICP_GATE_LOG_H_INCLUDED_ */

@@ -62,13 +62,9 @@ void ngx_icp_gate_lookup_cancel(ngx_icp_gate_waiter_t *w);
 void ngx_icp_gate_lookup_refresh(ngx_str_t *domain, uint32_t hash);
 void ngx_icp_gate_lookup_changed(ngx_str_t *domain, uint32_t hash);
 ngx_int_t ngx_icp_gate_lookup_purge(ngx_str_t *domain, uint32_t hash);
-ngx_int_t ngx_icp_gate_lookup_inspect(ngx_str_t *domain, uint32_t hash,
-    ngx_icp_gate_cache_entry_t *e);
-void ngx_icp_gate_lookup_zone_stats(ngx_icp_gate_cache_stats_t *st);
-ngx_icp_gate_lookup_conf_t *ngx_icp_gate_lookup_conf_get(void);
 
 
-/* for the hit path below only */
+/* the lookups' settings and zone: the hit path below, the console */
 extern ngx_icp_gate_lookup_conf_t  *ngx_icp_gate_lookup_conf;
 extern ngx_icp_gate_cache_t        *ngx_icp_gate_cache;
 

@@ -112,6 +112,8 @@ extern const uint64_t  ngx_icp_gate_redis_bounds[NGX_ICP_GATE_BUCKETS];
 
 
 #define ngx_icp_gate_count(field)       ngx_icp_gate_metrics->counters.field++
+#define ngx_icp_gate_count_n(field, n)                                        \
+    ngx_icp_gate_metrics->counters.field += n
 #define ngx_icp_gate_gauge(field, n)    ngx_icp_gate_metrics->gauges.field += n
 
 #define ngx_icp_gate_count_lookup(tier, outcome)                              \

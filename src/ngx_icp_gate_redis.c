@@ -2579,8 +2579,6 @@ ngx_icp_gate_redis_deadline(ngx_event_t *ev)
         cmd->late = 1;
         late++;
 
-        ngx_icp_gate_count(redis_timeouts);
-
         if (cmd->kind == NGX_ICP_GATE_REDIS_SETUP) {
             drop = 1;
 
@@ -2602,6 +2600,7 @@ ngx_icp_gate_redis_deadline(ngx_event_t *ev)
                    drop ? ", reopening" : "");
 
     ngx_icp_gate_redis_stats.timed_out += late;
+    ngx_icp_gate_count_n(redis_timeouts, late);
 
     if (drop) {
         ngx_icp_gate_redis_stats.reopened++;
