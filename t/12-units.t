@@ -13,35 +13,26 @@ my $t = IcpGate::Test->new;
 my $nginx = $t->nginx_bin;
 my $objs = dirname(dirname($nginx)) . '/nginx/objs';
 
-unless (-f "$objs/Makefile") {
+# the compiler, its flags and the libraries nginx itself was built with,
+# and nginx.o with its main() renamed: util/build.sh leaves them beside the
+# objects, for icp-gate-import and for this test
+my $work = dirname($objs);
+unless (-f "$work/import.flags" && -f "$work/nginx-nomain.o") {
     print "1..0 # SKIP no nginx objects next to $nginx\n";
     exit 0;
 }
 
-# the compiler, include dirs and libraries nginx itself was built with
-open my $mk, '<', "$objs/Makefile" or die "$objs/Makefile: $!";
-my $makefile = do { local $/; <$mk> };
-my ($cc) = $makefile =~ /^CC =\s*(\S+)/m;
-my ($incs) = $makefile =~ /^ALL_INCS = (.*?)\n\n/ms;
-my ($cflags) = $makefile =~ /^CFLAGS =\s*(.*)$/m;
-my ($link) = $makefile =~ /\$\(LINK\) -o objs\/nginx \\\n(.*?)\n\n/s;
-my @libs = grep { /^-[lW]/ } split /[\s\\]+/, $link;
-my @incs = map { s{^(?!/)}{}r } grep { $_ ne '-I' } split /[\s\\]+/, $incs;
-my $src = dirname($objs);
-@incs = map { m{^/} ? "-I$_" : "-I$src/$_" } @incs;
+open my $fh, '<', "$work/import.flags" or die "$work/import.flags: $!";
+my ($compile, $libs) = map { chomp; $_ } <$fh>;
 
-# every object of the build; nginx.o with its main() renamed
 my @objects = grep { !m{/nginx\.o$} } split /\n/,
     `find '$objs' -name '*.o'`;
 my $dir = $t->dir;
-system('objcopy', '--redefine-sym', 'main=ngx_nginx_main',
-       "$objs/src/core/nginx.o", "$dir/nginx-nomain.o") == 0
-    or die "objcopy failed\n";
 
 my @sanitize = $ENV{ICP_GATE_ASAN} ? ('-fsanitize=address,undefined') : ();
-my @cmd = ($cc // 'cc', split(' ', $cflags), @sanitize, @incs,
+my @cmd = (split(' ', $compile), @sanitize,
            '-o', "$dir/units", "$FindBin::Bin/unit/units.c",
-           "$dir/nginx-nomain.o", @objects, @libs);
+           "$work/nginx-nomain.o", @objects, split(' ', $libs));
 system(join(' ', map { "'$_'" } @cmd) . " > '$dir/cc.log' 2>&1") == 0 or do {
     print "1..1\nnot ok 1 - t/unit/units.c builds\n";
     print "# $_\n" for split /\n/, $t->read_file('cc.log') // '';

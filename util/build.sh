@@ -69,7 +69,9 @@ make -j"$(nproc)" > "$prefix/make.log" 2>&1 || {
 make install > /dev/null 2>&1
 
 # icp-gate-import reduces hosts with the gate's own code: it is linked with
-# the objects just built, nginx.o's main() renamed, as t/12's units are
+# the objects just built, nginx.o's main() renamed; t/12 links its unit
+# tests the same way, with these two files: the compiler with its flags and
+# include dirs (absolute), then the libraries
 objcopy --redefine-sym main=ngx_nginx_main objs/src/core/nginx.o \
     "$work/nginx-nomain.o"
 perl -e '
@@ -78,10 +80,11 @@ perl -e '
     my ($cflags) = $mk =~ /^CFLAGS =\s*(.*)$/m;
     my ($incs) = $mk =~ /^ALL_INCS = (.*?)\n\n/ms;
     my ($link) = $mk =~ /\$\(LINK\) -o objs\/nginx \\\n(.*?)\n\n/s;
-    my @incs = grep { $_ ne "-I" } split /[\s\\]+/, $incs;
-    print join(" ", $cc, $cflags, map({ "-I$_" } grep { length } @incs)), "\n";
+    my @incs = map { m{^/} ? $_ : "$ARGV[0]/$_" }
+               grep { length && $_ ne "-I" } split /[\s\\]+/, $incs;
+    print join(" ", $cc, $cflags, map({ "-I$_" } @incs)), "\n";
     print join(" ", grep { /^-[lW]/ } split /[\s\\]+/, $link), "\n";
-' < objs/Makefile > "$work/import.flags"
+' "$(pwd)" < objs/Makefile > "$work/import.flags"
 { read -r import_cc; read -r import_libs; } < "$work/import.flags"
 # shellcheck disable=SC2086 # flags are words
 $import_cc -o "$prefix/sbin/icp-gate-import" "$top/util/icp_gate_import.c" \
