@@ -13,6 +13,7 @@ my %layer = (
     verdict => 0, socket => 0, throttle => 0, metrics => 0,
     hiredis => 1, resolve => 1,
     cache   => 2, redis  => 2, api => 2, domain => 2, sentinel => 2,
+    redis_conn => 2, redis_store => 2, redis_lock => 2, redis_channel => 2,
     lookup  => 3,
     judge   => 4, watch  => 4,
     module  => 5, conf   => 5, log => 5, console => 5,
@@ -20,9 +21,17 @@ my %layer = (
 
 # the dependencies within a layer: the gate directives start the engine,
 # the console writes JSON strings as the rejection log does, the metrics
-# count judgements in the vocabulary's terms
-my %beside = (conf => { module => 1 }, redis => { sentinel => 1 },
-              console => { log => 1 }, metrics => { verdict => 1 });
+# count judgements in the vocabulary's terms; the Redis adapter's parts sit
+# on its connections (the store's hash format serves the lock), and its
+# public header, which they implement, starts them
+my %beside = (conf => { module => 1 }, console => { log => 1 },
+              metrics => { verdict => 1 },
+              redis => { sentinel => 1, redis_store => 1,
+                         redis_channel => 1 },
+              redis_conn => { redis => 1 },
+              redis_store => { redis_conn => 1 },
+              redis_lock => { redis_store => 1 },
+              redis_channel => { redis_conn => 1 });
 
 my @files = (glob("$repo/src/ngx_icp_gate_*.[ch]"), glob("$repo/ngx_*.c"));
 my %seen;
