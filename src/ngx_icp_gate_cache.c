@@ -18,9 +18,16 @@
  * follows no pointer out of the zone and walks a bounded number of
  * entries.  An entry moves up the LRU queue at most once a second.
  *
- * The zone also carries the news of the node's invalidation channel to
- * every worker: the last domains Redis said changed, in a ring each
- * worker reads at its pace, and since when no change can have gone untold.
+ * Every entry keeps its verdict's version (the Redis time it stands for):
+ * a verdict older than the copy replaces none, whatever the order of
+ * arrival.  "Every copy may be out of date" is a new epoch, one number: an
+ * entry of an older one counts as expired when it is next looked at.
+ *
+ * The zone also carries the node's news to every worker: the last domains
+ * whose verdict changed, in a ring each worker reads at its pace (its
+ * watchers check live sessions again); the last changes Redis told and the
+ * last purges, by hash, against which a read or a lookup that began
+ * earlier is measured.
  */
 
 
@@ -58,6 +65,12 @@
 /* changed domains the zone remembers; a worker further behind hears "all" */
 #define NGX_ICP_GATE_CACHE_CHANGES    32
 
+/*
+ * changes Redis told, and purges, the zone remembers; a read or a lookup
+ * that began further back counts as overtaken
+ */
+#define NGX_ICP_GATE_CACHE_MARKS      32
+
 
 #if defined(__ATOMIC_ACQUIRE)
 /* no instruction on x86, where loads and stores keep their order anyway */
@@ -82,12 +95,14 @@ struct ngx_icp_gate_cache_node_s {
     ngx_queue_t                 queue;          /* LRU */
     ngx_msec_t                  expires;
     ngx_msec_t                  locked;
+    uint64_t                    version;        /* the verdict's */
     ngx_pid_t                   holder;         /* of the lock */
     uint32_t                    hash;
     uint32_t                    checked_at;     /* Unix time */
     uint32_t                    used;           /* when it last moved up */
     uint32_t                    usable;         /* Unix time: a verdict's
                                                    last second */
+    uint32_t                    epoch;          /* the zone's, when stored */
     u_char                      status;
     u_char                      region;
     u_char                      source;
@@ -105,12 +120,24 @@ typedef struct {
 } ngx_icp_gate_cache_change_t;
 
 
+/* a change Redis told, or a purge: enough to tell a domain, mostly */
+typedef struct {
+    uint32_t                    hash;
+    uint32_t                    len;
+} ngx_icp_gate_cache_seen_t;
+
+
 typedef struct {
     ngx_queue_t                 queue;
     ngx_atomic_t                seq;            /* odd while written */
-    ngx_atomic_t                changes;        /* ever told */
-    ngx_atomic_t                expiries;       /* every copy expired */
+    ngx_atomic_t                epoch;          /* every copy stale before */
+    ngx_msec_t                  epoch_at;       /* when it began */
+    ngx_atomic_t                changes;        /* news, ever */
     ngx_icp_gate_cache_change_t changed[NGX_ICP_GATE_CACHE_CHANGES];
+    ngx_atomic_t                told;           /* by Redis, ever */
+    ngx_icp_gate_cache_seen_t   told_ring[NGX_ICP_GATE_CACHE_MARKS];
+    ngx_atomic_t                purges;         /* ever */
+    ngx_icp_gate_cache_seen_t   purged_ring[NGX_ICP_GATE_CACHE_MARKS];
     ngx_uint_t                  budget;         /* API requests, in 1/1000 */
     ngx_msec_t                  budget_at;
     ngx_uint_t                  entries;
@@ -122,6 +149,7 @@ typedef struct {
 struct ngx_icp_gate_cache_s {
     ngx_icp_gate_cache_sh_t    *sh;
     ngx_slab_pool_t            *shpool;
+    ngx_msec_t                  stale;      /* while-revalidate, a worker's */
 };
 
 
@@ -145,10 +173,17 @@ static void ngx_icp_gate_cache_delete(ngx_icp_gate_cache_t *cache,
     ngx_icp_gate_cache_node_t *cn);
 static ngx_uint_t ngx_icp_gate_cache_lock(ngx_icp_gate_cache_node_t *cn,
     ngx_msec_t lock_for);
-static void ngx_icp_gate_cache_expire_node(ngx_icp_gate_cache_node_t *cn);
-static ngx_uint_t ngx_icp_gate_cache_changed_since(
-    ngx_icp_gate_cache_t *cache, ngx_str_t *domain, uint32_t hash,
-    ngx_icp_gate_cache_mark_t *since);
+static void ngx_icp_gate_cache_catch_up(ngx_icp_gate_cache_t *cache,
+    ngx_icp_gate_cache_node_t *cn);
+static void ngx_icp_gate_cache_shut(ngx_icp_gate_cache_t *cache,
+    ngx_icp_gate_cache_node_t *cn);
+static void ngx_icp_gate_cache_remember(ngx_icp_gate_cache_seen_t *ring,
+    ngx_atomic_t *count, ngx_str_t *domain, uint32_t hash);
+static ngx_uint_t ngx_icp_gate_cache_seen_since(
+    ngx_icp_gate_cache_seen_t *ring, ngx_uint_t count, ngx_uint_t since,
+    ngx_str_t *domain, uint32_t hash);
+static void ngx_icp_gate_cache_news_locked(ngx_icp_gate_cache_t *cache,
+    ngx_str_t *domain, uint32_t hash);
 static void ngx_icp_gate_cache_write_begin(ngx_icp_gate_cache_t *cache);
 static void ngx_icp_gate_cache_write_end(ngx_icp_gate_cache_t *cache);
 
@@ -185,8 +220,8 @@ ngx_icp_gate_cache_add(ngx_conf_t *cf, ngx_str_t *name, size_t size,
  * NGX_OK: *v is a verdict read without the mutex, fresh, or expired less
  * than "stale" ago while a worker refreshes it; NGX_DECLINED:
  * ngx_icp_gate_cache_lookup() must decide (no entry, an expired one
- * nobody refreshes, a writer at work, or the entry is due to move up the
- * LRU queue)
+ * nobody refreshes, one of an older epoch, a writer at work, or the entry
+ * is due to move up the LRU queue)
  */
 
 ngx_int_t
@@ -255,6 +290,7 @@ ngx_icp_gate_cache_peek(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
      */
 
     if (cn->status == NGX_ICP_GATE_STATUS_NONE
+        || cn->epoch != sh->epoch
         || (age >= 0
             && (age >= (ngx_msec_int_t) stale
                 || !ngx_icp_gate_cache_looked_up(cn)))
@@ -340,6 +376,12 @@ ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
         return NGX_DECLINED;
     }
 
+    if (cn->epoch != cache->sh->epoch) {
+        ngx_icp_gate_cache_write_begin(cache);
+        ngx_icp_gate_cache_catch_up(cache, cn);
+        ngx_icp_gate_cache_write_end(cache);
+    }
+
     /* once a second is enough for the LRU, and leaves hits without writes */
 
     if (cn->used != now) {
@@ -363,6 +405,7 @@ ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
         v->region = cn->region;
         v->source = cn->source;
         v->checked_at = cn->checked_at;
+        v->version = cn->version;
         v->icp_len = cn->icp_len;
         ngx_memcpy(v->icp, cn->data + cn->len, cn->icp_len);
 
@@ -387,36 +430,60 @@ ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 
 
 /*
- * fresh_for: how long it answers alone; usable_for: at all, in seconds;
- * read: where the news stood when it was asked of Redis (NULL: not read
- * there; ngx_icp_gate_cache_mark()).  A verdict Redis said changed since
- * it was read replaces none (the zone's is the newer), and is stored
- * expired where there was none, to be read again when next used.
- * NGX_DONE: stored, and its status or region is not the one the zone had;
- * NGX_ERROR: the zone had no room for it.
+ * fresh_for: how long it answers alone; usable_for: at all, in seconds.
+ * mark: where the news stood (ngx_icp_gate_cache_mark()): when the lookup
+ * began, for a purge since, which makes it store nothing (NGX_ABORT); and,
+ * with NGX_ICP_GATE_CACHE_READ, when v was asked of Redis: a change Redis
+ * told since, or a new epoch, makes v older than the zone's copy, which it
+ * then does not replace (v is stored expired where there is none, to be
+ * read again when next used).  A verdict of an older version than the
+ * copy's replaces it neither.  NGX_ICP_GATE_CACHE_RELEASE: the caller
+ * holds the entry's update lock, and gives it up unless another worker
+ * took it over.  NGX_DONE: stored, and news to the workers' watchers (its
+ * status or region is not the one the zone had, or it refuses and the
+ * zone had none); NGX_ERROR: the zone had no room for it.
  */
 
 ngx_int_t
 ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     uint32_t hash, ngx_icp_gate_verdict_t *v, ngx_msec_t fresh_for,
-    time_t usable_for, ngx_icp_gate_cache_mark_t *read)
+    time_t usable_for, ngx_icp_gate_cache_mark_t *mark, ngx_uint_t flags)
 {
     ngx_int_t                   rc;
     ngx_uint_t                  older, news;
+    ngx_icp_gate_cache_sh_t    *sh;
     ngx_icp_gate_cache_node_t  *cn, *grown;
 
+    sh = cache->sh;
     rc = NGX_ERROR;
 
     ngx_shmtx_lock(&cache->shpool->mutex);
     ngx_icp_gate_cache_write_begin(cache);
 
+    /* a purge since the lookup began: its lock went with the purge */
+
+    if (mark && ngx_icp_gate_cache_seen_since(sh->purged_ring, sh->purges,
+                                              mark->purges, domain, hash))
+    {
+        rc = NGX_ABORT;
+        goto done;
+    }
+
     cn = ngx_icp_gate_cache_find(cache, domain, hash);
 
-    older = read && ngx_icp_gate_cache_changed_since(cache, domain, hash,
-                                                     read);
+    if (cn) {
+        ngx_icp_gate_cache_catch_up(cache, cn);
+    }
 
-    if (older && cn && cn->status != NGX_ICP_GATE_STATUS_NONE) {
-        if (cn->holder == ngx_pid) {
+    older = (flags & NGX_ICP_GATE_CACHE_READ)
+            && (mark->epoch != sh->epoch
+                || ngx_icp_gate_cache_seen_since(sh->told_ring, sh->told,
+                                                 mark->told, domain, hash));
+
+    if (cn && cn->status != NGX_ICP_GATE_STATUS_NONE
+        && (older || (v->version && cn->version > v->version)))
+    {
+        if ((flags & NGX_ICP_GATE_CACHE_RELEASE) && cn->holder == ngx_pid) {
             cn->locked = 0;
         }
 
@@ -424,10 +491,17 @@ ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
         goto done;
     }
 
-    /* what a judgement reads changed: live sessions must hear of it */
+    /*
+     * what a judgement reads changed: live sessions must hear of it, also
+     * when the zone had let the domain go meanwhile
+     */
 
-    news = cn && cn->status != NGX_ICP_GATE_STATUS_NONE
-           && (cn->status != v->status || cn->region != v->region);
+    if (cn == NULL || cn->status == NGX_ICP_GATE_STATUS_NONE) {
+        news = (v->status != NGX_ICP_GATE_STATUS_FILED);
+
+    } else {
+        news = (cn->status != v->status || cn->region != v->region);
+    }
 
     if (cn == NULL) {
         cn = ngx_icp_gate_cache_create(cache, domain, hash, v->icp_len);
@@ -437,7 +511,7 @@ ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 
     } else {
         ngx_queue_remove(&cn->queue);
-        ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
+        ngx_queue_insert_head(&sh->queue, &cn->queue);
     }
 
     if (v->icp_len > cn->icp_room) {
@@ -456,19 +530,31 @@ ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     cn->region = (u_char) v->region;
     cn->source = (u_char) v->source;
     cn->checked_at = (uint32_t) v->checked_at;
+    cn->version = v->version;
     cn->used = (uint32_t) ngx_time();
     cn->icp_len = (u_char) v->icp_len;
     ngx_memcpy(cn->data + cn->len, v->icp, v->icp_len);
 
-    if (older) {
-        fresh_for = 0;
-    }
-
     cn->expires = ngx_current_msec + fresh_for;
     cn->usable = (uint32_t) (ngx_time() + usable_for);
-    cn->locked = 0;
+    cn->epoch = sh->epoch;
 
-    rc = news ? NGX_DONE : NGX_OK;
+    /* a verdict that may predate a change answers only if its refresh fails */
+
+    if (older) {
+        ngx_icp_gate_cache_shut(cache, cn);
+    }
+
+    if ((flags & NGX_ICP_GATE_CACHE_RELEASE) && cn->holder == ngx_pid) {
+        cn->locked = 0;
+    }
+
+    rc = NGX_OK;
+
+    if (news) {
+        ngx_icp_gate_cache_news_locked(cache, domain, hash);
+        rc = NGX_DONE;
+    }
 
 done:
 
@@ -479,23 +565,38 @@ done:
 }
 
 
+/*
+ * retry_after: how long the failure is remembered; mark: where the news
+ * stood when the lookup began, NULL for a lock taken without a lookup
+ */
+
 void
 ngx_icp_gate_cache_release(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
-    uint32_t hash, ngx_msec_t retry_after)
+    uint32_t hash, ngx_msec_t retry_after, ngx_icp_gate_cache_mark_t *mark)
 {
+    ngx_icp_gate_cache_sh_t    *sh;
     ngx_icp_gate_cache_node_t  *cn;
+
+    sh = cache->sh;
 
     ngx_shmtx_lock(&cache->shpool->mutex);
     ngx_icp_gate_cache_write_begin(cache);
 
-    cn = ngx_icp_gate_cache_find(cache, domain, hash);
-
     /*
      * a lock another worker took over (this one's ran past its deadline)
-     * is that worker's: its lookup may yet succeed
+     * is that worker's: its lookup may yet succeed; a purge since the
+     * lookup began took the lock away, and may have let another take it
      */
 
-    if (cn && cn->holder == ngx_pid) {
+    cn = ngx_icp_gate_cache_find(cache, domain, hash);
+
+    if (cn && cn->holder == ngx_pid
+        && (mark == NULL
+            || !ngx_icp_gate_cache_seen_since(sh->purged_ring, sh->purges,
+                                              mark->purges, domain, hash)))
+    {
+        ngx_icp_gate_cache_catch_up(cache, cn);
+
         cn->locked = 0;
 
         if (cn->status == NGX_ICP_GATE_STATUS_NONE) {
@@ -596,6 +697,10 @@ ngx_icp_gate_cache_extend(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 
     cn = ngx_icp_gate_cache_find(cache, domain, hash);
 
+    if (cn) {
+        ngx_icp_gate_cache_catch_up(cache, cn);
+    }
+
     if (cn
         && cn->status == v->status
         && cn->checked_at == (uint32_t) v->checked_at
@@ -608,18 +713,27 @@ ngx_icp_gate_cache_extend(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     ngx_shmtx_unlock(&cache->shpool->mutex);
 }
 
-/* a domain's verdict changed in Redis: every worker hears of it */
+
+/* a domain's verdict may have changed: every worker's watchers hear of it */
 
 void
-ngx_icp_gate_cache_changed(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
+ngx_icp_gate_cache_news(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     uint32_t hash)
+{
+    ngx_shmtx_lock(&cache->shpool->mutex);
+    ngx_icp_gate_cache_news_locked(cache, domain, hash);
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+static void
+ngx_icp_gate_cache_news_locked(ngx_icp_gate_cache_t *cache,
+    ngx_str_t *domain, uint32_t hash)
 {
     ngx_icp_gate_cache_sh_t      *sh;
     ngx_icp_gate_cache_change_t  *ch;
 
     sh = cache->sh;
-
-    ngx_shmtx_lock(&cache->shpool->mutex);
 
     ch = &sh->changed[sh->changes % NGX_ICP_GATE_CACHE_CHANGES];
 
@@ -631,8 +745,52 @@ ngx_icp_gate_cache_changed(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 
     ngx_icp_gate_store_fence();
     sh->changes++;
+}
+
+
+/*
+ * Redis told that the domain's hash changed: a read of it sent before now
+ * is older than the zone's copy (ngx_icp_gate_cache_store())
+ */
+
+void
+ngx_icp_gate_cache_told(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
+    uint32_t hash)
+{
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    ngx_icp_gate_cache_remember(cache->sh->told_ring, &cache->sh->told,
+                                domain, hash);
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+/* whether a lookup that began at "mark" was overtaken by a purge since */
+
+ngx_uint_t
+ngx_icp_gate_cache_purged(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
+    uint32_t hash, ngx_icp_gate_cache_mark_t *mark)
+{
+    ngx_uint_t                rc;
+    ngx_icp_gate_cache_sh_t  *sh;
+
+    sh = cache->sh;
+
+    /* every miss that joins a lookup asks: one read while nothing happens */
+
+    if (sh->purges == mark->purges) {
+        return 0;
+    }
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    rc = ngx_icp_gate_cache_seen_since(sh->purged_ring, sh->purges,
+                                       mark->purges, domain, hash);
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return rc;
 }
 
 
@@ -700,28 +858,21 @@ ngx_icp_gate_cache_changes(ngx_icp_gate_cache_t *cache, ngx_uint_t *seen,
 
 
 /*
- * Every copy may be out of date: each one expires now (it answers while
- * its refresh runs), and one read from Redis before now is stored expired
+ * Every copy may be out of date: each one counts as expired from now on
+ * (it answers while its refresh runs), and one read from Redis before now
+ * is stored expired.  A new epoch, whatever the zone holds: an entry of an
+ * older one is brought up to it when next looked at.
  */
 
 void
 ngx_icp_gate_cache_expire_all(ngx_icp_gate_cache_t *cache)
 {
-    ngx_queue_t                *q;
-    ngx_icp_gate_cache_node_t  *cn;
-
     ngx_shmtx_lock(&cache->shpool->mutex);
     ngx_icp_gate_cache_write_begin(cache);
 
-    cache->sh->expiries++;
-
-    for (q = ngx_queue_head(&cache->sh->queue);
-         q != ngx_queue_sentinel(&cache->sh->queue);
-         q = ngx_queue_next(q))
-    {
-        cn = ngx_queue_data(q, ngx_icp_gate_cache_node_t, queue);
-        ngx_icp_gate_cache_expire_node(cn);
-    }
+    cache->sh->epoch_at = ngx_current_msec;
+    ngx_icp_gate_store_fence();
+    cache->sh->epoch++;
 
     ngx_icp_gate_cache_write_end(cache);
     ngx_shmtx_unlock(&cache->shpool->mutex);
@@ -766,8 +917,12 @@ ngx_icp_gate_cache_expire(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 
     cn = ngx_icp_gate_cache_find(cache, domain, hash);
 
-    if (cn) {
-        ngx_icp_gate_cache_expire_node(cn);
+    if (cn && cn->status != NGX_ICP_GATE_STATUS_NONE) {
+        ngx_icp_gate_cache_catch_up(cache, cn);
+
+        if ((ngx_msec_int_t) (cn->expires - ngx_current_msec) > 0) {
+            cn->expires = ngx_current_msec;
+        }
     }
 
     ngx_icp_gate_cache_write_end(cache);
@@ -780,14 +935,59 @@ ngx_icp_gate_cache_expire(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
  * for its refresh, as for a copy past stale-while-revalidate.  The copy
  * stays, so that a refresh that brings another status tells the live
  * sessions (NGX_DONE of ngx_icp_gate_cache_store()), and answers only if
- * the refresh fails.  NGX_DECLINED: the zone has no copy.
+ * the refresh fails.  A lookup under way, on any worker, is overtaken: it
+ * stores nothing from now on, and its update lock goes now, so that the
+ * next lookup does not wait for its answer.  The watchers hear of it.
+ * NGX_DECLINED: the zone had no copy.
  */
 
 ngx_int_t
 ngx_icp_gate_cache_purge(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
-    uint32_t hash, ngx_msec_t stale)
+    uint32_t hash)
 {
     ngx_int_t                   rc;
+    ngx_icp_gate_cache_sh_t    *sh;
+    ngx_icp_gate_cache_node_t  *cn;
+
+    sh = cache->sh;
+    rc = NGX_DECLINED;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+    ngx_icp_gate_cache_write_begin(cache);
+
+    ngx_icp_gate_cache_remember(sh->purged_ring, &sh->purges, domain, hash);
+
+    cn = ngx_icp_gate_cache_find(cache, domain, hash);
+
+    if (cn && cn->status == NGX_ICP_GATE_STATUS_NONE) {
+        /* a placeholder, or a failure remembered: nothing to keep */
+        ngx_icp_gate_cache_delete(cache, cn);
+
+    } else if (cn) {
+        ngx_icp_gate_cache_shut(cache, cn);
+        cn->locked = 0;
+        rc = NGX_OK;
+    }
+
+    ngx_icp_gate_cache_news_locked(cache, domain, hash);
+
+    ngx_icp_gate_cache_write_end(cache);
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return rc;
+}
+
+
+/*
+ * Redis has a newer verdict than one of "version" (a write of it was
+ * refused): a copy no newer than that answers, as after a purge, only if
+ * its refresh fails, and the watchers hear of it; lookups under way go on
+ */
+
+void
+ngx_icp_gate_cache_overtaken(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
+    uint32_t hash, uint64_t version)
+{
     ngx_icp_gate_cache_node_t  *cn;
 
     ngx_shmtx_lock(&cache->shpool->mutex);
@@ -795,24 +995,16 @@ ngx_icp_gate_cache_purge(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 
     cn = ngx_icp_gate_cache_find(cache, domain, hash);
 
-    /*
-     * past stale-while-revalidate by this worker's clock and by any other
-     * worker's, which may lag it by the time it took to wake; a refresh
-     * that fails sets it again, as for any copy, and nobody asks meanwhile
-     */
-
-    if (cn) {
-        cn->expires = ngx_current_msec - stale - NGX_ICP_GATE_CACHE_CLOCKS;
-        rc = NGX_OK;
-
-    } else {
-        rc = NGX_DECLINED;
+    if (cn && cn->status != NGX_ICP_GATE_STATUS_NONE
+        && cn->version <= version)
+    {
+        ngx_icp_gate_cache_shut(cache, cn);
     }
+
+    ngx_icp_gate_cache_news_locked(cache, domain, hash);
 
     ngx_icp_gate_cache_write_end(cache);
     ngx_shmtx_unlock(&cache->shpool->mutex);
-
-    return rc;
 }
 
 
@@ -822,6 +1014,7 @@ ngx_int_t
 ngx_icp_gate_cache_inspect(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     uint32_t hash, ngx_icp_gate_cache_entry_t *e)
 {
+    ngx_msec_t                  expires;
     ngx_icp_gate_cache_node_t  *cn;
 
     ngx_shmtx_lock(&cache->shpool->mutex);
@@ -839,10 +1032,19 @@ ngx_icp_gate_cache_inspect(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     e->verdict.region = cn->region;
     e->verdict.source = cn->source;
     e->verdict.checked_at = cn->checked_at;
+    e->verdict.version = cn->version;
     e->verdict.icp_len = cn->icp_len;
     ngx_memcpy(e->verdict.icp, cn->data + cn->len, cn->icp_len);
 
-    e->fresh = (ngx_msec_int_t) (cn->expires - ngx_current_msec);
+    expires = cn->expires;
+
+    if (cn->epoch != cache->sh->epoch
+        && (ngx_msec_int_t) (expires - cache->sh->epoch_at) > 0)
+    {
+        expires = cache->sh->epoch_at;
+    }
+
+    e->fresh = (ngx_msec_int_t) (expires - ngx_current_msec);
     e->usable = cn->usable;
     e->looked_up = ngx_icp_gate_cache_looked_up(cn);
 
@@ -866,62 +1068,120 @@ ngx_icp_gate_cache_stats(ngx_icp_gate_cache_t *cache,
 }
 
 
-/* a verdict fresh still answers from now on only while it is refreshed */
+/*
+ * Under the mutex, inside a write: an entry stored before the zone's epoch
+ * began expires when it began, if it was fresh still
+ */
 
 static void
-ngx_icp_gate_cache_expire_node(ngx_icp_gate_cache_node_t *cn)
+ngx_icp_gate_cache_catch_up(ngx_icp_gate_cache_t *cache,
+    ngx_icp_gate_cache_node_t *cn)
 {
-    if (cn->status != NGX_ICP_GATE_STATUS_NONE
-        && (ngx_msec_int_t) (cn->expires - ngx_current_msec) > 0)
-    {
-        cn->expires = ngx_current_msec;
+    ngx_icp_gate_cache_sh_t  *sh;
+
+    sh = cache->sh;
+
+    if (cn->epoch == sh->epoch) {
+        return;
     }
+
+    if (cn->status != NGX_ICP_GATE_STATUS_NONE
+        && (ngx_msec_int_t) (cn->expires - sh->epoch_at) > 0)
+    {
+        cn->expires = sh->epoch_at;
+    }
+
+    cn->epoch = sh->epoch;
 }
 
 
-/* where the news stands now, before a read is sent */
+/*
+ * Past stale-while-revalidate by this worker's clock and by any other
+ * worker's, which may lag it by the time it took to wake; a refresh that
+ * fails sets it again, as for any copy, and nobody asks meanwhile
+ */
+
+static void
+ngx_icp_gate_cache_shut(ngx_icp_gate_cache_t *cache,
+    ngx_icp_gate_cache_node_t *cn)
+{
+    ngx_icp_gate_cache_catch_up(cache, cn);
+
+    cn->expires = ngx_current_msec - cache->stale - NGX_ICP_GATE_CACHE_CLOCKS;
+}
+
+
+/* where the news stands now, before a lookup or a read starts */
 
 void
 ngx_icp_gate_cache_mark(ngx_icp_gate_cache_t *cache,
     ngx_icp_gate_cache_mark_t *mark)
 {
-    mark->changes = cache->sh->changes;
-    mark->expiries = cache->sh->expiries;
+    mark->told = cache->sh->told;
+    mark->purges = cache->sh->purges;
+    mark->epoch = cache->sh->epoch;
+}
+
+
+/* this worker's icp_gate_stale_while_revalidate, for copies it shuts */
+
+void
+ngx_icp_gate_cache_init_worker(ngx_icp_gate_cache_t *cache, ngx_msec_t stale)
+{
+    cache->stale = stale;
+}
+
+
+/* the zone's epoch: a copy kept out of the zone is of its epoch only */
+
+ngx_uint_t
+ngx_icp_gate_cache_epoch(ngx_icp_gate_cache_t *cache)
+{
+    return cache->sh->epoch;
+}
+
+
+/* under the mutex: a change told, or a purge, into its ring */
+
+static void
+ngx_icp_gate_cache_remember(ngx_icp_gate_cache_seen_t *ring,
+    ngx_atomic_t *count, ngx_str_t *domain, uint32_t hash)
+{
+    ngx_icp_gate_cache_seen_t  *seen;
+
+    seen = &ring[*count % NGX_ICP_GATE_CACHE_MARKS];
+
+    seen->hash = hash;
+    seen->len = (uint32_t) domain->len;
+
+    (*count)++;
 }
 
 
 /*
- * Under the mutex: whether a verdict read after "since" may be older than
- * a change told since, or one that went untold; a ring that came round
- * since cannot tell, which counts as changed
+ * Under the mutex: whether the ring has the domain since "since"; one that
+ * came round since cannot tell, which counts as yes.  Only the hash and
+ * the length are kept: another domain that shares both counts as yes too,
+ * which costs a lookup its answer's store, never a change missed.
  */
 
 static ngx_uint_t
-ngx_icp_gate_cache_changed_since(ngx_icp_gate_cache_t *cache,
-    ngx_str_t *domain, uint32_t hash, ngx_icp_gate_cache_mark_t *since)
+ngx_icp_gate_cache_seen_since(ngx_icp_gate_cache_seen_t *ring,
+    ngx_uint_t count, ngx_uint_t since, ngx_str_t *domain, uint32_t hash)
 {
-    ngx_uint_t                    i, n;
-    ngx_icp_gate_cache_sh_t      *sh;
-    ngx_icp_gate_cache_change_t  *ch;
+    ngx_uint_t                  i, n;
+    ngx_icp_gate_cache_seen_t  *seen;
 
-    sh = cache->sh;
+    n = count - since;
 
-    if (sh->expiries != since->expiries) {
-        return 1;
-    }
-
-    n = sh->changes - since->changes;
-
-    if (n > NGX_ICP_GATE_CACHE_CHANGES) {
+    if (n > NGX_ICP_GATE_CACHE_MARKS) {
         return 1;
     }
 
     for (i = 1; i <= n; i++) {
-        ch = &sh->changed[(sh->changes - i) % NGX_ICP_GATE_CACHE_CHANGES];
+        seen = &ring[(count - i) % NGX_ICP_GATE_CACHE_MARKS];
 
-        if (ch->hash == hash && ch->len == domain->len
-            && ngx_memcmp(ch->data, domain->data, domain->len) == 0)
-        {
+        if (seen->hash == hash && seen->len == domain->len) {
             return 1;
         }
     }
@@ -1023,6 +1283,8 @@ ngx_icp_gate_cache_create(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     cn->locked = 0;
     cn->holder = 0;
     cn->checked_at = 0;
+    cn->version = 0;
+    cn->epoch = cache->sh->epoch;
     cn->used = (uint32_t) ngx_time();
     cn->usable = 0;
     ngx_memcpy(cn->data, domain->data, domain->len);

@@ -20,17 +20,23 @@
 #define NGX_ICP_GATE_CACHE_FAILED   0x04    /* a lookup failed a while ago */
 #define NGX_ICP_GATE_CACHE_STALE    0x08    /* past stale-while-revalidate */
 
+/* ngx_icp_gate_cache_store() flags */
+#define NGX_ICP_GATE_CACHE_READ     0x01    /* from Redis, asked at the mark */
+#define NGX_ICP_GATE_CACHE_RELEASE  0x02    /* the caller holds the lock */
+
 
 typedef struct ngx_icp_gate_cache_s  ngx_icp_gate_cache_t;
 
 /*
- * Where the news stood when a verdict was asked of Redis: a count of the
- * changes told and of the times every copy expired, not a clock, whose
- * milliseconds cannot order a read and a change of the same one
+ * Where the news stood when a lookup began, or a verdict was asked of
+ * Redis: counts of the changes Redis told, of the purges and of the times
+ * every copy expired, not a clock, whose milliseconds cannot order a read
+ * and a change of the same one
  */
 typedef struct {
-    ngx_uint_t                  changes;
-    ngx_uint_t                  expiries;
+    ngx_uint_t                  told;
+    ngx_uint_t                  purges;
+    ngx_uint_t                  epoch;
 } ngx_icp_gate_cache_mark_t;
 
 
@@ -65,17 +71,25 @@ ngx_int_t ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache,
     ngx_str_t *domain, uint32_t hash, ngx_msec_t lock_for, ngx_msec_t stale,
     ngx_icp_gate_verdict_t *v, ngx_uint_t *flags);
 ngx_int_t ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache,
-    ngx_str_t *domain,
-    uint32_t hash, ngx_icp_gate_verdict_t *v, ngx_msec_t fresh_for,
-    time_t usable_for, ngx_icp_gate_cache_mark_t *read);
+    ngx_str_t *domain, uint32_t hash, ngx_icp_gate_verdict_t *v,
+    ngx_msec_t fresh_for, time_t usable_for, ngx_icp_gate_cache_mark_t *mark,
+    ngx_uint_t flags);
 ngx_int_t ngx_icp_gate_cache_spend(ngx_icp_gate_cache_t *cache,
     ngx_uint_t rate);
 void ngx_icp_gate_cache_release(ngx_icp_gate_cache_t *cache,
-    ngx_str_t *domain, uint32_t hash, ngx_msec_t retry_after);
+    ngx_str_t *domain, uint32_t hash, ngx_msec_t retry_after,
+    ngx_icp_gate_cache_mark_t *mark);
+void ngx_icp_gate_cache_init_worker(ngx_icp_gate_cache_t *cache,
+    ngx_msec_t stale);
 void ngx_icp_gate_cache_mark(ngx_icp_gate_cache_t *cache,
     ngx_icp_gate_cache_mark_t *mark);
-void ngx_icp_gate_cache_changed(ngx_icp_gate_cache_t *cache,
+ngx_uint_t ngx_icp_gate_cache_epoch(ngx_icp_gate_cache_t *cache);
+void ngx_icp_gate_cache_news(ngx_icp_gate_cache_t *cache,
     ngx_str_t *domain, uint32_t hash);
+void ngx_icp_gate_cache_told(ngx_icp_gate_cache_t *cache,
+    ngx_str_t *domain, uint32_t hash);
+ngx_uint_t ngx_icp_gate_cache_purged(ngx_icp_gate_cache_t *cache,
+    ngx_str_t *domain, uint32_t hash, ngx_icp_gate_cache_mark_t *mark);
 void ngx_icp_gate_cache_changes(ngx_icp_gate_cache_t *cache,
     ngx_uint_t *seen, ngx_icp_gate_cache_changes_pt handler, void *data);
 ngx_int_t ngx_icp_gate_cache_holds(ngx_icp_gate_cache_t *cache,
@@ -84,7 +98,9 @@ void ngx_icp_gate_cache_expire_all(ngx_icp_gate_cache_t *cache);
 void ngx_icp_gate_cache_expire(ngx_icp_gate_cache_t *cache,
     ngx_str_t *domain, uint32_t hash);
 ngx_int_t ngx_icp_gate_cache_purge(ngx_icp_gate_cache_t *cache,
-    ngx_str_t *domain, uint32_t hash, ngx_msec_t stale);
+    ngx_str_t *domain, uint32_t hash);
+void ngx_icp_gate_cache_overtaken(ngx_icp_gate_cache_t *cache,
+    ngx_str_t *domain, uint32_t hash, uint64_t version);
 ngx_int_t ngx_icp_gate_cache_inspect(ngx_icp_gate_cache_t *cache,
     ngx_str_t *domain, uint32_t hash, ngx_icp_gate_cache_entry_t *e);
 void ngx_icp_gate_cache_stats(ngx_icp_gate_cache_t *cache,

@@ -29,7 +29,7 @@
 
 /* a verdict in JSON, its filing number escaped, and the rest */
 #define NGX_ICP_GATE_CONSOLE_VERDICT_LEN                                      \
-    (NGX_ICP_GATE_ICP_LEN * 6 + 256)
+    (NGX_ICP_GATE_ICP_LEN * 6 + 320)
 
 
 /* the metrics, written in one format or the other */
@@ -599,15 +599,25 @@ ngx_icp_gate_console_domain(ngx_icp_gate_console_ask_t *ask,
 
     if (con->purge) {
 
-        /* Redis first: a lookup between the two would bring the copy back */
+        /*
+         * Redis first, and the zone only once Redis has confirmed: a lookup
+         * between the two would bring the copy back, and a purge of the
+         * zone alone would be undone as soon as Redis is read again.  The
+         * purge's mark in Redis outlives any verdict written before it.
+         */
 
-        if (con->purge_redis && lcf->redis.name.len
-            && ngx_icp_gate_console_asked(&con->redis,
-                   ngx_icp_gate_redis_delete(&con->domain,
-                                        ngx_icp_gate_console_redis_deleted,
-                                        &con->redis))
-               == NGX_OK)
-        {
+        if (con->purge_redis && lcf->redis.name.len) {
+            con->zone_rc = NGX_ABORT;
+
+            (void) ngx_icp_gate_console_asked(&con->redis,
+                       ngx_icp_gate_redis_delete(&con->domain,
+                           1000 * ngx_max(lcf->ttl, lcf->negative_ttl),
+                           ngx_icp_gate_console_redis_deleted, &con->redis));
+
+            if (con->pending == 0) {
+                ngx_icp_gate_console_ready(con);
+            }
+
             return NGX_AGAIN;
         }
 
@@ -698,13 +708,15 @@ ngx_icp_gate_console_redis_deleted(void *data, ngx_int_t rc,
 
     con = tier->console;
 
-    /* a reply that is no count of keys deleted is a failure too */
+    /*
+     * a reply that is no count of keys deleted is a failure too; so is a
+     * delete not answered by its deadline, which Redis may run yet: the
+     * zone keeps its copy, and the answer says the purge failed
+     */
 
     tier->rc = (rc == NGX_DONE || rc == NGX_DECLINED) ? rc : NGX_ERROR;
 
-    /* past the deadline the zone was purged already, and may be fresh */
-
-    if (!con->answered) {
+    if (tier->rc != NGX_ERROR && !con->answered) {
         con->zone_rc = ngx_icp_gate_lookup_purge(&con->domain, con->hash);
     }
 
@@ -753,13 +765,6 @@ ngx_icp_gate_console_finish(ngx_event_t *ev)
     if (con->pending) {
         if (con->redis.rc == NGX_AGAIN) {
             con->redis.rc = NGX_ERROR;
-
-            /* the purge asked for is done still, the zone's at least */
-
-            if (con->purge) {
-                con->zone_rc = ngx_icp_gate_lookup_purge(&con->domain,
-                                                         con->hash);
-            }
         }
 
         if (con->api.rc == NGX_AGAIN) {
@@ -827,7 +832,17 @@ ngx_icp_gate_console_log(ngx_icp_gate_console_t *con)
 static char *
 ngx_icp_gate_console_purged(ngx_int_t zone_rc)
 {
-    return (zone_rc == NGX_OK) ? "purged" : "absent";
+    switch (zone_rc) {
+
+    case NGX_OK:
+        return "purged";
+
+    case NGX_DECLINED:
+        return "absent";
+
+    default:                    /* Redis failed: nothing was purged */
+        return "kept";
+    }
 }
 
 
@@ -976,7 +991,9 @@ ngx_icp_gate_console_verdict(u_char *p, char *name, ngx_int_t rc,
                         &ngx_icp_gate_region_names[v->region]);
     }
 
-    return ngx_sprintf(p, "\"source\":\"%V\",\"checked_at\":%T,\"age\":%T}",
+    return ngx_sprintf(p, "\"source\":\"%V\",\"checked_at\":%T,\"age\":%T,"
+                       "\"version\":%uL}",
                        &ngx_icp_gate_source_names[v->source], v->checked_at,
-                       v->checked_at ? ngx_time() - v->checked_at : 0);
+                       v->checked_at ? ngx_time() - v->checked_at : 0,
+                       v->version);
 }

@@ -53,6 +53,7 @@
 
 typedef struct {
     uint32_t                    hash;
+    ngx_uint_t                  epoch;      /* the zone's, when kept */
     ngx_msec_t                  expires;
     ngx_icp_gate_verdict_t      verdict;
     size_t                      len;
@@ -70,8 +71,13 @@ typedef struct {
     unsigned                    known:1;    /* a refresh: off the budget */
     unsigned                    fleet_lock:1;   /* held in Redis */
     unsigned                    fleet_wait:1;   /* for another's */
+    unsigned                    asking:1;       /* the filing API */
     ngx_msec_t                  fleet_since;
+
+    /* where the news stood when it began asking: a purge since bars it */
+    ngx_icp_gate_cache_mark_t   began;
     ngx_icp_gate_cache_mark_t   read;       /* at the last look in Redis */
+    uint64_t                    asked;      /* that look's Redis time */
     unsigned                    has_stale:1;
     unsigned                    detached:1; /* out of the tree: purged */
     ngx_icp_gate_verdict_t      stale;      /* answers if the refresh fails */
@@ -115,7 +121,8 @@ static void ngx_icp_gate_flight_store(ngx_icp_gate_flight_t *f,
     ngx_icp_gate_verdict_t *v, ngx_uint_t redis);
 static ngx_int_t ngx_icp_gate_lookup_store(ngx_str_t *domain,
     uint32_t hash, ngx_icp_gate_verdict_t *v, ngx_uint_t redis,
-    ngx_icp_gate_cache_mark_t *read);
+    ngx_icp_gate_cache_mark_t *mark, ngx_uint_t flags);
+static void ngx_icp_gate_flight_detach(ngx_icp_gate_flight_t *f);
 static void ngx_icp_gate_refresh_done(void *data, ngx_int_t rc,
     ngx_icp_gate_verdict_t *v);
 static time_t ngx_icp_gate_ttl_of(ngx_icp_gate_verdict_t *v);
@@ -126,10 +133,13 @@ static void ngx_icp_gate_aside_put(ngx_str_t *domain, uint32_t hash,
     ngx_icp_gate_verdict_t *v, ngx_msec_t fresh);
 static ngx_msec_t ngx_icp_gate_lock_for(void);
 static ngx_msec_t ngx_icp_gate_fleet_lock_ttl(void);
+static ngx_msec_t ngx_icp_gate_fleet_hold_max(void);
 static ngx_msec_t ngx_icp_gate_poll_delay(ngx_icp_gate_flight_t *f,
     ngx_msec_t min, ngx_msec_t max);
 static void ngx_icp_gate_lookup_unwritten(ngx_str_t *domain,
     ngx_icp_gate_verdict_t *v, time_t ttl);
+static void ngx_icp_gate_lookup_refused(ngx_str_t *domain,
+    uint64_t version);
 
 
 #if (NGX_DEBUG)
@@ -152,6 +162,8 @@ ngx_icp_gate_lookup_init(ngx_cycle_t *cycle, ngx_icp_gate_lookup_conf_t *lcf)
     ngx_icp_gate_lookup_conf = lcf;
     ngx_icp_gate_cache = lcf->zone->data;
 
+    ngx_icp_gate_cache_init_worker(ngx_icp_gate_cache, lcf->stale);
+
     ngx_rbtree_init(&ngx_icp_gate_flights, &ngx_icp_gate_flights_sentinel,
                     ngx_str_rbtree_insert_value);
 
@@ -163,6 +175,7 @@ ngx_icp_gate_lookup_init(ngx_cycle_t *cycle, ngx_icp_gate_lookup_conf_t *lcf)
     }
 
     lcf->redis.unwritten = ngx_icp_gate_lookup_unwritten;
+    lcf->redis.refused = ngx_icp_gate_lookup_refused;
 
     if (lcf->redis.name.len
         && ngx_icp_gate_redis_init(cycle, &lcf->redis) != NGX_OK)
@@ -206,7 +219,13 @@ ngx_icp_gate_lookup_done(void)
 
             if (f->owner) {
                 ngx_icp_gate_cache_release(ngx_icp_gate_cache, &f->sn.str,
-                                           f->hash, 0);
+                                           f->hash, 0, &f->began);
+            }
+
+            /* the fleet's too: another node asks now, not at its expiry */
+
+            if (f->fleet_lock) {
+                ngx_icp_gate_redis_unlock(&f->sn.str);
             }
         }
     }
@@ -246,6 +265,16 @@ ngx_icp_gate_lookup_miss(ngx_str_t *domain, uint32_t hash,
 
     f = ngx_icp_gate_flight_find(domain, hash);
 
+    /* a lookup a purge overtook answers only those who waited for it */
+
+    if (f && f->owner
+        && ngx_icp_gate_cache_purged(ngx_icp_gate_cache, domain, hash,
+                                     &f->began))
+    {
+        ngx_icp_gate_flight_detach(f);
+        f = NULL;
+    }
+
     rc = ngx_icp_gate_cache_lookup(ngx_icp_gate_cache, domain, hash,
                                    f ? 0 : ngx_icp_gate_lock_for(),
                                    ngx_icp_gate_lookup_conf->stale, v,
@@ -272,7 +301,7 @@ ngx_icp_gate_lookup_miss(ngx_str_t *domain, uint32_t hash,
             if (f == NULL) {
                 if (flags & NGX_ICP_GATE_CACHE_LOCKED) {
                     ngx_icp_gate_cache_release(ngx_icp_gate_cache, domain,
-                                               hash, 0);
+                                               hash, 0, NULL);
                 }
 
                 return NGX_OK;
@@ -304,7 +333,7 @@ ngx_icp_gate_lookup_miss(ngx_str_t *domain, uint32_t hash,
             if (f == NULL) {
                 ngx_icp_gate_cache_release(ngx_icp_gate_cache, domain, hash,
                                            ngx_icp_gate_lookup_conf
-                                           ->error_ttl);
+                                           ->error_ttl, NULL);
 
             } else {
                 f->known = 1;
@@ -343,7 +372,8 @@ ngx_icp_gate_lookup_miss(ngx_str_t *domain, uint32_t hash,
                                    || (flags & NGX_ICP_GATE_CACHE_LOCKED));
     if (f == NULL) {
         if (flags & NGX_ICP_GATE_CACHE_LOCKED) {
-            ngx_icp_gate_cache_release(ngx_icp_gate_cache, domain, hash, 0);
+            ngx_icp_gate_cache_release(ngx_icp_gate_cache, domain, hash, 0,
+                                       NULL);
         }
 
         return NGX_ERROR;
@@ -404,11 +434,12 @@ ngx_icp_gate_lookup_cancel(ngx_icp_gate_waiter_t *w)
 
 
 /*
- * Redis said the domain's hash changed: a copy in the zone is read again
- * at once, and every worker hears of it once the new one is in; a
- * domain being looked up is only heard of, so that who waits for another
- * node's answer looks again now.  A domain the node has no copy of is no
- * news to it.
+ * Redis said the domain's hash changed.  A read of it sent before now is
+ * older than the change; a copy in the zone is read again at once.  Every
+ * worker hears of the change once the new copy is in, or at once when the
+ * zone holds none (live sessions may be on a domain the zone let go); a
+ * domain being looked up is heard of too, so that who waits for another
+ * node's answer looks again now.
  */
 
 void
@@ -420,11 +451,14 @@ ngx_icp_gate_lookup_refresh(ngx_str_t *domain, uint32_t hash)
     rc = ngx_icp_gate_cache_holds(ngx_icp_gate_cache, domain, hash);
 
     if (rc == NGX_DECLINED) {
+        ngx_icp_gate_cache_news(ngx_icp_gate_cache, domain, hash);
         return;
     }
 
+    ngx_icp_gate_cache_told(ngx_icp_gate_cache, domain, hash);
+
     if (rc == NGX_AGAIN) {
-        ngx_icp_gate_cache_changed(ngx_icp_gate_cache, domain, hash);
+        ngx_icp_gate_cache_news(ngx_icp_gate_cache, domain, hash);
         return;
     }
 
@@ -454,7 +488,7 @@ ngx_icp_gate_lookup_refresh(ngx_str_t *domain, uint32_t hash)
     /* the next request reads it */
 
     ngx_icp_gate_cache_expire(ngx_icp_gate_cache, domain, hash);
-    ngx_icp_gate_cache_changed(ngx_icp_gate_cache, domain, hash);
+    ngx_icp_gate_cache_news(ngx_icp_gate_cache, domain, hash);
 }
 
 
@@ -477,13 +511,17 @@ ngx_icp_gate_refresh_done(void *data, ngx_int_t rc, ngx_icp_gate_verdict_t *v)
 
     if (rc != NGX_OK) {
         ngx_icp_gate_cache_expire(ngx_icp_gate_cache, &domain, r->hash);
-        ngx_icp_gate_cache_changed(ngx_icp_gate_cache, &domain, r->hash);
+        ngx_icp_gate_cache_news(ngx_icp_gate_cache, &domain, r->hash);
 
-    } else if (ngx_icp_gate_lookup_store(&domain, r->hash, v, 1, &r->read)
-               != NGX_DONE)
-    {
+    } else {
+        rc = ngx_icp_gate_lookup_store(&domain, r->hash, v, 1, &r->read,
+                                       NGX_ICP_GATE_CACHE_READ);
+
         /* the same status, or kept aside: the watchers look anyway */
-        ngx_icp_gate_cache_changed(ngx_icp_gate_cache, &domain, r->hash);
+
+        if (rc == NGX_OK || rc == NGX_ERROR) {
+            ngx_icp_gate_cache_news(ngx_icp_gate_cache, &domain, r->hash);
+        }
     }
 
     ngx_free(r);
@@ -493,7 +531,8 @@ ngx_icp_gate_refresh_done(void *data, ngx_int_t rc, ngx_icp_gate_verdict_t *v)
 /*
  * An operator's purge: every worker's copy of the domain answers no more;
  * the next request waits for the verdict, and live sessions look again.
- * NGX_DECLINED: the zone had no copy.
+ * A lookup under way, in any worker, stores nothing from now on; this
+ * worker's is let go at once.  NGX_DECLINED: the zone had no copy.
  */
 
 ngx_int_t
@@ -502,28 +541,36 @@ ngx_icp_gate_lookup_purge(ngx_str_t *domain, uint32_t hash)
     ngx_int_t               rc;
     ngx_icp_gate_flight_t  *f;
 
-    rc = ngx_icp_gate_cache_purge(ngx_icp_gate_cache, domain, hash,
-                                  ngx_icp_gate_lookup_conf->stale);
+    rc = ngx_icp_gate_cache_purge(ngx_icp_gate_cache, domain, hash);
 
     /* first: a flight waiting for another node's answer looks now */
 
     ngx_icp_gate_lookup_changed(domain, hash);
 
-    /*
-     * a flight under way may bring what was there before: it finishes for
-     * those who wait for it, and a lookup from now on starts another
-     */
-
     f = ngx_icp_gate_flight_find(domain, hash);
 
     if (f) {
-        ngx_rbtree_delete(&ngx_icp_gate_flights, &f->sn.node);
-        f->detached = 1;
+        ngx_icp_gate_flight_detach(f);
     }
 
-    ngx_icp_gate_cache_changed(ngx_icp_gate_cache, domain, hash);
-
     return rc;
+}
+
+
+/*
+ * A purge overtook the flight: it finishes for those who wait for it, and
+ * a lookup from now on starts another
+ */
+
+static void
+ngx_icp_gate_flight_detach(ngx_icp_gate_flight_t *f)
+{
+    ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                   "icp_gate: the flight for \"%V\" was purged, let go",
+                   &f->sn.str);
+
+    ngx_rbtree_delete(&ngx_icp_gate_flights, &f->sn.node);
+    f->detached = 1;
 }
 
 
@@ -653,6 +700,8 @@ ngx_icp_gate_flight_create(ngx_str_t *domain, uint32_t hash, ngx_uint_t owner)
     f->owner = owner;
     f->started = ngx_current_msec;
 
+    ngx_icp_gate_cache_mark(ngx_icp_gate_cache, &f->began);
+
     /* the first step runs from the event loop, never inside a lookup */
 
     ngx_icp_gate_timer_init(&f->event, ngx_icp_gate_flight_run, ngx_cycle->log);
@@ -680,7 +729,12 @@ ngx_icp_gate_flight_run(ngx_event_t *ev)
             ((u_char *) ev - offsetof(ngx_icp_gate_flight_t, event));
 
     if (f->owner) {
-        if (f->fleet_wait) {
+        if (f->asking) {
+            /* the fleet's lock lives while the question is asked, no longer */
+            ngx_icp_gate_redis_renew(&f->sn.str, ngx_icp_gate_fleet_lock_ttl());
+            ngx_add_timer(&f->event, ngx_icp_gate_fleet_lock_ttl() / 3);
+
+        } else if (f->fleet_wait) {
             ngx_icp_gate_flight_lock(f);
 
         } else {
@@ -699,7 +753,7 @@ ngx_icp_gate_flight_run(ngx_event_t *ev)
         if (flags & NGX_ICP_GATE_CACHE_LOCKED) {
             /* expired already: the next lookup refreshes it */
             ngx_icp_gate_cache_release(ngx_icp_gate_cache, &f->sn.str,
-                                       f->hash, 0);
+                                       f->hash, 0, NULL);
         }
 
         ngx_icp_gate_flight_finish(f, NGX_OK, &v);
@@ -719,7 +773,10 @@ ngx_icp_gate_flight_run(ngx_event_t *ev)
                        "icp_gate: taking over the flight for \"%V\"",
                        &f->sn.str);
 
+        /* it asks from now on: a purge before is none of its business */
+
         f->owner = 1;
+        ngx_icp_gate_cache_mark(ngx_icp_gate_cache, &f->began);
         ngx_icp_gate_flight_fetch(f);
         return;
     }
@@ -800,6 +857,13 @@ ngx_icp_gate_flight_ask_api(ngx_icp_gate_flight_t *f, ngx_uint_t absent)
                                         ? 0
                                         : ngx_icp_gate_lookup_conf
                                           ->error_ttl);
+            return;
+        }
+
+        f->asking = 1;
+
+        if (f->fleet_lock) {
+            ngx_add_timer(&f->event, ngx_icp_gate_fleet_lock_ttl() / 3);
         }
 
         return;
@@ -815,6 +879,7 @@ ngx_icp_gate_flight_ask_api(ngx_icp_gate_flight_t *f, ngx_uint_t absent)
     ngx_memzero(&v, sizeof(ngx_icp_gate_verdict_t));
     v.status = NGX_ICP_GATE_STATUS_UNFILED;
     v.checked_at = ngx_time();
+    v.version = f->asked;
 
     ngx_icp_gate_flight_store(f, &v,
                               ngx_icp_gate_lookup_conf->redis.name.len != 0);
@@ -826,6 +891,10 @@ ngx_icp_gate_flight_redis_done(void *data, ngx_int_t rc,
     ngx_icp_gate_verdict_t *v)
 {
     ngx_icp_gate_flight_t  *f = data;
+
+    if (v) {
+        f->asked = v->version;
+    }
 
     ngx_icp_gate_count_lookup(NGX_ICP_GATE_TIER_REDIS,
                               (rc == NGX_OK) ? NGX_ICP_GATE_OUTCOME_HIT
@@ -882,6 +951,10 @@ ngx_icp_gate_flight_lock_done(void *data, ngx_int_t rc,
 
     ngx_msec_t  delay;
 
+    if (v) {
+        f->asked = v->version;
+    }
+
     if (rc == NGX_OK) {
         f->fleet_wait = 0;
         ngx_icp_gate_flight_store(f, v, 1);
@@ -901,7 +974,7 @@ ngx_icp_gate_flight_lock_done(void *data, ngx_int_t rc,
     if (rc == NGX_DECLINED || (rc == NGX_ERROR && f->fleet_wait)) {
 
         if (ngx_current_msec - f->fleet_since
-            < ngx_icp_gate_fleet_lock_ttl() + 1000)
+            < ngx_icp_gate_fleet_hold_max() + 1000)
         {
             delay = ngx_icp_gate_poll_delay(f, NGX_ICP_GATE_FLEET_POLL_MIN,
                                             NGX_ICP_GATE_FLEET_POLL_MAX);
@@ -938,9 +1011,36 @@ ngx_icp_gate_flight_api_done(void *data, ngx_int_t rc,
                               (rc == NGX_OK) ? NGX_ICP_GATE_OUTCOME_HIT
                                              : NGX_ICP_GATE_OUTCOME_ERROR);
 
+    f->asking = 0;
+
+    if (f->event.timer_set) {
+        ngx_del_timer(&f->event);
+    }
+
     if (rc != NGX_OK) {
         ngx_icp_gate_flight_fail(f, (rc == NGX_BUSY)
                                     ? 0 : ngx_icp_gate_lookup_conf->error_ttl);
+        return;
+    }
+
+    /* the answer to a question asked at that look in Redis */
+
+    v->version = f->asked;
+
+    /*
+     * a purge since the question: the answer is for those who waited, not
+     * for the zone or Redis; the fleet's lock goes, for the next to ask
+     */
+
+    if (ngx_icp_gate_cache_purged(ngx_icp_gate_cache, &f->sn.str, f->hash,
+                                  &f->began))
+    {
+        if (f->fleet_lock) {
+            ngx_icp_gate_redis_unlock(&f->sn.str);
+            f->fleet_lock = 0;
+        }
+
+        ngx_icp_gate_flight_finish(f, NGX_OK, v);
         return;
     }
 
@@ -968,7 +1068,7 @@ ngx_icp_gate_flight_fail(ngx_icp_gate_flight_t *f, ngx_msec_t hold)
 
     if (f->owner) {
         ngx_icp_gate_cache_release(ngx_icp_gate_cache, &f->sn.str, f->hash,
-                                   hold);
+                                   hold, &f->began);
     }
 
     /* stale-if-error: the copy was usable when the refresh began */
@@ -993,28 +1093,38 @@ static void
 ngx_icp_gate_flight_store(ngx_icp_gate_flight_t *f, ngx_icp_gate_verdict_t *v,
     ngx_uint_t redis)
 {
+    ngx_uint_t                 flags;
+    ngx_icp_gate_cache_mark_t  mark;
+
     /*
-     * one read before Redis told of a change is stored to be read again;
-     * a verdict Redis has was looked for there first (f->read is set)
+     * one read before Redis told of a change is stored to be read again; a
+     * verdict Redis has was looked for there first (f->read is set); a
+     * purge since the flight began leaves the zone as the purge left it
      */
 
-    (void) ngx_icp_gate_lookup_store(&f->sn.str, f->hash, v, redis,
-                                     redis ? &f->read : NULL);
+    mark = f->read;
+    mark.purges = f->began.purges;
+
+    flags = (redis ? NGX_ICP_GATE_CACHE_READ : 0)
+            | (f->owner ? NGX_ICP_GATE_CACHE_RELEASE : 0);
+
+    (void) ngx_icp_gate_lookup_store(&f->sn.str, f->hash, v, redis, &mark,
+                                     flags);
 
     ngx_icp_gate_flight_finish(f, NGX_OK, v);
 }
 
 
 /*
- * read: where the news stood when the verdict was asked of Redis, NULL
- * when it was not read there.  A verdict whose status or region is not the
- * one the zone had is news to every worker (its live sessions): NGX_DONE.
+ * mark, flags: as for ngx_icp_gate_cache_store(), which tells the workers
+ * of a verdict whose status or region is not the one the zone had; one
+ * the zone has no room for is kept aside by this worker
  */
 
 static ngx_int_t
 ngx_icp_gate_lookup_store(ngx_str_t *domain, uint32_t hash,
     ngx_icp_gate_verdict_t *v, ngx_uint_t redis,
-    ngx_icp_gate_cache_mark_t *read)
+    ngx_icp_gate_cache_mark_t *mark, ngx_uint_t flags)
 {
     ngx_int_t                    rc;
     time_t                       ttl, usable;
@@ -1034,7 +1144,7 @@ ngx_icp_gate_lookup_store(ngx_str_t *domain, uint32_t hash,
     usable = ngx_max(usable, ttl);
 
     rc = ngx_icp_gate_cache_store(ngx_icp_gate_cache, domain, hash, v, fresh,
-                                  usable, read);
+                                  usable, mark, flags);
 
     if (rc == NGX_ERROR) {
         if (lcf->redis.name.len && lcf->redis.tracking) {
@@ -1042,11 +1152,6 @@ ngx_icp_gate_lookup_store(ngx_str_t *domain, uint32_t hash,
         }
 
         ngx_icp_gate_aside_put(domain, hash, v, fresh);
-        return NGX_ERROR;
-    }
-
-    if (rc == NGX_DONE) {
-        ngx_icp_gate_cache_changed(ngx_icp_gate_cache, domain, hash);
     }
 
     return rc;
@@ -1147,7 +1252,10 @@ ngx_icp_gate_aside_get(ngx_str_t *domain, uint32_t hash,
 
     a = &ngx_icp_gate_aside[hash % NGX_ICP_GATE_ASIDE];
 
+    /* a copy of an older epoch than the zone's is out of date as the zone's */
+
     if (a->len != domain->len || a->hash != hash
+        || a->epoch != ngx_icp_gate_cache_epoch(ngx_icp_gate_cache)
         || (ngx_msec_int_t) (a->expires - ngx_current_msec) <= 0
         || ngx_memcmp(a->data, domain->data, domain->len) != 0)
     {
@@ -1177,6 +1285,7 @@ ngx_icp_gate_aside_put(ngx_str_t *domain, uint32_t hash,
 
     a->hash = hash;
     a->len = domain->len;
+    a->epoch = ngx_icp_gate_cache_epoch(ngx_icp_gate_cache);
     a->expires = ngx_current_msec + fresh;
     a->verdict = *v;
     ngx_memcpy(a->data, domain->data, domain->len);
@@ -1201,6 +1310,26 @@ ngx_icp_gate_lookup_unwritten(ngx_str_t *domain, ngx_icp_gate_verdict_t *v,
     ngx_icp_gate_cache_extend(ngx_icp_gate_cache, domain,
                               ngx_icp_gate_hash(domain->data, domain->len),
                               v, (ngx_msec_t) ttl * 1000);
+}
+
+
+/*
+ * Redis refused a verdict this worker asked the filing API for: it holds a
+ * newer one (an operator's, or a later answer), or a purge came after the
+ * question.  The copy answers only if reading Redis again fails, and live
+ * sessions look again.
+ */
+
+static void
+ngx_icp_gate_lookup_refused(ngx_str_t *domain, uint64_t version)
+{
+    uint32_t  hash;
+
+    hash = ngx_icp_gate_hash(domain->data, domain->len);
+
+    ngx_icp_gate_cache_overtaken(ngx_icp_gate_cache, domain, hash, version);
+
+    ngx_icp_gate_lookup_changed(domain, hash);
 }
 
 
@@ -1241,7 +1370,7 @@ ngx_icp_gate_lock_for(void)
     if (ngx_icp_gate_lookup_conf->redis.name.len
         && ngx_icp_gate_lookup_conf->api.url.len)
     {
-        t += ngx_icp_gate_fleet_lock_ttl() + 1000
+        t += ngx_icp_gate_fleet_hold_max() + 1000
              + NGX_ICP_GATE_FLEET_POLL_MAX
              + ngx_icp_gate_lookup_conf->redis.timeout;
     }
@@ -1251,12 +1380,28 @@ ngx_icp_gate_lock_for(void)
 
 
 /*
- * The fleet's lock: the holder's API request, which may wait as long in
- * its worker's queue as it may run, its look and the write of its verdict
+ * The fleet's lock lives this long in Redis, renewed by its holder every
+ * third of it while the filing API is asked: a holder that dies (kill -9,
+ * a crash, a lost node) is taken over within it, and well within
+ * icp_gate_wait, rather than when the longest question would be over.
+ * Twice the Redis timeout: a renewal Redis is late to take still lands.
  */
 
 static ngx_msec_t
 ngx_icp_gate_fleet_lock_ttl(void)
+{
+    return ngx_max(2 * ngx_icp_gate_lookup_conf->redis.timeout, 1000);
+}
+
+
+/*
+ * How long a live holder may hold the lock: its API request, which may
+ * wait as long in its worker's queue as it may run, its look and the
+ * write of its verdict; another node waits no longer for it
+ */
+
+static ngx_msec_t
+ngx_icp_gate_fleet_hold_max(void)
 {
     return 2 * ngx_icp_gate_lookup_conf->api.timeout
            + 2 * ngx_icp_gate_lookup_conf->redis.timeout;

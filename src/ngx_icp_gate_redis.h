@@ -22,6 +22,10 @@
 typedef void (*ngx_icp_gate_redis_unwritten_pt)(ngx_str_t *domain,
     ngx_icp_gate_verdict_t *v, time_t ttl);
 
+/* one Redis refused: it holds a newer verdict of the domain, or a purge */
+typedef void (*ngx_icp_gate_redis_refused_pt)(ngx_str_t *domain,
+    uint64_t version);
+
 
 /*
  * What the invalidation channel tells the worker that listens to it:
@@ -54,13 +58,17 @@ typedef struct {
 
     /* the caller's, set before ngx_icp_gate_redis_init() */
     ngx_icp_gate_redis_unwritten_pt  unwritten;
+    ngx_icp_gate_redis_refused_pt    refused;
 
     /* the worker that listens to invalidations; NULL in the others */
     ngx_icp_gate_redis_tracked_pt    tracked;
 } ngx_icp_gate_redis_conf_t;
 
 
-/* rc: NGX_OK with *v, NGX_DECLINED when Redis has no entry, NGX_ERROR */
+/*
+ * rc: NGX_OK with *v, NGX_DECLINED when Redis has no entry, NGX_ERROR (v
+ * NULL); but for NGX_ERROR, v->version is the Redis time of the answer
+ */
 typedef void (*ngx_icp_gate_redis_pt)(void *data, ngx_int_t rc,
     ngx_icp_gate_verdict_t *v);
 
@@ -77,8 +85,9 @@ ngx_int_t ngx_icp_gate_redis_put(ngx_str_t *domain,
     ngx_icp_gate_verdict_t *v, time_t ttl);
 ngx_int_t ngx_icp_gate_redis_look_or_lock(ngx_str_t *domain,
     ngx_msec_t ttl, ngx_icp_gate_redis_pt handler, void *data);
+void ngx_icp_gate_redis_renew(ngx_str_t *domain, ngx_msec_t ttl);
 void ngx_icp_gate_redis_unlock(ngx_str_t *domain);
-ngx_int_t ngx_icp_gate_redis_delete(ngx_str_t *domain,
+ngx_int_t ngx_icp_gate_redis_delete(ngx_str_t *domain, ngx_msec_t mark,
     ngx_icp_gate_redis_pt handler, void *data);
 
 

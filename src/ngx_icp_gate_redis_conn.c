@@ -20,6 +20,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_event.h>
+#include <poll.h>
 #include "ngx_icp_gate_redis_conn.h"
 #include "ngx_icp_gate_hiredis.h"
 #include "ngx_icp_gate_socket.h"
@@ -35,6 +36,9 @@
  */
 #define NGX_ICP_GATE_REDIS_LOG_EVERY     5000
 #define NGX_ICP_GATE_REDIS_LOG_FIRST     1000
+
+/* the longest a worker's exit waits to send what its last commands */
+#define NGX_ICP_GATE_REDIS_EXIT_WAIT     100
 
 
 /* a read given up at its deadline, its handler still to run */
@@ -54,6 +58,8 @@ static ngx_int_t ngx_icp_gate_redis_setup(ngx_icp_gate_redis_conn_t *c,
 static void ngx_icp_gate_redis_gone(ngx_icp_gate_redis_conn_t *c,
     ngx_uint_t closed);
 static void ngx_icp_gate_redis_schedule(ngx_icp_gate_redis_conn_t *c);
+static void ngx_icp_gate_redis_push_out(ngx_icp_gate_redis_conn_t *c,
+    ngx_msec_t ms);
 
 static void ngx_icp_gate_redis_on_connect(const redisAsyncContext *ac,
     int status);
@@ -134,8 +140,49 @@ ngx_icp_gate_redis_conns_done(void)
         ngx_icp_gate_sentinel_done();
     }
 
+    /* the fleet's locks this worker gives up on its way out */
+
+    ngx_icp_gate_redis_push_out(&ngx_icp_gate_redis_rd,
+                                NGX_ICP_GATE_REDIS_EXIT_WAIT);
+
     ngx_icp_gate_redis_close(&ngx_icp_gate_redis_rd);
     ngx_icp_gate_redis_close(&ngx_icp_gate_redis_wr);
+}
+
+
+/*
+ * At a worker's exit, when no event loop will run again: what waits in the
+ * connection's buffer goes out now, within ms, for Redis to carry out
+ * after the connection is gone.  Redis runs what it has read of a client
+ * before it notices the client left.
+ */
+
+static void
+ngx_icp_gate_redis_push_out(ngx_icp_gate_redis_conn_t *c, ngx_msec_t ms)
+{
+    int            done;
+    ngx_uint_t     i;
+    struct pollfd  pfd;
+
+    if (c->ctx == NULL || !c->ready) {
+        return;
+    }
+
+    for (i = 0; i < 10; i++) {
+        done = 0;
+
+        if (redisBufferWrite(&c->ctx->c, &done) != REDIS_OK || done) {
+            return;
+        }
+
+        pfd.fd = c->ctx->c.fd;
+        pfd.events = POLLOUT;
+        pfd.revents = 0;
+
+        if (poll(&pfd, 1, (int) (ms / 10)) <= 0) {
+            return;
+        }
+    }
 }
 
 

@@ -18,7 +18,7 @@
 
 
 static ngx_int_t ngx_icp_gate_redis_eval(const char *script, size_t len,
-    ngx_str_t *domain, ngx_msec_t ttl, ngx_icp_gate_redis_pt handler,
+    ngx_str_t *domain, ngx_msec_t ms, ngx_icp_gate_redis_pt handler,
     void *data);
 static void ngx_icp_gate_redis_lock_reply(redisAsyncContext *ac, void *r,
     void *privdata);
@@ -32,7 +32,8 @@ static void ngx_icp_gate_redis_lock_reply(redisAsyncContext *ac, void *r,
  * the lock, NGX_DECLINED when another node (or worker) holds it, and
  * NGX_ERROR when Redis did not answer in time: the lock may then be this
  * worker's.  A hash without a valid status counts as absent, as it does
- * for a lookup.
+ * for a lookup.  With every answer but NGX_ERROR comes the time of the
+ * look, the version of an answer the filing API gives after it.
  */
 
 ngx_int_t
@@ -42,16 +43,17 @@ ngx_icp_gate_redis_look_or_lock(ngx_str_t *domain, ngx_msec_t ttl,
     /* a lock already this worker's: taken by a look answered too late */
 
     static const char  script[] =
+        "local t = redis.call('TIME') "
         "local s = redis.call('HGET', KEYS[1], 'status') "
         "if s == 'filed' or s == 'pending' or s == 'revoked' "
             "or s == 'unfiled' then "
-            "return redis.call('HGETALL', KEYS[1]) "
+            "return {t[1], t[2], redis.call('HGETALL', KEYS[1])} "
         "end "
         "if redis.call('GET', KEYS[2]) == ARGV[1] "
             "or redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then "
-            "return 1 "
+            "return {t[1], t[2], 1} "
         "end "
-        "return 0";
+        "return {t[1], t[2], 0}";
 
     return ngx_icp_gate_redis_eval(script, sizeof(script) - 1, domain, ttl,
                                    handler, data);
@@ -79,77 +81,78 @@ ngx_icp_gate_redis_unlock(ngx_str_t *domain)
 }
 
 
+/* the lock lives "ttl" ms more, while it is still this worker's */
+
+void
+ngx_icp_gate_redis_renew(ngx_str_t *domain, ngx_msec_t ttl)
+{
+    static const char  script[] =
+        "if redis.call('GET', KEYS[2]) == ARGV[1] then "
+            "return redis.call('PEXPIRE', KEYS[2], ARGV[2]) "
+        "end "
+        "return 0";
+
+    (void) ngx_icp_gate_redis_eval(script, sizeof(script) - 1, domain, ttl,
+                                   NULL, NULL);
+}
+
+
 /*
  * An operator's purge: the hash goes, and the fleet's lock with it, so
- * that the next lookup of any node asks the filing API.  The handler hears
- * NGX_DONE when there was a hash, NGX_DECLINED when there was none.
+ * that the next lookup of any node asks the filing API; and the purge's
+ * time stays for "mark" ms (the longest a verdict lives), so that no
+ * answer to a question asked before it, from any node, writes the hash
+ * again.  The handler hears NGX_DONE when there was a hash, NGX_DECLINED
+ * when there was none.
  */
 
 ngx_int_t
-ngx_icp_gate_redis_delete(ngx_str_t *domain, ngx_icp_gate_redis_pt handler,
-    void *data)
+ngx_icp_gate_redis_delete(ngx_str_t *domain, ngx_msec_t mark,
+    ngx_icp_gate_redis_pt handler, void *data)
 {
     static const char  script[] =
+        "local t = redis.call('TIME') "
         "local n = redis.call('DEL', KEYS[1]) "
         "redis.call('DEL', KEYS[2]) "
+        "redis.call('SET', KEYS[3], t[1] .. string.format('%06d', t[2]), "
+                   "'PX', ARGV[2]) "
         "return n";
 
-    return ngx_icp_gate_redis_eval(script, sizeof(script) - 1, domain, 0,
+    return ngx_icp_gate_redis_eval(script, sizeof(script) - 1, domain, mark,
                                    handler, data);
 }
 
 
-/*
- * A script on a domain's two keys: KEYS[1] its hash, KEYS[2] its lock;
- * ARGV[1] this worker's name, ARGV[2] the lock's time when ttl is not 0
- */
+/* ARGV[2]: ms, a time the script needs, when not 0 */
 
 static ngx_int_t
 ngx_icp_gate_redis_eval(const char *script, size_t len, ngx_str_t *domain,
-    ngx_msec_t ttl, ngx_icp_gate_redis_pt handler, void *data)
+    ngx_msec_t ms, ngx_icp_gate_redis_pt handler, void *data)
 {
-    u_char      *p;
-    size_t       argvlen[7];
-    ngx_uint_t   argc;
-    const char  *argv[7];
-    u_char       key[NGX_ICP_GATE_REDIS_KEY_LEN];
-    u_char       lock[NGX_ICP_GATE_REDIS_KEY_LEN];
-    u_char       owner[NGX_ICP_GATE_REDIS_OWNER_LEN];
-    u_char       px[NGX_INT_T_LEN];
+    ngx_icp_gate_redis_argv_t  a;
 
-    ngx_icp_gate_hiredis_arg(argv, argvlen, 0, "EVAL");
-    argv[1] = script;
-    argvlen[1] = len;
-    argv[2] = "2";
-    argvlen[2] = 1;
-    argv[3] = (char *) key;
-    argvlen[3] = ngx_icp_gate_redis_key(key, "domain:", domain);
-    argv[4] = (char *) lock;
-    argvlen[4] = ngx_icp_gate_redis_key(lock, "lock:", domain);
-    argv[5] = (char *) owner;
-    argvlen[5] = ngx_icp_gate_redis_owner(owner);
+    ngx_icp_gate_redis_script(&a, script, len, domain);
 
-    argc = 6;
-
-    if (ttl) {
-        p = ngx_sprintf(px, "%M", ttl);
-        argv[argc] = (char *) px;
-        argvlen[argc++] = p - px;
+    if (ms) {
+        ngx_icp_gate_redis_arg(&a, NULL, 0, (uint64_t) ms);
     }
 
     return ngx_icp_gate_redis_read(&ngx_icp_gate_redis_rd, "EVAL",
                                    ngx_icp_gate_redis_lock_reply,
-                                   handler, data, argc, argv, argvlen);
+                                   handler, data, a.argc, a.argv, a.argvlen);
 }
 
+
+/* a look's {time, what}, or a count of keys deleted */
 
 static void
 ngx_icp_gate_redis_lock_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     void                    *data;
+    uint64_t                 version;
     ngx_int_t                rc;
     ngx_uint_t               n;
-    redisReply              *reply = r;
+    redisReply              *reply = r, *what;
     ngx_icp_gate_redis_pt    handler;
     ngx_icp_gate_verdict_t   v;
 
@@ -176,11 +179,25 @@ ngx_icp_gate_redis_lock_reply(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+    ngx_memzero(&v, sizeof(ngx_icp_gate_verdict_t));
+
+    what = reply;
+    version = 0;
+    rc = NGX_ERROR;
+
+    if (reply && reply->type == REDIS_REPLY_ARRAY) {
+        version = ngx_icp_gate_redis_parse_timed(reply, &what);
+
+        if (version == 0) {
+            what = NULL;
+        }
+    }
+
+    if (what == NULL || what->type == REDIS_REPLY_ERROR) {
         rc = NGX_ERROR;
 
-    } else if (reply->type == REDIS_REPLY_ARRAY) {
-        rc = ngx_icp_gate_redis_parse_hash(reply, &v);
+    } else if (what->type == REDIS_REPLY_ARRAY) {
+        rc = ngx_icp_gate_redis_parse_hash(what, &v);
 
         /* the script returns only a hash with a valid status */
 
@@ -188,12 +205,11 @@ ngx_icp_gate_redis_lock_reply(redisAsyncContext *ac, void *r, void *privdata)
             rc = NGX_ERROR;
         }
 
-    } else if (reply->type == REDIS_REPLY_INTEGER) {
-        rc = reply->integer ? NGX_DONE : NGX_DECLINED;
-
-    } else {
-        rc = NGX_ERROR;
+    } else if (what->type == REDIS_REPLY_INTEGER) {
+        rc = what->integer ? NGX_DONE : NGX_DECLINED;
     }
+
+    v.version = version;
 
     ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
                    "icp_gate: redis answered the look or lock: %s",
@@ -201,5 +217,5 @@ ngx_icp_gate_redis_lock_reply(redisAsyncContext *ac, void *r, void *privdata)
                    : rc == NGX_DONE ? "the lock taken"
                    : rc == NGX_DECLINED ? "held elsewhere" : "an error");
 
-    handler(data, rc, (rc == NGX_OK) ? &v : NULL);
+    handler(data, rc, (rc == NGX_ERROR) ? NULL : &v);
 }

@@ -3,9 +3,12 @@
  * Copyright (C) icp_gate authors
  *
  * The verdicts in Redis: the hash a domain's verdict is kept in, its
- * reads, and its writes.  A write goes on the write connection, so that
- * it never waits ahead of a read; verdicts that cannot be written wait in
- * a bounded backlog, and go out once the write connection answers again.
+ * reads, and its writes.  A read brings Redis's time with the hash, its
+ * version.  A write compares and sets in one script, so that no answer of
+ * the filing API replaces an operator's verdict, a newer answer or a
+ * purge.  It goes on the write connection, so that it never waits ahead
+ * of a read; verdicts that cannot be written wait in a bounded backlog,
+ * one a domain, and go out once the write connection answers again.
  */
 
 
@@ -30,7 +33,7 @@ typedef struct {
 } ngx_icp_gate_redis_write_t;
 
 
-static ngx_int_t ngx_icp_gate_redis_hgetall(ngx_icp_gate_redis_conn_t *c,
+static ngx_int_t ngx_icp_gate_redis_read_hash(ngx_icp_gate_redis_conn_t *c,
     ngx_str_t *domain, ngx_icp_gate_redis_pt handler, void *data);
 static ngx_int_t ngx_icp_gate_redis_write(ngx_icp_gate_redis_conn_t *c,
     ngx_icp_gate_redis_write_t *w, time_t ttl);
@@ -40,8 +43,6 @@ static void ngx_icp_gate_redis_tell(ngx_icp_gate_redis_write_t *w);
 static void ngx_icp_gate_redis_tell_all(ngx_icp_gate_redis_conn_t *c,
     ngx_uint_t closed);
 static void ngx_icp_gate_redis_get_reply(redisAsyncContext *ac, void *r,
-    void *privdata);
-static void ngx_icp_gate_redis_part_reply(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_icp_gate_redis_put_reply(redisAsyncContext *ac, void *r,
     void *privdata);
@@ -89,8 +90,8 @@ ngx_int_t
 ngx_icp_gate_redis_get(ngx_str_t *domain, ngx_icp_gate_redis_pt handler,
     void *data)
 {
-    return ngx_icp_gate_redis_hgetall(&ngx_icp_gate_redis_rd, domain,
-                                      handler, data);
+    return ngx_icp_gate_redis_read_hash(&ngx_icp_gate_redis_rd, domain,
+                                        handler, data);
 }
 
 
@@ -103,33 +104,88 @@ ngx_int_t
 ngx_icp_gate_redis_reread(ngx_str_t *domain, ngx_icp_gate_redis_pt handler,
     void *data)
 {
-    return ngx_icp_gate_redis_hgetall(&ngx_icp_gate_redis_wr, domain,
-                                      handler, data);
+    return ngx_icp_gate_redis_read_hash(&ngx_icp_gate_redis_wr, domain,
+                                        handler, data);
 }
 
 
+/*
+ * The hash with the time Redis read it, which orders this read against
+ * every other read and write of the domain: two reads of one hash on two
+ * connections may answer in any order, and an operator's HSET carries no
+ * version of its own
+ */
+
 static ngx_int_t
-ngx_icp_gate_redis_hgetall(ngx_icp_gate_redis_conn_t *c, ngx_str_t *domain,
+ngx_icp_gate_redis_read_hash(ngx_icp_gate_redis_conn_t *c, ngx_str_t *domain,
     ngx_icp_gate_redis_pt handler, void *data)
 {
-    size_t       argvlen[2];
-    const char  *argv[2];
-    u_char       key[NGX_ICP_GATE_REDIS_KEY_LEN];
+    ngx_icp_gate_redis_argv_t  a;
 
-    ngx_icp_gate_hiredis_arg(argv, argvlen, 0, "HGETALL");
-    argv[1] = (char *) key;
-    argvlen[1] = ngx_icp_gate_redis_key(key, "domain:", domain);
+    static const char  script[] =
+        "local t = redis.call('TIME') "
+        "return {t[1], t[2], redis.call('HGETALL', KEYS[1])}";
 
-    return ngx_icp_gate_redis_read(c, "HGETALL", ngx_icp_gate_redis_get_reply,
-                                   handler, data, 2, argv, argvlen);
+    ngx_icp_gate_redis_script(&a, script, sizeof(script) - 1, domain);
+
+    return ngx_icp_gate_redis_read(c, "the read", ngx_icp_gate_redis_get_reply,
+                                   handler, data, a.argc, a.argv, a.argvlen);
+}
+
+
+/*
+ * EVAL of a script on a domain's keys: KEYS[1] its hash, KEYS[2] its
+ * fleet lock, KEYS[3] its purge mark; ARGV[1] this worker's name; the
+ * caller adds the rest with ngx_icp_gate_redis_arg()
+ */
+
+void
+ngx_icp_gate_redis_script(ngx_icp_gate_redis_argv_t *a, const char *script,
+    size_t len, ngx_str_t *domain)
+{
+    ngx_icp_gate_hiredis_arg(a->argv, a->argvlen, 0, "EVAL");
+    a->argv[1] = script;
+    a->argvlen[1] = len;
+    ngx_icp_gate_hiredis_arg(a->argv, a->argvlen, 2, "3");
+    a->argv[3] = (char *) a->key;
+    a->argvlen[3] = ngx_icp_gate_redis_key(a->key, "domain:", domain);
+    a->argv[4] = (char *) a->lock;
+    a->argvlen[4] = ngx_icp_gate_redis_key(a->lock, "lock:", domain);
+    a->argv[5] = (char *) a->purged;
+    a->argvlen[5] = ngx_icp_gate_redis_key(a->purged, "purged:", domain);
+    a->argv[6] = (char *) a->owner;
+    a->argvlen[6] = ngx_icp_gate_redis_owner(a->owner);
+
+    a->argc = 7;
+    a->next = a->numbers;
+}
+
+
+/* one more argument: data, or, data NULL, the number n */
+
+void
+ngx_icp_gate_redis_arg(ngx_icp_gate_redis_argv_t *a, const char *data,
+    size_t len, uint64_t n)
+{
+    u_char  *p;
+
+    if (data == NULL) {
+        p = a->next;
+        a->next = ngx_sprintf(p, "%uL", n);
+        data = (char *) p;
+        len = a->next - p;
+    }
+
+    a->argv[a->argc] = data;
+    a->argvlen[a->argc++] = len;
 }
 
 
 /*
  * NGX_OK: the verdict is on its way to Redis, and the conf's "unwritten"
- * handler hears of it if it does not get there; NGX_DECLINED: Redis is
- * known to be down, the verdict waits in the backlog and the caller keeps
- * it for its whole ttl
+ * handler hears of it if it does not get there (or "refused" if Redis has
+ * a newer one); NGX_DECLINED: Redis is known to be down, the verdict waits
+ * in the backlog and the caller keeps it for its whole ttl
  */
 
 ngx_int_t
@@ -162,23 +218,47 @@ ngx_icp_gate_redis_put(ngx_str_t *domain, ngx_icp_gate_verdict_t *v,
 }
 
 
-/* replaces the whole hash and its expiry at once */
+/*
+ * Compares and sets, in one step: the filing API's answer replaces no
+ * verdict of an operator or an import (any source but "api", none
+ * included), no answer to a later question (rev), and nothing a purge
+ * took away after its question was asked (the purge mark); then the hash
+ * and its expiry at once.  The fleet's lock goes if it is still this
+ * worker's, whatever the outcome: the nodes that wait look again and find
+ * the verdict Redis has.  ARGV[2] is the question's time (0: unknown,
+ * older than any), ARGV[3] the time to live, then the hash's fields.
+ */
 
 static ngx_int_t
 ngx_icp_gate_redis_write(ngx_icp_gate_redis_conn_t *c,
     ngx_icp_gate_redis_write_t *w, time_t ttl)
 {
-    size_t                     argvlen[12];
-    ngx_str_t                 *name;
-    ngx_uint_t                 argc;
-    const char                *argv[12];
+    ngx_str_t                 *name, domain;
     ngx_icp_gate_verdict_t    *v;
     ngx_icp_gate_redis_cmd_t  *cmd;
-    ngx_str_t                  domain;
-    u_char                     key[NGX_ICP_GATE_REDIS_KEY_LEN];
-    u_char                     lock[NGX_ICP_GATE_REDIS_KEY_LEN];
-    u_char                     checked[NGX_TIME_T_LEN];
-    u_char                     expire[NGX_TIME_T_LEN];
+    ngx_icp_gate_redis_argv_t  a;
+
+    static const char  script[] =
+        "if redis.call('GET', KEYS[2]) == ARGV[1] then "
+            "redis.call('DEL', KEYS[2]) "
+        "end "
+        "local q = tonumber(ARGV[2]) "
+        "local s = redis.call('HGET', KEYS[1], 'status') "
+        "if s == 'filed' or s == 'pending' or s == 'revoked' "
+            "or s == 'unfiled' then "
+            "if redis.call('HGET', KEYS[1], 'source') ~= 'api' then "
+                "return 0 "
+            "end "
+            "local r = tonumber(redis.call('HGET', KEYS[1], 'rev')) or 0 "
+            "if r >= q then return 0 end "
+        "else "
+            "local p = tonumber(redis.call('GET', KEYS[3])) "
+            "if p and p >= q then return 0 end "
+        "end "
+        "redis.call('DEL', KEYS[1]) "
+        "redis.call('HSET', KEYS[1], unpack(ARGV, 4)) "
+        "redis.call('EXPIRE', KEYS[1], ARGV[3]) "
+        "return 1";
 
     cmd = ngx_icp_gate_redis_cmd(NGX_ICP_GATE_REDIS_WRITE);
     if (cmd == NULL) {
@@ -191,106 +271,43 @@ ngx_icp_gate_redis_write(ngx_icp_gate_redis_conn_t *c,
     domain.data = w->domain;
     domain.len = w->len;
 
-    argv[1] = (char *) key;
-    argvlen[1] = ngx_icp_gate_redis_key(key, "domain:", &domain);
+    ngx_icp_gate_redis_script(&a, script, sizeof(script) - 1, &domain);
 
-    ngx_icp_gate_hiredis_arg(argv, argvlen, 0, "MULTI");
+    ngx_icp_gate_redis_arg(&a, NULL, 0, v->version);
+    ngx_icp_gate_redis_arg(&a, NULL, 0, (uint64_t) ttl);
 
-    if (ngx_icp_gate_redis_send(c, ngx_icp_gate_redis_part_reply, NULL,
-                                1, argv, argvlen)
+    name = &ngx_icp_gate_status_names[v->status];
+
+    ngx_icp_gate_redis_arg(&a, "status", sizeof("status") - 1, 0);
+    ngx_icp_gate_redis_arg(&a, (char *) name->data, name->len, 0);
+    ngx_icp_gate_redis_arg(&a, "source", sizeof("source") - 1, 0);
+    ngx_icp_gate_redis_arg(&a, "api", sizeof("api") - 1, 0);
+    ngx_icp_gate_redis_arg(&a, "rev", sizeof("rev") - 1, 0);
+    ngx_icp_gate_redis_arg(&a, NULL, 0, v->version);
+    ngx_icp_gate_redis_arg(&a, "checked_at", sizeof("checked_at") - 1, 0);
+    ngx_icp_gate_redis_arg(&a, NULL, 0, (uint64_t) v->checked_at);
+
+    if (v->icp_len) {
+        ngx_icp_gate_redis_arg(&a, "icp", sizeof("icp") - 1, 0);
+        ngx_icp_gate_redis_arg(&a, (char *) v->icp, v->icp_len, 0);
+    }
+
+    if (v->region != NGX_ICP_GATE_REGION_NONE) {
+        name = &ngx_icp_gate_region_names[v->region];
+
+        ngx_icp_gate_redis_arg(&a, "region", sizeof("region") - 1, 0);
+        ngx_icp_gate_redis_arg(&a, (char *) name->data, name->len, 0);
+    }
+
+    if (ngx_icp_gate_redis_send(c, ngx_icp_gate_redis_put_reply, cmd,
+                                a.argc, a.argv, a.argvlen)
         != NGX_OK)
     {
         ngx_free(cmd);
         return NGX_ERROR;
     }
 
-    /*
-     * the fleet's lock on the domain goes with the old hash: the nodes that
-     * waited find the verdict, and a lookup after an operator deletes the
-     * hash does not wait for a lock nobody needs any more
-     */
-
-    ngx_icp_gate_hiredis_arg(argv, argvlen, 0, "DEL");
-    argv[2] = (char *) lock;
-    argvlen[2] = ngx_icp_gate_redis_key(lock, "lock:", &domain);
-
-    if (ngx_icp_gate_redis_send(c, ngx_icp_gate_redis_part_reply, NULL,
-                                3, argv, argvlen)
-        != NGX_OK)
-    {
-        goto failed;
-    }
-
-    name = &ngx_icp_gate_status_names[v->status];
-
-    ngx_icp_gate_hiredis_arg(argv, argvlen, 0, "HSET");
-    ngx_icp_gate_hiredis_arg(argv, argvlen, 2, "status");
-    argv[3] = (char *) name->data;
-    argvlen[3] = name->len;
-    ngx_icp_gate_hiredis_arg(argv, argvlen, 4, "source");
-    ngx_icp_gate_hiredis_arg(argv, argvlen, 5, "api");
-    ngx_icp_gate_hiredis_arg(argv, argvlen, 6, "checked_at");
-    argv[7] = (char *) checked;
-    argvlen[7] = ngx_sprintf(checked, "%T", v->checked_at) - checked;
-
-    argc = 8;
-
-    if (v->icp_len) {
-        argv[argc] = "icp";
-        argvlen[argc++] = sizeof("icp") - 1;
-        argv[argc] = (char *) v->icp;
-        argvlen[argc++] = v->icp_len;
-    }
-
-    if (v->region != NGX_ICP_GATE_REGION_NONE) {
-        name = &ngx_icp_gate_region_names[v->region];
-
-        argv[argc] = "region";
-        argvlen[argc++] = sizeof("region") - 1;
-        argv[argc] = (char *) name->data;
-        argvlen[argc++] = name->len;
-    }
-
-    if (ngx_icp_gate_redis_send(c, ngx_icp_gate_redis_part_reply, NULL,
-                                argc, argv, argvlen)
-        != NGX_OK)
-    {
-        goto failed;
-    }
-
-    ngx_icp_gate_hiredis_arg(argv, argvlen, 0, "EXPIRE");
-    argv[2] = (char *) expire;
-    argvlen[2] = ngx_sprintf(expire, "%T", ttl) - expire;
-
-    if (ngx_icp_gate_redis_send(c, ngx_icp_gate_redis_part_reply, NULL,
-                                3, argv, argvlen)
-        != NGX_OK)
-    {
-        goto failed;
-    }
-
-    ngx_icp_gate_hiredis_arg(argv, argvlen, 0, "EXEC");
-
-    if (ngx_icp_gate_redis_send(c, ngx_icp_gate_redis_put_reply, cmd,
-                                1, argv, argvlen)
-        != NGX_OK)
-    {
-        goto failed;
-    }
-
     return NGX_OK;
-
-failed:
-
-    /*
-     * a command refused after MULTI would leave the connection inside the
-     * transaction, where the next write's commands would join this one's
-     */
-
-    ngx_free(cmd);
-    ngx_icp_gate_redis_drop(c);
-
-    return NGX_ERROR;
 }
 
 
@@ -331,13 +348,40 @@ ngx_icp_gate_redis_flush(ngx_icp_gate_redis_conn_t *c)
 }
 
 
-/* into the backlog; a full one lets its oldest verdict go */
+/*
+ * Into the backlog, one verdict a domain: of two, the answer to the later
+ * question stays (Redis would refuse the other anyway).  A full backlog
+ * lets its oldest verdict go.
+ */
 
 static void
 ngx_icp_gate_redis_keep(ngx_icp_gate_redis_write_t *w)
 {
     ngx_queue_t                 *q;
     ngx_icp_gate_redis_write_t  *old;
+
+    for (q = ngx_queue_head(&ngx_icp_gate_redis_backlog);
+         q != ngx_queue_sentinel(&ngx_icp_gate_redis_backlog);
+         q = ngx_queue_next(q))
+    {
+        old = ngx_queue_data(q, ngx_icp_gate_redis_write_t, queue);
+
+        if (old->len != w->len
+            || ngx_memcmp(old->domain, w->domain, w->len) != 0)
+        {
+            continue;
+        }
+
+        if (old->verdict.version > w->verdict.version) {
+            ngx_free(w);
+            return;
+        }
+
+        ngx_queue_remove(q);
+        ngx_icp_gate_redis_backlog_n--;
+        ngx_free(old);
+        break;
+    }
 
     if (ngx_icp_gate_redis_backlog_n == NGX_ICP_GATE_REDIS_BACKLOG_MAX) {
         q = ngx_queue_head(&ngx_icp_gate_redis_backlog);
@@ -406,6 +450,11 @@ ngx_icp_gate_redis_tell_all(ngx_icp_gate_redis_conn_t *c, ngx_uint_t closed)
 }
 
 
+/*
+ * A verdict's hash, as HGETALL lists it: NGX_DECLINED when it has no
+ * valid status (absent, or a hash that is no verdict)
+ */
+
 ngx_int_t
 ngx_icp_gate_redis_parse_hash(redisReply *reply, ngx_icp_gate_verdict_t *v)
 {
@@ -463,23 +512,61 @@ ngx_icp_gate_redis_parse_hash(redisReply *reply, ngx_icp_gate_verdict_t *v)
 }
 
 
+/*
+ * A script's answer {seconds, microseconds, what}, Redis's TIME first:
+ * the version of what it read, 0 when the answer is not of that shape
+ * (*what is then NULL)
+ */
+
+uint64_t
+ngx_icp_gate_redis_parse_timed(redisReply *reply, redisReply **what)
+{
+    ngx_int_t    sec, usec;
+    redisReply  *s, *us;
+
+    *what = NULL;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
+        return 0;
+    }
+
+    s = reply->element[0];
+    us = reply->element[1];
+
+    if (s->type != REDIS_REPLY_STRING || us->type != REDIS_REPLY_STRING) {
+        return 0;
+    }
+
+    sec = ngx_atoi((u_char *) s->str, s->len);
+    usec = ngx_atoi((u_char *) us->str, us->len);
+
+    if (sec == NGX_ERROR || usec == NGX_ERROR || usec >= 1000000) {
+        return 0;
+    }
+
+    *what = reply->element[2];
+
+    return (uint64_t) sec * 1000000 + (uint64_t) usec;
+}
+
+
 static void
 ngx_icp_gate_redis_get_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     void                    *data;
+    uint64_t                 version;
     ngx_int_t                rc;
-    redisReply              *reply = r;
+    redisReply              *reply = r, *hash;
     ngx_icp_gate_redis_pt    handler;
     ngx_icp_gate_verdict_t   v;
 
     handler = ngx_icp_gate_redis_read_done(ac, reply, privdata, &data);
 
-    ngx_log_debug3(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
-                   "icp_gate: redis answered HGETALL: %s, %uz elements%s",
+    ngx_log_debug2(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                   "icp_gate: redis answered the read: %s%s",
                    reply == NULL ? "no reply"
-                   : reply->type == REDIS_REPLY_ARRAY ? "a hash"
-                   : "not a hash", reply ? reply->elements : 0,
-                   handler ? "" : ", too late");
+                   : reply->type == REDIS_REPLY_ARRAY ? "an array"
+                   : "not an array", handler ? "" : ", too late");
 
     /* its deadline passed: the lookup went on without it */
 
@@ -488,42 +575,26 @@ ngx_icp_gate_redis_get_reply(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     if (reply == NULL) {
-        rc = NGX_ERROR;
+        handler(data, NGX_ERROR, NULL);
+        return;
+    }
 
-    } else if (reply->type == REDIS_REPLY_ARRAY) {
-        rc = ngx_icp_gate_redis_parse_hash(reply, &v);
+    version = ngx_icp_gate_redis_parse_timed(reply, &hash);
 
-    } else {
+    if (version == 0 || hash->type != REDIS_REPLY_ARRAY) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "icp_gate: redis %V answered HGETALL with %s",
+                      "icp_gate: redis %V answered a read with %s",
                       &ngx_icp_gate_redis_conf->name,
                       reply->type == REDIS_REPLY_ERROR ? reply->str
                                                        : "an unexpected type");
-        rc = NGX_ERROR;
+        handler(data, NGX_ERROR, NULL);
+        return;
     }
 
-    handler(data, rc, (rc == NGX_OK) ? &v : NULL);
-}
+    rc = ngx_icp_gate_redis_parse_hash(hash, &v);
+    v.version = version;
 
-
-static void
-ngx_icp_gate_redis_part_reply(redisAsyncContext *ac, void *r, void *privdata)
-{
-    redisReply  *reply = r;
-
-    ngx_icp_gate_redis_answered(ac->data, reply);
-
-    if (reply && reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "icp_gate: redis %V refused a write: %s",
-                      &ngx_icp_gate_redis_conf->name, reply->str);
-
-        /* a master turned replica: the sentinels know where the new one is */
-
-        if (ngx_strncmp(reply->str, "READONLY", 8) == 0) {
-            ngx_icp_gate_redis_master_lost();
-        }
-    }
+    handler(data, rc, &v);
 }
 
 
@@ -532,6 +603,7 @@ ngx_icp_gate_redis_put_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     ngx_icp_gate_redis_cmd_t  *cmd = privdata;
 
+    ngx_str_t                    domain;
     redisReply                  *reply = r;
     ngx_icp_gate_redis_conn_t   *c;
     ngx_icp_gate_redis_write_t  *w;
@@ -539,10 +611,26 @@ ngx_icp_gate_redis_put_reply(redisAsyncContext *ac, void *r, void *privdata)
     c = ac->data;
     w = cmd->write;
 
-    ngx_icp_gate_redis_part_reply(ac, r, NULL);
+    ngx_icp_gate_redis_answered(c, reply);
     ngx_icp_gate_redis_cmd_done(c, cmd, reply);
 
-    if (reply && reply->type == REDIS_REPLY_ARRAY) {
+    if (reply && reply->type == REDIS_REPLY_INTEGER) {
+
+        /* Redis has a newer verdict than this one: the owner's copy goes */
+
+        if (reply->integer == 0 && !ngx_icp_gate_redis_exiting
+            && ngx_icp_gate_redis_conf->refused)
+        {
+            domain.data = w->domain;
+            domain.len = w->len;
+
+            ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                           "icp_gate: redis has a newer verdict than this "
+                           "worker's of \"%V\"", &domain);
+
+            ngx_icp_gate_redis_conf->refused(&domain, w->verdict.version);
+        }
+
         ngx_free(w);
         ngx_icp_gate_redis_flush(c);
         return;
@@ -556,7 +644,19 @@ ngx_icp_gate_redis_put_reply(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    /* refused, or EXEC aborted: Redis said no, asking again would not help */
+    /* refused: Redis said no, asking again would not help */
+
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "icp_gate: redis %V refused a write: %s",
+                      &ngx_icp_gate_redis_conf->name, reply->str);
+
+        /* a master turned replica: the sentinels know where the new one is */
+
+        if (ngx_strstr(reply->str, "READONLY") != NULL) {
+            ngx_icp_gate_redis_master_lost();
+        }
+    }
 
     ngx_icp_gate_redis_tell(w);
     ngx_free(w);

@@ -59,12 +59,20 @@
 #define NGX_ICP_GATE_REASONS               9
 
 
+/*
+ * A verdict's version orders it against every other verdict of its domain:
+ * the Redis time, in microseconds, of the read that brought it, or, for a
+ * filing API answer, of the look in Redis that came before the question;
+ * 0 when Redis was not asked.  A node's clock never orders verdicts.
+ */
+
 typedef struct {
-    ngx_uint_t                  status;
-    uint32_t                    region;     /* two in one word: a verdict */
-    uint32_t                    source;     /* stays 128 bytes */
+    uint32_t                    status;     /* four words: a verdict */
+    uint32_t                    region;     /* stays 128 bytes */
+    uint32_t                    source;
+    uint32_t                    icp_len;
     time_t                      checked_at;
-    size_t                      icp_len;
+    uint64_t                    version;
     u_char                      icp[NGX_ICP_GATE_ICP_LEN];
 } ngx_icp_gate_verdict_t;
 

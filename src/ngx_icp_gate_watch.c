@@ -56,11 +56,11 @@ static ngx_uint_t              ngx_icp_gate_nwatchers;
 ngx_int_t
 ngx_icp_gate_watch_init(ngx_cycle_t *cycle, ngx_icp_gate_lookup_conf_t *lcf)
 {
-    ngx_icp_gate_watch_cache = NULL;
-
-    if (lcf->redis.name.len == 0 || !lcf->redis.tracking) {
-        return NGX_OK;
-    }
+    /*
+     * the watchers hear of purges and of lookups that brought another
+     * verdict in every configuration; of Redis's changes, where a worker
+     * listens to them
+     */
 
     ngx_icp_gate_watch_cache = lcf->zone->data;
 
@@ -69,7 +69,7 @@ ngx_icp_gate_watch_init(ngx_cycle_t *cycle, ngx_icp_gate_lookup_conf_t *lcf)
     ngx_icp_gate_cache_changes(ngx_icp_gate_watch_cache,
                                &ngx_icp_gate_watch_seen, NULL, NULL);
 
-    if (ngx_worker == 0) {
+    if (ngx_worker == 0 && lcf->redis.name.len && lcf->redis.tracking) {
         lcf->redis.tracked = ngx_icp_gate_watch_tracked;
     }
 

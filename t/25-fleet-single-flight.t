@@ -85,8 +85,8 @@ ok @asked == 3 && $asked[1] - $asked[0] > 0.15 && $asked[2] - $asked[1] > 0.15,
     'one after the other: the next asks when the one before has failed';
 is $t->api_count('flaky.cn'), 3, 'and once only (icp_gate_error_ttl)';
 
-# a holder that dies: the lock expires (2 x icp_gate_api_timeout + 2 x the
-# Redis timeout = 6 s after it was taken) and another node asks
+# a holder that dies: the lock expires (it lives 2 x the Redis timeout = 2 s,
+# renewed while its holder asks) and another node asks, within icp_gate_wait
 my @waiting = map {
     my $port = $ports[$_];
     my $pid = fork // die;
@@ -106,7 +106,7 @@ $start = time;
 ok $t->wait_for(sub { $t->api_count('dies.cn') == 2 }, 10),
     'after the holder died, another node asks';
 $took = time - $start;
-ok $took > 4 && $took < 8, sprintf 'when its lock expired (%.1fs after the kill)', $took;
+ok $took > 0.5 && $took < 3.5, sprintf 'when its lock expired (%.1fs after the kill)', $took;
 diag sprintf 'the lock of a killed holder was taken over after %.1fs', $took;
 my $served = 0;
 for my $child (@waiting) {

@@ -48,6 +48,7 @@ static void unit_answers(void);
 static void unit_escape(void);
 static void unit_cache(ngx_pool_t *pool);
 static void unit_cache_peek(ngx_pool_t *pool);
+static void unit_cache_order(ngx_pool_t *pool);
 static ngx_shm_zone_t *unit_cache_zone(ngx_pool_t *pool, size_t size);
 static void unit_cache_verdict(ngx_icp_gate_verdict_t *v, char *icp);
 static ngx_int_t unit_cache_get(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
@@ -210,6 +211,7 @@ main(int argc, char **argv)
     unit_escape();
     unit_cache(pool);
     unit_cache_peek(pool);
+    unit_cache_order(pool);
 
     printf("1..%lu\n", (unsigned long) unit_n);
 
@@ -663,7 +665,7 @@ unit_cache_peek(ngx_pool_t *pool)
     unit_ok(rc == NGX_OK && got.status == NGX_ICP_GATE_STATUS_REVOKED,
             "cache peek: a read after a write sees the new verdict");
 
-    ngx_icp_gate_cache_store(cache, &domain, hash, &v, 0, 3600, NULL);
+    ngx_icp_gate_cache_store(cache, &domain, hash, &v, 0, 3600, NULL, 0);
 
     unit_ok(ngx_icp_gate_cache_peek(cache, &domain, hash, 0, &got)
             == NGX_DECLINED,
@@ -690,9 +692,9 @@ unit_cache_peek(ngx_pool_t *pool)
             "cache peek: while its refresh runs, an expired verdict within "
             "stale-while-revalidate is read without the mutex");
 
-    ngx_icp_gate_cache_release(cache, &domain, hash, 0);
+    ngx_icp_gate_cache_release(cache, &domain, hash, 0, NULL);
 
-    ngx_icp_gate_cache_store(cache, &domain, hash, &v, 60000, 0, NULL);
+    ngx_icp_gate_cache_store(cache, &domain, hash, &v, 60000, 0, NULL, 0);
 
     rc = ngx_icp_gate_cache_lookup(cache, &domain, hash, 0, 10000, &got,
                                    &flags);
@@ -701,7 +703,7 @@ unit_cache_peek(ngx_pool_t *pool)
                == NGX_DECLINED,
             "cache stale: past its own TTL a verdict never answers");
 
-    ngx_icp_gate_cache_store(cache, &domain, hash, &v, 0, 3600, NULL);
+    ngx_icp_gate_cache_store(cache, &domain, hash, &v, 0, 3600, NULL, 0);
 
     ngx_str_set(&other, "placeholder.example.cn");
     (void) unit_cache_get(cache, &other, 1000, &got, &flags);
@@ -713,7 +715,7 @@ unit_cache_peek(ngx_pool_t *pool)
 
     /* the placeholder of a failed lookup remembers the failure */
 
-    ngx_icp_gate_cache_release(cache, &other, hash, 1000);
+    ngx_icp_gate_cache_release(cache, &other, hash, 1000, NULL);
 
     rc = unit_cache_get(cache, &other, 1000, &got, &flags);
     unit_ok(rc == NGX_DECLINED && flags == NGX_ICP_GATE_CACHE_FAILED,
@@ -725,7 +727,7 @@ unit_cache_peek(ngx_pool_t *pool)
     unit_ok(rc == NGX_DECLINED && flags == NGX_ICP_GATE_CACHE_LOCKED,
             "cache: once its time is past, the next lookup asks again");
 
-    ngx_icp_gate_cache_release(cache, &other, hash, 0);
+    ngx_icp_gate_cache_release(cache, &other, hash, 0, NULL);
 
     rc = unit_cache_get(cache, &other, 0, &got, &flags);
     unit_ok(rc == NGX_DECLINED && flags == 0,
@@ -749,6 +751,176 @@ unit_cache_peek(ngx_pool_t *pool)
 
     unit_ok(same == 2, "api budget: 30/m asked every 100 ms spends 2 in "
             "4 s (%lu)", (unsigned long) same);
+}
+
+
+/*
+ * The order of verdicts: a version older than the copy's, a read sent
+ * before a change Redis told, a lookup a purge overtook never replace it;
+ * "every copy is stale" is one step, whatever the zone holds
+ */
+
+static void
+unit_cache_order(ngx_pool_t *pool)
+{
+    uint32_t                    hash;
+    ngx_int_t                   rc;
+    ngx_str_t                   domain;
+    ngx_uint_t                  flags;
+    ngx_shm_zone_t             *zone;
+    ngx_icp_gate_cache_t       *cache;
+    ngx_icp_gate_verdict_t      v, got;
+    ngx_icp_gate_cache_mark_t   mark, before;
+
+    zone = unit_cache_zone(pool, 64 * 1024);
+    if (zone == NULL) {
+        unit_ok(0, "a 64 KB zone for the cache");
+        return;
+    }
+
+    cache = zone->data;
+
+    ngx_str_set(&domain, "order.example.cn");
+    hash = ngx_icp_gate_hash(domain.data, domain.len);
+
+    unit_cache_verdict(&v, unit_icp);
+    v.status = NGX_ICP_GATE_STATUS_REVOKED;
+    v.version = 2000;
+    unit_cache_put(cache, &domain, &v);
+
+    v.status = NGX_ICP_GATE_STATUS_FILED;
+    v.version = 1000;
+    unit_cache_put(cache, &domain, &v);
+
+    rc = ngx_icp_gate_cache_peek(cache, &domain, hash, 0, &got);
+    unit_ok(rc == NGX_OK && got.status == NGX_ICP_GATE_STATUS_REVOKED,
+            "cache order: an older version, stored later, replaces nothing");
+
+    v.version = 3000;
+    unit_cache_put(cache, &domain, &v);
+
+    rc = ngx_icp_gate_cache_peek(cache, &domain, hash, 0, &got);
+    unit_ok(rc == NGX_OK && got.status == NGX_ICP_GATE_STATUS_FILED,
+            "cache order: a newer version replaces the copy");
+
+    /* a read sent before Redis told of a change is older than the change */
+
+    ngx_icp_gate_cache_mark(cache, &mark);
+    ngx_icp_gate_cache_told(cache, &domain, hash);
+
+    v.status = NGX_ICP_GATE_STATUS_PENDING;
+    v.version = 4000;
+    rc = ngx_icp_gate_cache_store(cache, &domain, hash, &v, 60000, 3600,
+                                  &mark, NGX_ICP_GATE_CACHE_READ);
+
+    unit_ok(rc == NGX_OK
+            && ngx_icp_gate_cache_peek(cache, &domain, hash, 0, &got)
+               == NGX_OK
+            && got.status == NGX_ICP_GATE_STATUS_FILED,
+            "cache order: a read sent before a change told replaces "
+            "nothing");
+
+    ngx_icp_gate_cache_mark(cache, &mark);
+
+    rc = ngx_icp_gate_cache_store(cache, &domain, hash, &v, 60000, 3600,
+                                  &mark, NGX_ICP_GATE_CACHE_READ);
+
+    unit_ok(rc == NGX_DONE
+            && ngx_icp_gate_cache_peek(cache, &domain, hash, 0, &got)
+               == NGX_OK
+            && got.status == NGX_ICP_GATE_STATUS_PENDING,
+            "cache order: a read sent after it does, and is news");
+
+    /* a purge: a lookup that began before it stores nothing */
+
+    rc = ngx_icp_gate_cache_lookup(cache, &domain, hash, 0, 10000, &got,
+                                   &flags);
+    ngx_icp_gate_cache_store(cache, &domain, hash, &v, 0, 3600, NULL, 0);
+
+    rc = ngx_icp_gate_cache_lookup(cache, &domain, hash, 1000, 10000, &got,
+                                   &flags);
+    unit_ok(rc == NGX_OK && (flags & NGX_ICP_GATE_CACHE_LOCKED),
+            "cache purge: an expired copy, its refresh holding the lock");
+
+    ngx_icp_gate_cache_mark(cache, &before);
+
+    ngx_icp_gate_cache_init_worker(cache, 10000);
+
+    unit_ok(ngx_icp_gate_cache_purge(cache, &domain, hash) == NGX_OK,
+            "cache purge: the copy is purged");
+
+    unit_ok(ngx_icp_gate_cache_purged(cache, &domain, hash, &before),
+            "cache purge: the lookup under way was overtaken");
+
+    rc = ngx_icp_gate_cache_lookup(cache, &domain, hash, 1000, 10000, &got,
+                                   &flags);
+    unit_ok(rc == NGX_OK
+            && flags == (NGX_ICP_GATE_CACHE_LOCKED | NGX_ICP_GATE_CACHE_STALE),
+            "cache purge: the next lookup takes the lock at once, and waits "
+            "for its refresh");
+
+    v.status = NGX_ICP_GATE_STATUS_FILED;
+    v.version = 9000;
+    rc = ngx_icp_gate_cache_store(cache, &domain, hash, &v, 60000, 3600,
+                                  &before, NGX_ICP_GATE_CACHE_RELEASE);
+
+    unit_ok(rc == NGX_ABORT
+            && ngx_icp_gate_cache_peek(cache, &domain, hash, 0, &got)
+               == NGX_DECLINED
+            && ngx_icp_gate_cache_lookup(cache, &domain, hash, 1000, 10000,
+                                         &got, &flags)
+               == NGX_OK
+            && flags == NGX_ICP_GATE_CACHE_STALE,
+            "cache purge: the older lookup stores nothing and leaves the "
+            "new one's lock");
+
+    ngx_icp_gate_cache_release(cache, &domain, hash, 0, &before);
+
+    unit_ok(ngx_icp_gate_cache_lookup(cache, &domain, hash, 1000, 10000,
+                                      &got, &flags)
+            == NGX_OK && flags == NGX_ICP_GATE_CACHE_STALE,
+            "cache purge: nor does it release that lock");
+
+    ngx_icp_gate_cache_mark(cache, &mark);
+
+    rc = ngx_icp_gate_cache_store(cache, &domain, hash, &v, 60000, 3600,
+                                  &mark, NGX_ICP_GATE_CACHE_RELEASE);
+
+    unit_ok(rc == NGX_DONE
+            && ngx_icp_gate_cache_peek(cache, &domain, hash, 0, &got)
+               == NGX_OK
+            && got.status == NGX_ICP_GATE_STATUS_FILED,
+            "cache purge: the lookup after it stores its verdict");
+
+    /* every copy stale: one step; a read sent before is stored expired */
+
+    ngx_icp_gate_cache_mark(cache, &mark);
+    ngx_icp_gate_cache_expire_all(cache);
+
+    rc = ngx_icp_gate_cache_lookup(cache, &domain, hash, 0, 10000, &got,
+                                   &flags);
+
+    unit_ok(ngx_icp_gate_cache_peek(cache, &domain, hash, 10000, &got)
+            == NGX_DECLINED
+            && rc == NGX_OK && !(flags & NGX_ICP_GATE_CACHE_FRESH),
+            "cache epoch: every copy is stale at once");
+
+    v.version = 10000;
+    rc = ngx_icp_gate_cache_store(cache, &domain, hash, &v, 60000, 3600,
+                                  &mark, NGX_ICP_GATE_CACHE_READ);
+    rc = ngx_icp_gate_cache_lookup(cache, &domain, hash, 0, 10000, &got,
+                                   &flags);
+
+    unit_ok(rc == NGX_OK && !(flags & NGX_ICP_GATE_CACHE_FRESH),
+            "cache epoch: a read sent before it stays stale");
+
+    ngx_icp_gate_cache_mark(cache, &mark);
+    v.version = 11000;
+    ngx_icp_gate_cache_store(cache, &domain, hash, &v, 60000, 3600, &mark,
+                             NGX_ICP_GATE_CACHE_READ);
+
+    unit_ok(ngx_icp_gate_cache_peek(cache, &domain, hash, 0, &got) == NGX_OK,
+            "cache epoch: a read sent after it is fresh");
 }
 
 
@@ -828,5 +1000,5 @@ unit_cache_put(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 {
     ngx_icp_gate_cache_store(cache, domain,
                              ngx_icp_gate_hash(domain->data, domain->len),
-                             v, 60000, 3600, NULL);
+                             v, 60000, 3600, NULL, 0);
 }
