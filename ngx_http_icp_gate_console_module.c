@@ -33,6 +33,8 @@ static ngx_int_t ngx_http_icp_gate_metrics_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_icp_gate_admin_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_icp_gate_admin_ask(ngx_http_request_t *r,
     ngx_icp_gate_console_ask_t *ask);
+static ngx_uint_t ngx_http_icp_gate_admin_purge_header(
+    ngx_http_request_t *r);
 static void ngx_http_icp_gate_admin_answer(void *data, ngx_uint_t status,
     ngx_buf_t *b);
 static void ngx_http_icp_gate_admin_cleanup(void *data);
@@ -96,6 +98,17 @@ static ngx_str_t  ngx_http_icp_gate_prometheus_type =
 static ngx_str_t  ngx_http_icp_gate_json_type =
     ngx_string("application/json");
 
+/*
+ * A purge must carry this header.  A page can make a browser POST a form
+ * anywhere, cookies and all, but not with a header of its own: for that
+ * the browser first asks the console with an OPTIONS preflight, which the
+ * console refuses (405, no Access-Control-Allow-*), and never sends it
+ */
+static ngx_str_t  ngx_http_icp_gate_purge_header = ngx_string("X-ICP-Gate");
+static ngx_str_t  ngx_http_icp_gate_purge_value = ngx_string("purge");
+static u_char     ngx_http_icp_gate_purge_refused[] =
+    "{\"error\":\"a purge needs the header X-ICP-Gate: purge\"}\n";
+
 
 /* the location's content handler is the directive's post */
 
@@ -150,14 +163,17 @@ ngx_http_icp_gate_metrics_handler(ngx_http_request_t *r)
 
 /*
  * GET ?domain=HOST[&probe=api]: what the node holds of the domain;
- * POST ?domain=HOST&action=purge[&redis=1]: the node forgets it.  A purge
- * is a POST, so that no prefetch or crawler that reaches the page purges.
+ * POST ?domain=HOST&action=purge[&redis=1] with X-ICP-Gate: purge: the
+ * node forgets it.  A purge is a POST, so that no prefetch or crawler that
+ * reaches the page purges, with a header, so that no other site's page
+ * can make an operator's browser send it.
  */
 
 static ngx_int_t
 ngx_http_icp_gate_admin_handler(ngx_http_request_t *r)
 {
     ngx_int_t                         rc;
+    ngx_buf_t                        *b;
     ngx_http_cleanup_t               *cln;
     ngx_icp_gate_console_ask_t        ask;
     ngx_http_icp_gate_console_ctx_t  *ctx;
@@ -174,6 +190,26 @@ ngx_http_icp_gate_admin_handler(ngx_http_request_t *r)
     rc = ngx_http_icp_gate_admin_ask(r, &ask);
     if (rc != NGX_OK) {
         return rc;
+    }
+
+    if (ask.purge && !ngx_http_icp_gate_admin_purge_header(r)) {
+        ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                      "icp_gate: admin purge refused: no \"%V: %V\" header",
+                      &ngx_http_icp_gate_purge_header,
+                      &ngx_http_icp_gate_purge_value);
+
+        b = ngx_calloc_buf(r->pool);
+        if (b == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        b->pos = ngx_http_icp_gate_purge_refused;
+        b->last = b->pos + sizeof(ngx_http_icp_gate_purge_refused) - 1;
+        b->memory = 1;
+
+        return ngx_http_icp_gate_console_send(r, NGX_HTTP_FORBIDDEN,
+                                              &ngx_http_icp_gate_json_type,
+                                              b);
     }
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_icp_gate_console_ctx_t));
@@ -264,6 +300,47 @@ ngx_http_icp_gate_admin_ask(ngx_http_request_t *r,
                   && arg.len == 3 && ngx_strncmp(arg.data, "api", 3) == 0);
 
     return NGX_OK;
+}
+
+
+/* a value of exactly "purge": a browser sends none cross-site */
+
+static ngx_uint_t
+ngx_http_icp_gate_admin_purge_header(ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return 0;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == ngx_http_icp_gate_purge_header.len
+            && ngx_strncasecmp(h[i].key.data,
+                               ngx_http_icp_gate_purge_header.data,
+                               h[i].key.len)
+               == 0
+            && h[i].value.len == ngx_http_icp_gate_purge_value.len
+            && ngx_strncmp(h[i].value.data,
+                           ngx_http_icp_gate_purge_value.data,
+                           h[i].value.len)
+               == 0)
+        {
+            return 1;
+        }
+    }
 }
 
 

@@ -1,7 +1,9 @@
 # icp_gate_admin: what a node holds of a domain in each tier and what the
 # filing API says now; a purge that lets a newly filed domain in at once
 # and drops a live session whose domain lost its filing; every action in
-# the error log; a client nginx's own access rules deny gets 403.
+# the error log; a client nginx's own access rules deny gets 403; a purge
+# without the X-ICP-Gate: purge header (what a form on another site would
+# send) purges nothing.
 
 use v5.36;
 use utf8;
@@ -63,9 +65,13 @@ http {
 EOF
 IcpGate::Conf::setup_html($t);
 
-sub admin($t, $method, $query, $path = '/icp_gate/admin') {
+# a POST carries the purge's header unless headers => [...] says otherwise
+sub admin($t, $method, $query, $path = '/icp_gate/admin', %args) {
+    my $headers = $args{headers}
+        // ($method eq 'POST' ? [['X-ICP-Gate', 'purge']] : []);
     my $r = $t->http(port => $t->port('ops'), host => 'ops',
                      method => $method, path => "$path?$query",
+                     headers => $headers,
                      $method eq 'POST' ? (body => '') : ());
     $r->{json} = eval { decode_json($r->{body}) } if $r->{status} == 200
         || $r->{body} =~ /^\{/;
@@ -143,6 +149,38 @@ is $t->get('www.unfiled.cn')->{status}, 403, 'unfiled.cn is refused';
 $t->api_set('unfiled.cn', 'filed');
 is $t->get('www.unfiled.cn')->{status}, 403,
     'and still is once the API knows better: the verdict is kept 30 minutes';
+
+# a purge a page on another site could make an operator's browser send:
+# a form POST, which can carry no header of its own
+my $asked_before = $t->api_count('unfiled.cn');
+$r = admin($t, 'POST', 'domain=www.unfiled.cn&action=purge&redis=1',
+           '/icp_gate/admin',
+           headers => [['Content-Type', 'application/x-www-form-urlencoded'],
+                       ['Origin', 'http://evil.example']]);
+is $r->{status}, 403, 'a purge without the X-ICP-Gate header is refused';
+is $r->{headers}{'content-type'}, 'application/json', 'in JSON';
+is $r->{json}{error}, 'a purge needs the header X-ICP-Gate: purge',
+    'naming the header';
+is admin($t, 'POST', 'domain=www.unfiled.cn&action=purge&redis=1',
+         '/icp_gate/admin', headers => [['X-ICP-Gate', 'yes']])->{status},
+    403, 'and with another value';
+like $t->error_log, qr/\[notice\].*icp_gate: admin purge refused: no "X-ICP-Gate: purge" header.*client: 127\.0\.0\.1.*action=purge&redis=1/,
+    'the refusal is logged at notice, with the client and the request';
+is $t->redis(qw(HGET icp:domain:unfiled.cn status)), 'unfiled',
+    'the Redis hash is still there';
+$r = admin($t, 'GET', 'domain=unfiled.cn');
+is $r->{json}{zone}{status}, 'unfiled', 'so is the zone copy';
+cmp_ok $r->{json}{zone}{fresh_for}, '>', 0, 'still fresh';
+is $t->get('www.unfiled.cn')->{status}, 403, 'which still answers';
+is $t->api_count('unfiled.cn'), $asked_before, 'the filing API was not asked';
+$r = $t->http(port => $t->port('ops'), host => 'ops', method => 'OPTIONS',
+              path => '/icp_gate/admin?domain=unfiled.cn&action=purge',
+              headers => [['Origin', 'http://evil.example'],
+                          ['Access-Control-Request-Method', 'POST'],
+                          ['Access-Control-Request-Headers', 'x-icp-gate']]);
+is $r->{status}, 405, "a browser's preflight for the header is refused";
+ok !grep({ /^access-control-/ } keys %{ $r->{headers} }),
+    'with no Access-Control-Allow-* header: the browser never sends the purge';
 
 $r = admin($t, 'POST', 'domain=www.unfiled.cn&action=purge');
 is $r->{json}{zone}, 'purged', 'a purge without redis=1 drops the zone copy';

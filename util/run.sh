@@ -85,7 +85,7 @@ the demo filing API on :$api_port. Try, in another terminal:
   # the node's metrics (Prometheus; ?format=json for JSON), and the console
   curl -s http://127.0.0.1:$overseas_port/metrics
   curl -s 'http://127.0.0.1:$overseas_port/icp_gate/admin?domain=play.unfiled-demo.cn&probe=api'
-  curl -s -X POST 'http://127.0.0.1:$overseas_port/icp_gate/admin?domain=unfiled-demo.cn&action=purge&redis=1'
+  curl -s -X POST -H 'X-ICP-Gate: purge' 'http://127.0.0.1:$overseas_port/icp_gate/admin?domain=unfiled-demo.cn&action=purge&redis=1'
 
   # what the gate wrote to Redis
   redis-cli -p $redis_port hgetall icp:domain:example.com
