@@ -29,11 +29,13 @@ typedef struct {
 typedef struct {
     ngx_icp_gate_judgement_t    judgement;
     ngx_http_request_t         *request;
-    unsigned                    judged:1;
+    ngx_icp_gate_conf_t        *judged_by;  /* NULL: no outcome yet */
 } ngx_http_icp_gate_ctx_t;
 
 
 static ngx_int_t ngx_http_icp_gate_handler(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_icp_gate_stands(ngx_http_icp_gate_ctx_t *ctx,
+    ngx_http_icp_gate_loc_conf_t *lcf);
 static ngx_inline ngx_int_t ngx_http_icp_gate_act(ngx_http_request_t *r,
     ngx_http_icp_gate_ctx_t *ctx, ngx_http_icp_gate_loc_conf_t *lcf);
 static ngx_int_t ngx_http_icp_gate_refuse(ngx_http_request_t *r,
@@ -42,7 +44,7 @@ static void ngx_http_icp_gate_log(ngx_http_request_t *r,
     ngx_http_icp_gate_ctx_t *ctx, ngx_http_icp_gate_loc_conf_t *lcf);
 static void ngx_http_icp_gate_wake(ngx_icp_gate_waiter_t *w);
 static void ngx_http_icp_gate_cleanup(void *data);
-static ngx_http_icp_gate_ctx_t *ngx_http_icp_gate_create_ctx(
+static ngx_inline ngx_http_icp_gate_ctx_t *ngx_http_icp_gate_create_ctx(
     ngx_http_request_t *r);
 static ngx_inline ngx_http_icp_gate_ctx_t *ngx_http_icp_gate_get_ctx(
     ngx_http_request_t *r);
@@ -146,19 +148,28 @@ ngx_http_icp_gate_handler(ngx_http_request_t *r)
 
     ctx = ngx_http_icp_gate_get_ctx(r);
 
-    if (ctx) {
-        if (ngx_icp_gate_judge_held(&ctx->judgement)) {
-            return NGX_AGAIN;
+    if (ctx == NULL) {
+        if (lcf->gate.mode == NGX_ICP_GATE_MODE_OFF) {
+            return NGX_DECLINED;
         }
 
-        if (!ctx->judged) {
-            /* woken with a verdict */
-            return ngx_http_icp_gate_act(r, ctx, lcf);
+        ctx = ngx_http_icp_gate_create_ctx(r);
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
+
+    } else if (ngx_icp_gate_judge_held(&ctx->judgement)) {
+        return NGX_AGAIN;
+
+    } else if (ctx->judged_by == NULL) {
+        /* woken with a verdict */
+        return ngx_http_icp_gate_act(r, ctx, lcf);
+
+    } else if (ngx_http_icp_gate_stands(ctx, lcf)) {
 
         /*
-         * judged once already, before an internal redirect: a refused
-         * request stays refused, but its error page goes through
+         * judged before an internal redirect: a refused request stays
+         * refused, but its error page goes through
          */
 
         if (ctx->judgement.result == NGX_ICP_GATE_RESULT_DENY
@@ -168,19 +179,16 @@ ngx_http_icp_gate_handler(ngx_http_request_t *r)
         }
 
         return NGX_DECLINED;
-    }
 
-    if (lcf->gate.mode == NGX_ICP_GATE_MODE_OFF) {
-        return NGX_DECLINED;
-    }
+    } else {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "icp_gate: \"%V\" judged again after a redirect, "
+                       "was %V", &ctx->judgement.host,
+                       &ngx_icp_gate_result_names[ctx->judgement.result]);
 
-    ctx = ngx_http_icp_gate_create_ctx(r);
-    if (ctx == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        ctx->judged_by = NULL;
+        ngx_icp_gate_judgement_reset(&ctx->judgement);
     }
-
-    ngx_icp_gate_judgement_init(&ctx->judgement, &r->headers_in.server,
-                                ngx_http_icp_gate_wake, ctx);
 
     if (ngx_icp_gate_judge(&lcf->gate, &ctx->judgement, r->pool)
         == NGX_AGAIN)
@@ -200,13 +208,43 @@ ngx_http_icp_gate_handler(ngx_http_request_t *r)
 }
 
 
+/*
+ * After an internal redirect (try_files, error_page, X-Accel-Redirect, a
+ * named location, with any "rewrite ... last" on the way) the request
+ * enters a location whose gate may be stricter than the one that judged
+ * it.  A refusal stands everywhere, and so does any outcome where the new
+ * location has no gate, or one set as the judging one was in everything
+ * that decides an outcome (icp_gate, icp_gate_region, icp_gate_wait,
+ * icp_gate_on_error; icp_gate_status and icp_gate_log only say how).
+ * Anything else, an exemption, a dry_run, a verdict not in yet, a failed
+ * lookup let through, is judged again under the new settings.
+ */
+
+static ngx_uint_t
+ngx_http_icp_gate_stands(ngx_http_icp_gate_ctx_t *ctx,
+    ngx_http_icp_gate_loc_conf_t *lcf)
+{
+    ngx_icp_gate_conf_t  *was, *now;
+
+    was = ctx->judged_by;
+    now = &lcf->gate;
+
+    return ctx->judgement.result == NGX_ICP_GATE_RESULT_DENY
+           || now->mode == NGX_ICP_GATE_MODE_OFF
+           || (now->mode == was->mode
+               && now->region == was->region
+               && now->wait == was->wait
+               && now->on_error == was->on_error);
+}
+
+
 /* inline: a request let through costs one branch past its count */
 
 static ngx_inline ngx_int_t
 ngx_http_icp_gate_act(ngx_http_request_t *r, ngx_http_icp_gate_ctx_t *ctx,
     ngx_http_icp_gate_loc_conf_t *lcf)
 {
-    ctx->judged = 1;
+    ctx->judged_by = &lcf->gate;
 
     ngx_icp_gate_count(decisions[NGX_ICP_GATE_PROTO_HTTP]
                                 [ctx->judgement.result]
@@ -298,6 +336,44 @@ ngx_http_icp_gate_refusal_status(ngx_http_request_t *r)
 }
 
 
+/*
+ * The RTMP gate refused an HTTP-FLV play of this request: the refusal is
+ * kept here as the HTTP gate keeps its own, so that the error page the
+ * request is answered through is served, not judged and logged again by a
+ * gated location it is in.
+ */
+
+ngx_int_t
+ngx_http_icp_gate_keep_refusal(ngx_http_request_t *r,
+    ngx_icp_gate_judgement_t *j)
+{
+    ngx_http_icp_gate_ctx_t       *ctx;
+    ngx_http_icp_gate_loc_conf_t  *lcf;
+
+    ctx = ngx_http_icp_gate_get_ctx(r);
+
+    if (ctx == NULL) {
+        ctx = ngx_http_icp_gate_create_ctx(r);
+        if (ctx == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_icp_gate_module);
+
+    /* the domain is in the connection's pool, which outlives the request */
+
+    ctx->judgement.domain = j->domain;
+    ctx->judgement.hash = j->hash;
+    ctx->judgement.result = j->result;
+    ctx->judgement.reason = j->reason;
+    ctx->judgement.verdict = j->verdict;
+    ctx->judged_by = &lcf->gate;
+
+    return NGX_OK;
+}
+
+
 static void
 ngx_http_icp_gate_wake(ngx_icp_gate_waiter_t *w)
 {
@@ -340,10 +416,10 @@ ngx_http_icp_gate_cleanup(void *data)
  * The context is the data of a pool cleanup, which cancels a wait and is
  * how the context is found again after an internal redirect.  What
  * ngx_pool_cleanup_add() does, in one allocation instead of two: every
- * request of a gated location comes this way.
+ * request of a gated location comes this way, inline.
  */
 
-static ngx_http_icp_gate_ctx_t *
+static ngx_inline ngx_http_icp_gate_ctx_t *
 ngx_http_icp_gate_create_ctx(ngx_http_request_t *r)
 {
     ngx_pool_cleanup_t       *cln;
@@ -357,7 +433,7 @@ ngx_http_icp_gate_create_ctx(ngx_http_request_t *r)
 
     ctx = (ngx_http_icp_gate_ctx_t *) (cln + 1);
     ctx->request = r;
-    ctx->judged = 0;
+    ctx->judged_by = NULL;
 
     cln->handler = ngx_http_icp_gate_cleanup;
     cln->data = ctx;
@@ -365,6 +441,9 @@ ngx_http_icp_gate_create_ctx(ngx_http_request_t *r)
     r->pool->cleanup = cln;
 
     ngx_http_set_ctx(r, ctx, ngx_http_icp_gate_module);
+
+    ngx_icp_gate_judgement_init(&ctx->judgement, &r->headers_in.server,
+                                ngx_http_icp_gate_wake, ctx);
 
     return ctx;
 }
@@ -415,7 +494,7 @@ ngx_http_icp_gate_variable(ngx_http_request_t *r,
 
     ctx = ngx_http_icp_gate_get_ctx(r->main);
 
-    if (ctx == NULL || !ctx->judged) {
+    if (ctx == NULL || ctx->judged_by == NULL) {
         v->not_found = 1;
         return NGX_OK;
     }

@@ -1170,6 +1170,14 @@ ngx_rtmp_icp_gate_flv_end(ngx_rtmp_session_t *s,
         ngx_rtmp_icp_gate_flv_hold(s, ctx);
     }
 
+    /* an error_page for the refusal is served, whatever gates its location */
+
+    if (ctx->judgement.result == NGX_ICP_GATE_RESULT_DENY
+        && ngx_http_icp_gate_keep_refusal(r, &ctx->judgement) != NGX_OK)
+    {
+        status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     r->keepalive = 0;
     ctx->status = status;
 

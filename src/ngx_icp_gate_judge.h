@@ -64,6 +64,22 @@ extern ngx_str_t  ngx_icp_gate_reason_names[];
 
 
 /*
+ * No outcome: before the first judgement, and before the host is judged
+ * again under another block's gate (an HTTP request after an internal
+ * redirect), which keeps the waiter, idle since its verdict came
+ */
+
+static ngx_inline void
+ngx_icp_gate_judgement_reset(ngx_icp_gate_judgement_t *j)
+{
+    ngx_str_null(&j->domain);
+    j->result = NGX_ICP_GATE_RESULT_NONE;
+    j->reason = NGX_ICP_GATE_REASON_NONE;
+    j->verdict.icp_len = 0;
+}
+
+
+/*
  * host: as the client sent it, NULL data when it sent none; handler(data)
  * is told when a judgement held for a verdict has it
  */
@@ -78,10 +94,7 @@ ngx_icp_gate_judgement_init(ngx_icp_gate_judgement_t *j, ngx_str_t *host,
         ngx_str_set(&j->host, "");
     }
 
-    ngx_str_null(&j->domain);
-    j->result = NGX_ICP_GATE_RESULT_NONE;
-    j->reason = NGX_ICP_GATE_REASON_NONE;
-    j->verdict.icp_len = 0;
+    ngx_icp_gate_judgement_reset(j);
     j->handler = handler;
     j->data = data;
     j->waiter = NULL;
