@@ -20,7 +20,8 @@ ASAN_BIN       = $(ASAN_BUILD)/sbin/nginx
 FLV_BIN        = $(FLV_BUILD)/sbin/nginx
 FLV_ASAN_BIN   = $(FLV_ASAN_BUILD)/sbin/nginx
 # the tests of what differs between the rtmp host modules
-FLV_TESTS      = t/10-rtmp.t t/21-rtmp-unix.t t/22-rtmp-chain.t t/23-http-flv.t
+FLV_TESTS      = t/10-rtmp.t t/21-rtmp-unix.t t/22-rtmp-chain.t t/23-http-flv.t \
+                 t/34-redirects.t
 DEPS           = build test run $(if $(filter-out 0 no,$(BENCH)),bench) \
                  $(if $(filter-out 0 no,$(DEB)),deb)
 NEEDS          = need-build need-test need-run need-bench need-deb
