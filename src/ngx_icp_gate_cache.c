@@ -436,7 +436,8 @@ ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
  * with NGX_ICP_GATE_CACHE_READ, when v was asked of Redis: a change Redis
  * told since, or a new epoch, makes v older than the zone's copy, which it
  * then does not replace (v is stored expired where there is none, to be
- * read again when next used).  A verdict of an older version than the
+ * read again when next used; after a change told, it answers only if that
+ * read fails).  A verdict of an older version than the
  * copy's replaces it neither.  NGX_ICP_GATE_CACHE_RELEASE: the caller
  * holds the entry's update lock, and gives it up unless another worker
  * took it over.  NGX_DONE: stored, and news to the workers' watchers (its
@@ -450,7 +451,7 @@ ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     time_t usable_for, ngx_icp_gate_cache_mark_t *mark, ngx_uint_t flags)
 {
     ngx_int_t                   rc;
-    ngx_uint_t                  older, news;
+    ngx_uint_t                  older, told, news;
     ngx_icp_gate_cache_sh_t    *sh;
     ngx_icp_gate_cache_node_t  *cn, *grown;
 
@@ -475,10 +476,12 @@ ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
         ngx_icp_gate_cache_catch_up(cache, cn);
     }
 
-    older = (flags & NGX_ICP_GATE_CACHE_READ)
-            && (mark->epoch != sh->epoch
-                || ngx_icp_gate_cache_seen_since(sh->told_ring, sh->told,
-                                                 mark->told, domain, hash));
+    told = (flags & NGX_ICP_GATE_CACHE_READ)
+           && ngx_icp_gate_cache_seen_since(sh->told_ring, sh->told,
+                                            mark->told, domain, hash);
+
+    older = told
+            || ((flags & NGX_ICP_GATE_CACHE_READ) && mark->epoch != sh->epoch);
 
     if (cn && cn->status != NGX_ICP_GATE_STATUS_NONE
         && (older || (v->version && cn->version > v->version)))
@@ -535,13 +538,21 @@ ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     cn->icp_len = (u_char) v->icp_len;
     ngx_memcpy(cn->data + cn->len, v->icp, v->icp_len);
 
+    if (older) {
+        fresh_for = 0;
+    }
+
     cn->expires = ngx_current_msec + fresh_for;
     cn->usable = (uint32_t) (ngx_time() + usable_for);
     cn->epoch = sh->epoch;
 
-    /* a verdict that may predate a change answers only if its refresh fails */
+    /*
+     * read before a change Redis told of the domain: it answers only if its
+     * refresh fails; read before the channel came back, as any copy then,
+     * while its refresh runs
+     */
 
-    if (older) {
+    if (told) {
         ngx_icp_gate_cache_shut(cache, cn);
     }
 

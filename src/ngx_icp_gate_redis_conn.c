@@ -37,7 +37,7 @@
 #define NGX_ICP_GATE_REDIS_LOG_EVERY     5000
 #define NGX_ICP_GATE_REDIS_LOG_FIRST     1000
 
-/* the longest a worker's exit waits to send what its last commands */
+/* the longest a worker's exit waits for its last commands to leave */
 #define NGX_ICP_GATE_REDIS_EXIT_WAIT     100
 
 
@@ -140,9 +140,14 @@ ngx_icp_gate_redis_conns_done(void)
         ngx_icp_gate_sentinel_done();
     }
 
-    /* the fleet's locks this worker gives up on its way out */
+    /*
+     * the fleet's locks this worker gives up on its way out, and the
+     * verdicts it was writing
+     */
 
     ngx_icp_gate_redis_push_out(&ngx_icp_gate_redis_rd,
+                                NGX_ICP_GATE_REDIS_EXIT_WAIT);
+    ngx_icp_gate_redis_push_out(&ngx_icp_gate_redis_wr,
                                 NGX_ICP_GATE_REDIS_EXIT_WAIT);
 
     ngx_icp_gate_redis_close(&ngx_icp_gate_redis_rd);
@@ -508,9 +513,16 @@ ngx_icp_gate_redis_send(ngx_icp_gate_redis_conn_t *c, redisCallbackFn *fn,
 
     c->pending++;
 
-    ngx_log_debug3(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
-                   "icp_gate: redis %*s sent, %ui pending",
-                   argvlen[0], argv[0], c->pending);
+    if (cmd == NULL || cmd->what == NULL) {
+        ngx_log_debug3(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                       "icp_gate: redis %*s sent, %ui pending",
+                       argvlen[0], argv[0], c->pending);
+
+    } else {
+        ngx_log_debug2(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                       "icp_gate: redis %s sent, %ui pending",
+                       cmd->what, c->pending);
+    }
 
     if (cmd == NULL) {
         return NGX_OK;
@@ -637,6 +649,7 @@ ngx_icp_gate_redis_read(ngx_icp_gate_redis_conn_t *c, const char *what,
         return NGX_ERROR;
     }
 
+    cmd->what = what;
     cmd->handler = handler;
     cmd->data = data;
 

@@ -68,6 +68,7 @@ typedef struct {
     ngx_msec_t                  sent;
     uint64_t                    sent_us;    /* for the histogram */
     ngx_uint_t                  kind;
+    const char                 *what;       /* for logs: "read", "look"... */
     ngx_icp_gate_redis_pt       handler;    /* a read's; NULL once it is late */
     void                       *data;
     void                       *write;      /* a write's */

@@ -17,9 +17,9 @@
 #include "ngx_icp_gate_throttle.h"
 
 
-static ngx_int_t ngx_icp_gate_redis_eval(const char *script, size_t len,
-    ngx_str_t *domain, ngx_msec_t ms, ngx_icp_gate_redis_pt handler,
-    void *data);
+static ngx_int_t ngx_icp_gate_redis_eval(const char *what,
+    const char *script, size_t len, ngx_str_t *domain, ngx_msec_t ms,
+    ngx_icp_gate_redis_pt handler, void *data);
 static void ngx_icp_gate_redis_lock_reply(redisAsyncContext *ac, void *r,
     void *privdata);
 
@@ -55,8 +55,8 @@ ngx_icp_gate_redis_look_or_lock(ngx_str_t *domain, ngx_msec_t ttl,
         "end "
         "return {t[1], t[2], 0}";
 
-    return ngx_icp_gate_redis_eval(script, sizeof(script) - 1, domain, ttl,
-                                   handler, data);
+    return ngx_icp_gate_redis_eval("look", script, sizeof(script) - 1,
+                                   domain, ttl, handler, data);
 }
 
 
@@ -76,8 +76,8 @@ ngx_icp_gate_redis_unlock(ngx_str_t *domain)
         "end "
         "return 0";
 
-    (void) ngx_icp_gate_redis_eval(script, sizeof(script) - 1, domain, 0,
-                                   NULL, NULL);
+    (void) ngx_icp_gate_redis_eval("unlock", script, sizeof(script) - 1,
+                                   domain, 0, NULL, NULL);
 }
 
 
@@ -92,8 +92,8 @@ ngx_icp_gate_redis_renew(ngx_str_t *domain, ngx_msec_t ttl)
         "end "
         "return 0";
 
-    (void) ngx_icp_gate_redis_eval(script, sizeof(script) - 1, domain, ttl,
-                                   NULL, NULL);
+    (void) ngx_icp_gate_redis_eval("renew", script, sizeof(script) - 1,
+                                   domain, ttl, NULL, NULL);
 }
 
 
@@ -118,16 +118,17 @@ ngx_icp_gate_redis_delete(ngx_str_t *domain, ngx_msec_t mark,
                    "'PX', ARGV[2]) "
         "return n";
 
-    return ngx_icp_gate_redis_eval(script, sizeof(script) - 1, domain, mark,
-                                   handler, data);
+    return ngx_icp_gate_redis_eval("delete", script, sizeof(script) - 1,
+                                   domain, mark, handler, data);
 }
 
 
 /* ARGV[2]: ms, a time the script needs, when not 0 */
 
 static ngx_int_t
-ngx_icp_gate_redis_eval(const char *script, size_t len, ngx_str_t *domain,
-    ngx_msec_t ms, ngx_icp_gate_redis_pt handler, void *data)
+ngx_icp_gate_redis_eval(const char *what, const char *script, size_t len,
+    ngx_str_t *domain, ngx_msec_t ms, ngx_icp_gate_redis_pt handler,
+    void *data)
 {
     ngx_icp_gate_redis_argv_t  a;
 
@@ -137,7 +138,7 @@ ngx_icp_gate_redis_eval(const char *script, size_t len, ngx_str_t *domain,
         ngx_icp_gate_redis_arg(&a, NULL, 0, (uint64_t) ms);
     }
 
-    return ngx_icp_gate_redis_read(&ngx_icp_gate_redis_rd, "EVAL",
+    return ngx_icp_gate_redis_read(&ngx_icp_gate_redis_rd, what,
                                    ngx_icp_gate_redis_lock_reply,
                                    handler, data, a.argc, a.argv, a.argvlen);
 }

@@ -128,7 +128,7 @@ ngx_icp_gate_redis_read_hash(ngx_icp_gate_redis_conn_t *c, ngx_str_t *domain,
 
     ngx_icp_gate_redis_script(&a, script, sizeof(script) - 1, domain);
 
-    return ngx_icp_gate_redis_read(c, "the read", ngx_icp_gate_redis_get_reply,
+    return ngx_icp_gate_redis_read(c, "read", ngx_icp_gate_redis_get_reply,
                                    handler, data, a.argc, a.argv, a.argvlen);
 }
 
@@ -266,6 +266,7 @@ ngx_icp_gate_redis_write(ngx_icp_gate_redis_conn_t *c,
     }
 
     cmd->write = w;
+    cmd->what = "write";
 
     v = &w->verdict;
     domain.data = w->domain;
@@ -562,15 +563,11 @@ ngx_icp_gate_redis_get_reply(redisAsyncContext *ac, void *r, void *privdata)
 
     handler = ngx_icp_gate_redis_read_done(ac, reply, privdata, &data);
 
-    ngx_log_debug2(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
-                   "icp_gate: redis answered the read: %s%s",
-                   reply == NULL ? "no reply"
-                   : reply->type == REDIS_REPLY_ARRAY ? "an array"
-                   : "not an array", handler ? "" : ", too late");
-
     /* its deadline passed: the lookup went on without it */
 
     if (handler == NULL) {
+        ngx_log_debug0(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                       "icp_gate: redis answered the read too late");
         return;
     }
 
@@ -593,6 +590,11 @@ ngx_icp_gate_redis_get_reply(redisAsyncContext *ac, void *r, void *privdata)
 
     rc = ngx_icp_gate_redis_parse_hash(hash, &v);
     v.version = version;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                   "icp_gate: redis answered the read: %s (%uz fields) "
+                   "at %uL", rc == NGX_OK ? "a verdict" : "no verdict",
+                   hash->elements / 2, version);
 
     handler(data, rc, &v);
 }
