@@ -137,6 +137,26 @@ cmp_ok $t->redis(qw(PTTL icp:purged:refiled.cn)), '>', 86_000_000,
 $other->stop_nginx;
 $other->done_cleanly;
 
+# -- a verdict stored by someone else than the worker refreshing it (a
+#    re-read) leaves that worker's update lock in place
+
+$t->api_set('held.cn', 'filed');
+is reason($t->get('www.held.cn')), '200 ', 'held.cn is filed';
+$t->api_set('held.cn', 'filed', delay_ms => 1500);
+$t->redis(qw(DEL icp:domain:held.cn));
+ok $t->wait_for(sub { (zone_of($t, 'held.cn') // {})->{fresh_for} // 1 <= 0 }, 2),
+    'its hash deleted: the copy expires';
+is reason($t->get('www.held.cn')), '200 ',
+    'the next request gets the expired copy, and starts its refresh';
+ok $t->wait_for(sub { $t->api_count('held.cn') == 2 }, 2),
+    'which asks the filing API (slowly)';
+$t->redis(qw(HSET icp:domain:held.cn status filed source manual));
+ok $t->wait_for(sub { ((zone_of($t, 'held.cn') // {})->{source} // '') eq 'operator' }, 2),
+    'an operator\'s verdict is read again into the zone meanwhile';
+is zone_of($t, 'held.cn')->{refreshing}, JSON::PP::true,
+    'and the refresh still holds its lock';
+sleep 1.5;
+
 # -- a purge whose DEL Redis does not answer in time purges nothing
 
 $t->get('www.stuck.cn');
