@@ -378,6 +378,8 @@ class Node:
             self.workers()), 10))
 
     def stop(self):
+        # one that did not come up in time may still have written its pid
+        self.master = self.master or self.read_pid()
         if not self.master:
             return
         self.nginx("-s", "quit")
