@@ -27,8 +27,8 @@ DEPS           = build test run $(if $(filter-out 0 no,$(BENCH)),bench) \
 NEEDS          = need-build need-test need-run need-bench need-deb
 DEB_OUT        = $(BUILD)/deb
 
-.PHONY: all asan flv test test-asan test-plain test-flv run bench soak deps deb \
-	clean rebuild $(NEEDS)
+.PHONY: all asan flv test test-asan test-plain test-flv run bench soak history \
+	deps deb clean rebuild $(NEEDS)
 
 all: $(NGINX_BIN)
 
@@ -76,6 +76,15 @@ bench: need-bench $(NGINX_BIN)
 # 100 000 cold domains (SOAK_DOMAINS=N): worker memory and descriptors flat
 soak: need-bench $(NGINX_BIN)
 	python3 bench/run.py --nginx $(NGINX_BIN) --only soak
+
+# the history checker's long runs: HISTORY_RUNS histories of 90 s each
+# (10), from seed HISTORY_SEED (by default one from the clock), each
+# checked, and a failing one shrunk; t/35-history.t runs two short ones
+HISTORY_RUNS ?= 10
+
+history: need-test $(NGINX_BIN)
+	python3 t/history --nginx $(NGINX_BIN) --profile long \
+	    --runs $(HISTORY_RUNS) $(if $(HISTORY_SEED),--seed $(HISTORY_SEED))
 
 # the Debian packages, into build/deb/ (make deps DEB=1: the tools alone)
 deb: need-deb

@@ -2,6 +2,7 @@
 """Stand-in for the external ICP filing API, used by the icp_gate tests.
 
     python3 t/filing_api.py --port N [--host ADDR] [--preset FILE.json] [--default MODE]
+                            [--tag-icp] [--log-answers]
 
 GET /v1/filing/<domain> answers according to the mode configured for the
 domain (lower-cased), else the default mode.  /_control/* endpoints let a test
@@ -20,21 +21,42 @@ Modes:
   notobject 200, ["filed"]
   hang      sleep HANG_SECONDS, then close without answering
   drip      200 and a filed answer, its body one byte every DRIP_SECONDS
-Every mode first sleeps delay_ms when one is configured.
+Every mode first sleeps delay_ms when one is configured, plus a random
+part of up to jitter_ms.  The mode and delay are those in force when the
+request arrives: a mode changed while a request sleeps reaches the next one.
+
+--tag-icp: every answer with a JSON verdict carries "icp": "api-SEQ", SEQ
+being the request's number (1, 2, ... in order of arrival), so that a verdict
+found later in Redis or in a node names the answer it came from.
+--log-answers: every filing request is kept (see /_control/answers).
 
 Control (GET or POST, parameters in the query string):
-  /_control/set?domain=D&mode=M[&delay_ms=N][&icp=S][&region=R]   -> "ok"
-  /_control/default?mode=M[&delay_ms=N]                           -> "ok"
+  /_control/set?domain=D&mode=M[&delay_ms=N][&jitter_ms=N][&icp=S][&region=R]
+                               -> "ok"
+  /_control/default?mode=M[&delay_ms=N][&jitter_ms=N]             -> "ok"
+  /_control/next?domain=D&delay_ms=N[&mode=M]
+                               -> "ok": the next request for D (one request;
+                                  each call queues one more) sleeps N ms
+                                  and answers M (default: the domain's mode)
   /_control/count?domain=D     -> integer, filing requests for D so far
   /_control/counts             -> JSON object domain -> count
   /_control/total              -> integer, all filing requests
   /_control/headers?domain=D   -> JSON object, last request's headers for D
   /_control/reset              -> clears counts and headers, keeps modes
   /_control/clear              -> clears counts, headers and modes
+  /_control/answers[?since=SEQ][&domain=D]
+                               -> JSON list of the filing requests after SEQ
+                                  (with --log-answers): {"seq", "domain",
+                                  "node" (its X-Node header), "mode",
+                                  "delay_ms" (slept), "arrived",
+                                  "answered" (Unix times, null while it
+                                  sleeps), "status" (HTTP, 0: none),
+                                  "verdict" (null: none), "icp"}
 """
 
 import argparse
 import json
+import random
 import sys
 import threading
 import time
@@ -80,9 +102,10 @@ def check_delay(value):
     return delay
 
 
-def make_entry(mode, delay_ms=0, icp=None, region=None):
+def make_entry(mode, delay_ms=0, icp=None, region=None, jitter_ms=0):
     """One domain's configuration, as the handler reads it."""
-    entry = {"mode": check_mode(mode), "delay_ms": check_delay(delay_ms)}
+    entry = {"mode": check_mode(mode), "delay_ms": check_delay(delay_ms),
+             "jitter_ms": check_delay(jitter_ms)}
     if icp is not None:
         entry["icp"] = icp
     if region is not None:
@@ -93,21 +116,46 @@ def make_entry(mode, delay_ms=0, icp=None, region=None):
 class State:
     """Everything the tests configure or inspect; shared by all threads."""
 
-    def __init__(self, default_mode):
+    def __init__(self, default_mode, tag_icp=False, log_answers=False):
         self.lock = threading.Lock()
         self.default = make_entry(default_mode)
         self.domains = {}    # domain -> entry
         self.counts = {}     # domain -> number of filing requests
         self.headers = {}    # domain -> last request's headers
+        self.next = {}       # domain -> [one-request entries], oldest first
+        self.seq = 0         # filing requests so far
+        self.tag_icp = tag_icp
+        self.answers = [] if log_answers else None
 
-    def entry_for(self, domain):
-        with self.lock:
-            return dict(self.domains.get(domain, self.default))
-
-    def record(self, domain, headers):
+    def arrive(self, domain, headers):
+        """Counts a filing request; its entry (a one-request entry first)
+        and its record for the answers' log (None without --log-answers)."""
         with self.lock:
             self.counts[domain] = self.counts.get(domain, 0) + 1
             self.headers[domain] = headers
+            self.seq += 1
+            queued = self.next.get(domain)
+            entry = dict(queued.pop(0) if queued
+                         else self.domains.get(domain, self.default))
+            entry["seq"] = self.seq
+            if entry.get("jitter_ms"):
+                entry["delay_ms"] += random.randint(0, entry["jitter_ms"])
+            if self.answers is None:
+                return entry, None
+            answer = {"seq": self.seq, "domain": domain,
+                      "node": headers.get("x-node"), "mode": entry["mode"],
+                      "delay_ms": entry["delay_ms"], "arrived": time.time(),
+                      "answered": None, "status": 0, "verdict": None,
+                      "icp": None}
+            self.answers.append(answer)
+            return entry, answer
+
+    def answered(self, answer, status, verdict=None, icp=None):
+        if answer is None:
+            return
+        with self.lock:
+            answer.update(answered=time.time(), status=status,
+                          verdict=verdict, icp=icp)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -169,9 +217,7 @@ class Handler(BaseHTTPRequestHandler):
         for name, value in self.headers.items():
             name = name.lower()
             headers[name] = headers[name] + ", " + value if name in headers else value
-        self.state.record(domain, headers)
-
-        entry = self.state.entry_for(domain)
+        entry, logged = self.state.arrive(domain, headers)
         if entry["delay_ms"]:
             time.sleep(entry["delay_ms"] / 1000.0)
 
@@ -179,22 +225,29 @@ class Handler(BaseHTTPRequestHandler):
         if mode == "hang":
             time.sleep(HANG_SECONDS)
             self.close_connection = True
+            self.state.answered(logged, 0)
             return
         if mode == "drip":
             self.drip(json.dumps({"domain": requested, "status": "filed"}).encode())
+            self.state.answered(logged, 200, "filed")
             return
         if mode in FIXED_ANSWERS:
             status, body = FIXED_ANSWERS[mode]
             self.reply(status, body, "application/json")
+            self.state.answered(logged, status,
+                                "unfiled" if status == 404 else None)
             return
 
         answer = {"domain": requested, "status": mode}
         icp = entry.get("icp", DEFAULT_ICP if mode == "filed" else None)
+        if self.state.tag_icp:
+            icp = "api-%d" % entry["seq"]
         if icp is not None:
             answer["icp"] = icp
         if "region" in entry:
             answer["region"] = entry["region"]
         self.reply_json(answer)
+        self.state.answered(logged, 200, mode, icp)
 
     def drip(self, body):
         self.send_response(200)
@@ -223,15 +276,36 @@ class Handler(BaseHTTPRequestHandler):
         if action == "set":
             domain = need("domain").lower()
             entry = make_entry(need("mode"), params.get("delay_ms", 0),
-                               params.get("icp"), params.get("region"))
+                               params.get("icp"), params.get("region"),
+                               params.get("jitter_ms", 0))
             with state.lock:
                 state.domains[domain] = entry
             self.reply(200, b"ok")
         elif action == "default":
-            entry = make_entry(need("mode"), params.get("delay_ms", 0))
+            entry = make_entry(need("mode"), params.get("delay_ms", 0),
+                               jitter_ms=params.get("jitter_ms", 0))
             with state.lock:
                 state.default = entry
             self.reply(200, b"ok")
+        elif action == "next":
+            domain = need("domain").lower()
+            with state.lock:
+                entry = dict(state.domains.get(domain, state.default))
+                if "mode" in params:
+                    entry["mode"] = check_mode(params["mode"])
+                entry["delay_ms"] = check_delay(need("delay_ms"))
+                entry["jitter_ms"] = 0
+                state.next.setdefault(domain, []).append(entry)
+            self.reply(200, b"ok")
+        elif action == "answers":
+            since = check_delay(params.get("since", 0))
+            domain = params.get("domain", "").lower()
+            with state.lock:
+                if state.answers is None:
+                    raise BadRequest("start with --log-answers")
+                found = [dict(a) for a in state.answers[since:]
+                         if not domain or a["domain"] == domain]
+            self.reply_json(found)
         elif action == "count":
             domain = need("domain").lower()
             with state.lock:
@@ -260,6 +334,7 @@ class Handler(BaseHTTPRequestHandler):
                 state.counts.clear()
                 state.headers.clear()
                 state.domains.clear()
+                state.next.clear()
                 state.default = make_entry("404")
             self.reply(200, b"ok")
         else:
@@ -289,7 +364,8 @@ def load_preset(path):
             raise ValueError("%s: settings for %s must be an object" % (path, domain))
         domains[domain.lower()] = make_entry(
             settings.get("mode", "filed"), settings.get("delay_ms", 0),
-            settings.get("icp"), settings.get("region"))
+            settings.get("icp"), settings.get("region"),
+            settings.get("jitter_ms", 0))
     return domains
 
 
@@ -300,9 +376,13 @@ def main():
     parser.add_argument("--preset", help="JSON object domain -> settings")
     parser.add_argument("--default", default="404", choices=MODES,
                         help="mode for domains not configured (default 404)")
+    parser.add_argument("--tag-icp", action="store_true",
+                        help='each verdict answered carries "icp": "api-SEQ"')
+    parser.add_argument("--log-answers", action="store_true",
+                        help="keep every filing request for /_control/answers")
     args = parser.parse_args()
 
-    state = State(args.default)
+    state = State(args.default, args.tag_icp, args.log_answers)
     if args.preset:
         try:
             state.domains.update(load_preset(args.preset))
