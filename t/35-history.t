@@ -9,19 +9,14 @@
 # seed, what it violated, its events in order, and the shortest failing
 # history found.  `make history` runs long ones.
 #
-# acf9a28 violates (a) and (b) (issue 19, P9): the test runs only with
-# ICP_GATE_HISTORY=1 until the fixes land.  ICP_GATE_HISTORY_SEED=S runs
-# seeds S and S+1 instead of 1 and 2.
+# acf9a28, before P9, violates (a) and (b) in both (issue 19).
+# ICP_GATE_HISTORY_SEED=S runs seeds S and S+1 instead of 1 and 2.
 
 use v5.36;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use IcpGate::Test;
-
-plan skip_all => 'the history checker runs with ICP_GATE_HISTORY=1 '
-    . '(acf9a28 fails it: issue 19, P9)'
-    unless $ENV{ICP_GATE_HISTORY};
 
 my $repo = $IcpGate::Test::REPO;
 my $seed = $ENV{ICP_GATE_HISTORY_SEED} // 1;

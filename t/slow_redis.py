@@ -91,8 +91,9 @@ async def release_commands(queue, writer, gone):
         writer.close()
 
 
-async def pump_replies(reader, writer, reply_delay, subscribed):
-    """Redis -> client, as it comes, or each reply reply_delay late"""
+async def pump_replies(reader, writer, reply_delay=0, subscribed=None):
+    """Redis -> client, as it comes, or each reply reply_delay late (t/
+    tcp_to_unix.py pipes a socket's bytes through it, as they come)"""
     loop = asyncio.get_running_loop()
     late = asyncio.Queue()
 
@@ -112,7 +113,7 @@ async def pump_replies(reader, writer, reply_delay, subscribed):
             data = await reader.read(65536)
             if not data:
                 break
-            if not reply_delay or subscribed.is_set():
+            if not reply_delay or subscribed is None or subscribed.is_set():
                 await late.put((0, buf + data))
                 buf = b""
                 continue
