@@ -47,6 +47,7 @@ PORT = {
     "cold": 28010, "capacity": 28011, "rtmp": 28035,
     "callgrind_nginx": 28021, "callgrind_icp_gate": 28022,
     "nginx_2w": 28031, "icp_gate_2w": 28032, "soak": 28040,
+    "flood_clean": 28051, "flooded": 28052,
 }
 HOT_HOST = "live.filed-bench.cn"
 HOSTS_LUA = os.path.join(TOP, "bench", "hosts.lua")
@@ -65,6 +66,10 @@ CAPACITY_HOT_EVERY = 50
 SOAK_DOMAINS = int(os.environ.get("SOAK_DOMAINS", "100000"))
 SOAK_CLIENTS = 16
 SOAK_SAMPLES = 10
+FLOOD_VICTIM = "victim-flood.cn"
+FLOOD_COLLIDERS = 6000
+FLOOD_ZONE_BYTES = 10 * 1024 * 1024
+FLOOD_SENDERS = 8
 
 # what report.py says the figures were measured with
 PARAMS = {
@@ -98,6 +103,12 @@ LABEL_VARIANTS = (
     ("ordinary", "icp_gate on, www.example.com", "ordinary", None),
     ("many_labels", "icp_gate on, a 127-label host", "many_labels",
      "ordinary"),
+)
+# the victim domain's hot path, its zone bucket flooded or not
+FLOOD_VARIANTS = (
+    ("flood_clean", "victim domain, no colliders", "flood_clean", None),
+    ("flooded", "victim domain, %d domains crafted into its bucket"
+     % FLOOD_COLLIDERS, "flooded", "flood_clean"),
 )
 RTMP_VARIANTS = (
     ("open", "nginx-rtmp, no gate", "open", None),
@@ -273,6 +284,19 @@ http {
 %(common)s
     server {
         listen 127.0.0.1:%(soak)d reuseport backlog=4096;
+        root %(html)s;
+        icp_gate on;
+    }
+}
+"""
+
+# one worker, the default zone's size, no Redis: the filing API stand-in
+# answers every domain filed
+FLOOD_CONF = """
+http {
+%(common)s
+    server {
+        listen 127.0.0.1:%(port)d backlog=4096;
         root %(html)s;
         icp_gate on;
     }
@@ -826,6 +850,77 @@ class Bench:
                                   self.results["soak"]["fd_growth"]))
         soak.stop()
 
+    # -- hash flooding ----------------------------------------------------
+
+    def flood(self, count=FLOOD_COLLIDERS):
+        """A victim domain's CPU per request, with and without domains
+        crafted to share its zone bucket under the unkeyed hash icp_gate
+        had up to d0f259a (bench/colliders.c finds them offline, as an
+        attacker would); each collider is one filing API request.  Two
+        gated nginx, one flooded, one not, measured in paired rounds."""
+        say("Hash flooding: %d domains crafted into the zone bucket of %s"
+            % (count, FLOOD_VICTIM))
+        colliders = self.colliders(count)
+        victim = "www." + FLOOD_VICTIM
+        zone = "%dk" % (FLOOD_ZONE_BYTES // 1024)
+        for key, *_ in FLOOD_VARIANTS:
+            self.instances[key] = self.gated_nginx(
+                key, FLOOD_CONF, [PORT[key]], zone=zone, redis=False,
+                port=PORT[key])
+            self.expect_200(PORT[key], victim)
+        before = self.api.total()
+        started = time.monotonic()
+        statuses = self.send_each(PORT["flooded"], colliders)
+        sent = time.monotonic() - started
+        asked = self.api.total() - before
+        say("  %d colliders sent in %.1f s: %s, %d filing API requests"
+            % (count, sent, statuses, asked))
+        for key, *_ in FLOOD_VARIANTS:
+            clients.wrk(PORT[key], 1, host=victim)
+        rows = self.http_rounds("flood", host=victim, variants=FLOOD_VARIANTS)
+        self.results["flood"] = {
+            "colliders": count, "statuses": statuses, "api_requests": asked,
+            "send_seconds": sent, "rows": rows,
+            "log_errors": self.instances["flooded"].log_lines()[:20],
+        }
+        say("  victim CPU/request flooded vs clean: %.3fx (%.2f vs %.2f us)"
+            % (rows[1]["ratio"], rows[1]["cpu_us"], rows[0]["cpu_us"]))
+        for key, *_ in FLOOD_VARIANTS:
+            self.instances.pop(key).stop()
+
+    def colliders(self, count):
+        binary = os.path.join(self.work, "colliders")
+        subprocess.run(["cc", "-O2", "-o", binary,
+                        os.path.join(TOP, "bench", "colliders.c")],
+                       check=True)
+        found = subprocess.run(
+            [binary, str(FLOOD_ZONE_BYTES), str(count), FLOOD_VICTIM],
+            check=True, capture_output=True, text=True)
+        say("  " + found.stderr.strip())
+        return found.stdout.split()
+
+    @staticmethod
+    def send_each(port, hosts):
+        """One request for each host, from a few clients at once; returns
+        {status: count}."""
+        statuses, lock = {}, threading.Lock()
+
+        def sender(k):
+            http = clients.HttpClient(port)
+            for host in hosts[k::FLOOD_SENDERS]:
+                status, _ = http.get(host)
+                with lock:
+                    statuses[status] = statuses.get(status, 0) + 1
+            http.close()
+
+        threads = [threading.Thread(target=sender, args=(k,))
+                   for k in range(FLOOD_SENDERS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return statuses
+
     # -- the whole run ----------------------------------------------------
 
     def machine(self):
@@ -871,8 +966,10 @@ def main():
     parser.add_argument("--debian-nginx", default="/usr/sbin/nginx")
     parser.add_argument("--out", default=os.path.join(TOP, "bench", "results"))
     parser.add_argument("--only", help="comma-separated scenarios of %s "
-                        "(and soak, which make bench leaves out: make soak); "
-                        "prints JSON, writes no report" % ",".join(SCENARIOS))
+                        "(and soak, which make bench leaves out: make soak; "
+                        "and flood, the victim of 6 000 domains crafted "
+                        "into its zone bucket); prints JSON, writes no "
+                        "report" % ",".join(SCENARIOS))
     args = parser.parse_args()
     args.nginx = os.path.abspath(args.nginx)
     Bench(args).run()

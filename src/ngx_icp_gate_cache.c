@@ -10,6 +10,11 @@
  * only when the refresh fails, and not at all past its own TTL
  * ("usable").
  *
+ * The buckets are picked by a hash with the zone's own random key, made
+ * with the zone and kept across reloads: names cannot be chosen to share
+ * one.  A chain holds at most as many entries as a reader walks: a new
+ * entry in a full one takes the place of its least recently used.
+ *
  * A fresh verdict is read without the mutex and without a write
  * (ngx_icp_gate_cache_peek()): writers, under the mutex, make the zone's
  * sequence number odd while they change what a reader looks at, and the
@@ -39,9 +44,10 @@
 
 
 /*
- * A full zone: the least recently used entry whose slot is big enough
- * goes, found among the last 64 of the LRU queue; failing that, the last 8
- * go, which may free a page.
+ * A full zone: the least recently used entry in a slab chunk of the size
+ * needed goes, found among the last 64 of the LRU queue; failing that, the
+ * last 8 go, which may free a page, and if none of them was in a chunk big
+ * enough, the least recently used one in a bigger chunk among the 64.
  */
 #define NGX_ICP_GATE_CACHE_VICTIMS    64
 #define NGX_ICP_GATE_CACHE_EVICT      8
@@ -53,7 +59,10 @@
 #define ngx_icp_gate_cache_looked_up(cn)                                      \
     ((cn)->locked && (ngx_msec_int_t) ((cn)->locked - ngx_current_msec) > 0)
 
-/* a reader gives a chain up after this many entries to the mutex's path */
+/*
+ * the most entries a chain holds, and a reader walks before it leaves the
+ * chain to the mutex's path
+ */
 #define NGX_ICP_GATE_CACHE_CHAIN_MAX  32
 
 /* a filing number of up to 32 bytes is read in one fixed-size copy */
@@ -80,6 +89,10 @@
 #define ngx_icp_gate_load_fence()     ngx_memory_barrier()
 #define ngx_icp_gate_store_fence()    ngx_memory_barrier()
 #endif
+
+/* the top bits of a hash, which its last multiply spreads best */
+#define ngx_icp_gate_cache_chain(sh, hash)                                    \
+    (&(sh)->buckets[(hash) >> (sh)->shift])
 
 
 typedef struct ngx_icp_gate_cache_node_s  ngx_icp_gate_cache_node_t;
@@ -109,6 +122,7 @@ struct ngx_icp_gate_cache_node_s {
     u_char                      len;
     u_char                      icp_len;
     u_char                      icp_room;
+    u_char                      chunk;          /* its slab chunk: 2^chunk */
     u_char                      data[1];
 };
 
@@ -141,7 +155,8 @@ typedef struct {
     ngx_uint_t                  budget;         /* API requests, in 1/1000 */
     ngx_msec_t                  budget_at;
     ngx_uint_t                  entries;
-    ngx_uint_t                  mask;
+    ngx_icp_gate_hash_key_t     key;            /* the workers' hash key */
+    ngx_uint_t                  shift;          /* 32 - log2(buckets) */
     ngx_icp_gate_cache_node_t  *buckets[1];
 } ngx_icp_gate_cache_sh_t;
 
@@ -162,11 +177,13 @@ static ngx_icp_gate_cache_node_t *ngx_icp_gate_cache_create(
     size_t room);
 static ngx_icp_gate_cache_node_t *ngx_icp_gate_cache_grow(
     ngx_icp_gate_cache_t *cache, ngx_icp_gate_cache_node_t *cn, size_t room);
+static ngx_int_t ngx_icp_gate_cache_shorten(ngx_icp_gate_cache_t *cache,
+    uint32_t hash);
 static ngx_icp_gate_cache_node_t *ngx_icp_gate_cache_alloc(
-    ngx_icp_gate_cache_t *cache, size_t len, size_t *room);
-static size_t ngx_icp_gate_cache_evict(ngx_icp_gate_cache_t *cache,
-    size_t slot);
-static size_t ngx_icp_gate_cache_slot(size_t size);
+    ngx_icp_gate_cache_t *cache, size_t len, size_t *room, ngx_uint_t *chunk);
+static ngx_uint_t ngx_icp_gate_cache_evict(ngx_icp_gate_cache_t *cache,
+    ngx_uint_t chunk);
+static ngx_uint_t ngx_icp_gate_cache_chunk(size_t size);
 static void ngx_icp_gate_cache_link(ngx_icp_gate_cache_t *cache,
     ngx_icp_gate_cache_node_t *cn);
 static void ngx_icp_gate_cache_delete(ngx_icp_gate_cache_t *cache,
@@ -186,6 +203,8 @@ static void ngx_icp_gate_cache_news_locked(ngx_icp_gate_cache_t *cache,
     ngx_str_t *domain, uint32_t hash);
 static void ngx_icp_gate_cache_write_begin(ngx_icp_gate_cache_t *cache);
 static void ngx_icp_gate_cache_write_end(ngx_icp_gate_cache_t *cache);
+static ngx_int_t ngx_icp_gate_cache_random_key(ngx_icp_gate_hash_key_t *key,
+    ngx_log_t *log);
 
 
 ngx_shm_zone_t *
@@ -256,7 +275,7 @@ ngx_icp_gate_cache_peek(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
            - 2 * 255;
 
     cn = *(ngx_icp_gate_cache_node_t * volatile *)
-              &sh->buckets[hash & sh->mask];
+              ngx_icp_gate_cache_chain(sh, hash);
 
     for (n = 0; /* void */ ; n++) {
 
@@ -1058,6 +1077,7 @@ ngx_icp_gate_cache_inspect(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     e->fresh = (ngx_msec_int_t) (expires - ngx_current_msec);
     e->usable = cn->usable;
     e->looked_up = ngx_icp_gate_cache_looked_up(cn);
+    e->chunk = (size_t) 1 << cn->chunk;
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
 
@@ -1140,6 +1160,28 @@ void
 ngx_icp_gate_cache_init_worker(ngx_icp_gate_cache_t *cache, ngx_msec_t stale)
 {
     cache->stale = stale;
+}
+
+
+/*
+ * The zone's hash key becomes this process's, before it hashes anything:
+ * every worker of the node, and every worker after a reload, which keeps
+ * the zone, puts a domain in the same bucket
+ */
+
+void
+ngx_icp_gate_cache_use_key(ngx_icp_gate_cache_t *cache)
+{
+    ngx_icp_gate_hash_key = cache->sh->key;
+}
+
+
+/* the bucket a hash picks: the unit tests fill chains */
+
+ngx_uint_t
+ngx_icp_gate_cache_bucket(ngx_icp_gate_cache_t *cache, uint32_t hash)
+{
+    return ngx_icp_gate_cache_chain(cache->sh, hash) - cache->sh->buckets;
 }
 
 
@@ -1260,7 +1302,7 @@ ngx_icp_gate_cache_find(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 {
     ngx_icp_gate_cache_node_t  *cn;
 
-    for (cn = cache->sh->buckets[hash & cache->sh->mask]; cn; cn = cn->next) {
+    for (cn = *ngx_icp_gate_cache_chain(cache->sh, hash); cn; cn = cn->next) {
         if (cn->hash == hash && cn->len == domain->len
             && ngx_memcmp(cn->data, domain->data, domain->len) == 0)
         {
@@ -1272,13 +1314,20 @@ ngx_icp_gate_cache_find(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 }
 
 
+/* NULL: no room, or a chain as long as it may be whose entries all stay */
+
 static ngx_icp_gate_cache_node_t *
 ngx_icp_gate_cache_create(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     uint32_t hash, size_t room)
 {
+    ngx_uint_t                  chunk;
     ngx_icp_gate_cache_node_t  *cn;
 
-    cn = ngx_icp_gate_cache_alloc(cache, domain->len, &room);
+    if (ngx_icp_gate_cache_shorten(cache, hash) != NGX_OK) {
+        return NULL;
+    }
+
+    cn = ngx_icp_gate_cache_alloc(cache, domain->len, &room, &chunk);
     if (cn == NULL) {
         return NULL;
     }
@@ -1290,6 +1339,7 @@ ngx_icp_gate_cache_create(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     cn->len = (u_char) domain->len;
     cn->icp_len = 0;
     cn->icp_room = (u_char) room;
+    cn->chunk = (u_char) chunk;
     cn->expires = 0;
     cn->locked = 0;
     cn->holder = 0;
@@ -1306,18 +1356,62 @@ ngx_icp_gate_cache_create(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 }
 
 
+/*
+ * Under the mutex, before an entry joins the chain of "hash": a chain may
+ * not grow past what a reader walks, however names fall into buckets.  In
+ * a full one the entry least recently used (by the second, and the oldest
+ * of those) goes, unless it is being looked up.  NGX_DECLINED: every
+ * entry of the chain is being looked up, and the new one waits its turn
+ * (its worker asks alone and keeps the verdict aside).
+ */
+
+static ngx_int_t
+ngx_icp_gate_cache_shorten(ngx_icp_gate_cache_t *cache, uint32_t hash)
+{
+    ngx_uint_t                  n;
+    ngx_icp_gate_cache_node_t  *cn, *victim;
+
+    victim = NULL;
+
+    for (n = 0, cn = *ngx_icp_gate_cache_chain(cache->sh, hash);
+         cn;
+         n++, cn = cn->next)
+    {
+        if (!ngx_icp_gate_cache_looked_up(cn)
+            && (victim == NULL || cn->used <= victim->used))
+        {
+            victim = cn;
+        }
+    }
+
+    if (n < NGX_ICP_GATE_CACHE_CHAIN_MAX) {
+        return NGX_OK;
+    }
+
+    if (victim == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ngx_icp_gate_cache_delete(cache, victim);
+    ngx_icp_gate_count(zone_evictions);
+
+    return NGX_OK;
+}
+
+
 /* moves an entry to a node with room for a filing number of room bytes */
 
 static ngx_icp_gate_cache_node_t *
 ngx_icp_gate_cache_grow(ngx_icp_gate_cache_t *cache,
     ngx_icp_gate_cache_node_t *cn, size_t room)
 {
+    ngx_uint_t                  chunk;
     ngx_icp_gate_cache_node_t  *grown;
 
     /* out of the LRU queue, so that making room cannot evict the entry */
     ngx_queue_remove(&cn->queue);
 
-    grown = ngx_icp_gate_cache_alloc(cache, cn->len, &room);
+    grown = ngx_icp_gate_cache_alloc(cache, cn->len, &room, &chunk);
 
     if (grown == NULL) {
         ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
@@ -1326,6 +1420,7 @@ ngx_icp_gate_cache_grow(ngx_icp_gate_cache_t *cache,
 
     ngx_memcpy(grown, cn, offsetof(ngx_icp_gate_cache_node_t, data) + cn->len);
     grown->icp_room = (u_char) room;
+    grown->chunk = (u_char) chunk;
 
     /* back in, so that ngx_icp_gate_cache_delete() finds it queued */
     ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
@@ -1338,61 +1433,73 @@ ngx_icp_gate_cache_grow(ngx_icp_gate_cache_t *cache,
 
 
 /*
- * A node for a domain of len bytes and a filing number of *room bytes.  The
- * slab hands out powers of two: what the node would waste anyway becomes
- * room for the number, so a verdict seldom has to move its placeholder.
+ * A node for a domain of len bytes and a filing number of *room bytes, in
+ * a slab chunk of 2^*chunk bytes.  The slab hands out powers of two: what
+ * the node would waste anyway becomes room for the number, so a verdict
+ * seldom has to move its placeholder.
  */
 
 static ngx_icp_gate_cache_node_t *
 ngx_icp_gate_cache_alloc(ngx_icp_gate_cache_t *cache, size_t len,
-    size_t *room)
+    size_t *room, ngx_uint_t *chunk)
 {
-    size_t                      size, slot, freed;
+    size_t                      size;
+    ngx_uint_t                  freed;
     ngx_icp_gate_cache_node_t  *cn;
 
     size = offsetof(ngx_icp_gate_cache_node_t, data) + len;
-    slot = ngx_icp_gate_cache_slot(size + *room);
+    *chunk = ngx_icp_gate_cache_chunk(size + *room);
 
-    if (slot <= ngx_pagesize / 2) {
-        *room = ngx_min(slot - size, NGX_ICP_GATE_ICP_LEN);
+    if (*chunk < ngx_pagesize_shift) {
+        *room = ngx_min(((size_t) 1 << *chunk) - size, NGX_ICP_GATE_ICP_LEN);
     }
 
     cn = ngx_slab_alloc_locked(cache->shpool, size + *room);
 
-    if (cn || slot > ngx_pagesize / 2) {
+    if (cn || *chunk >= ngx_pagesize_shift) {
+        return cn;
+    }
+
+    /* the zone is full: a chunk of this size, or a page, made free */
+
+    freed = ngx_icp_gate_cache_evict(cache, *chunk);
+
+    cn = ngx_slab_alloc_locked(cache->shpool, size + *room);
+
+    if (cn || freed == 0) {
         return cn;
     }
 
     /*
-     * The zone is full.  The slab keeps a page to one slot size, so only
-     * an entry of this slot size or bigger is sure to leave room: the
-     * chunk it frees is asked for by its size.
+     * The slab keeps a page to one chunk size: only a chunk of a bigger
+     * size was freed, the entry lives in it, and is accounted at it
      */
 
-    freed = ngx_icp_gate_cache_evict(cache, slot);
+    *chunk = freed;
+    *room = ngx_min(((size_t) 1 << *chunk) - size, NGX_ICP_GATE_ICP_LEN);
 
-    *room = ngx_min(freed - size, NGX_ICP_GATE_ICP_LEN);
-
-    return ngx_slab_alloc_locked(cache->shpool, freed);
+    return ngx_slab_alloc_locked(cache->shpool, (size_t) 1 << *chunk);
 }
 
 
 /*
- * Makes room for an entry of "slot" bytes, and returns the size to ask the
- * slab for: the slot of the least recently used entry at least as big,
- * or, with none among the last few dozen, "slot" after the last few
- * entries went, which may have emptied a page.  Entries being looked up
- * stay.
+ * Makes room for an entry in a chunk of 2^chunk bytes: the least recently
+ * used entry in a chunk of that size goes, found among the last few dozen
+ * of the LRU queue; with none, the last few entries go, which may empty a
+ * page the slab can cut to any size, and, if none of them was in a chunk
+ * big enough, the least recently used in a bigger one.  Returns the
+ * smallest chunk freed bigger than asked for, 0 if none.  Entries being
+ * looked up stay.
  */
 
-static size_t
-ngx_icp_gate_cache_evict(ngx_icp_gate_cache_t *cache, size_t slot)
+static ngx_uint_t
+ngx_icp_gate_cache_evict(ngx_icp_gate_cache_t *cache, ngx_uint_t chunk)
 {
-    size_t                      have;
-    ngx_uint_t                  n;
+    ngx_uint_t                  n, freed;
     ngx_queue_t                *q, *prev;
-    ngx_icp_gate_cache_node_t  *cn;
+    ngx_icp_gate_cache_node_t  *cn, *bigger;
 
+    bigger = NULL;
     q = ngx_queue_last(&cache->sh->queue);
 
     for (n = 0;
@@ -1402,19 +1509,22 @@ ngx_icp_gate_cache_evict(ngx_icp_gate_cache_t *cache, size_t slot)
     {
         cn = ngx_queue_data(q, ngx_icp_gate_cache_node_t, queue);
 
-        have = ngx_icp_gate_cache_slot(offsetof(ngx_icp_gate_cache_node_t,
-                                                data)
-                                       + cn->len + cn->icp_room);
+        if (cn->chunk < chunk || ngx_icp_gate_cache_looked_up(cn)) {
+            continue;
+        }
 
-        if (have >= slot && have <= ngx_pagesize / 2
-            && !ngx_icp_gate_cache_looked_up(cn))
-        {
+        if (cn->chunk == chunk) {
             ngx_icp_gate_cache_delete(cache, cn);
             ngx_icp_gate_count(zone_evictions);
-            return have;
+            return 0;
+        }
+
+        if (bigger == NULL) {
+            bigger = cn;
         }
     }
 
+    freed = 0;
     q = ngx_queue_last(&cache->sh->queue);
 
     for (n = 0;
@@ -1426,6 +1536,15 @@ ngx_icp_gate_cache_evict(ngx_icp_gate_cache_t *cache, size_t slot)
         cn = ngx_queue_data(q, ngx_icp_gate_cache_node_t, queue);
 
         if (!ngx_icp_gate_cache_looked_up(cn)) {
+
+            if (cn->chunk > chunk && (freed == 0 || cn->chunk < freed)) {
+                freed = cn->chunk;
+            }
+
+            if (cn == bigger) {
+                bigger = NULL;
+            }
+
             ngx_icp_gate_cache_delete(cache, cn);
             ngx_icp_gate_count(zone_evictions);
         }
@@ -1433,20 +1552,26 @@ ngx_icp_gate_cache_evict(ngx_icp_gate_cache_t *cache, size_t slot)
         q = prev;
     }
 
-    return slot;
+    if (freed == 0 && bigger) {
+        freed = bigger->chunk;
+        ngx_icp_gate_cache_delete(cache, bigger);
+        ngx_icp_gate_count(zone_evictions);
+    }
+
+    return (freed < ngx_pagesize_shift) ? freed : 0;
 }
 
 
-/* the slab's slot for an allocation of size bytes */
+/* the slab's chunk for an allocation of size bytes: 2^chunk bytes */
 
-static size_t
-ngx_icp_gate_cache_slot(size_t size)
+static ngx_uint_t
+ngx_icp_gate_cache_chunk(size_t size)
 {
-    size_t  slot;
+    ngx_uint_t  chunk;
 
-    for (slot = 8; slot < size; slot <<= 1) { /* void */ }
+    for (chunk = 3; ((size_t) 1 << chunk) < size; chunk++) { /* void */ }
 
-    return slot;
+    return chunk;
 }
 
 
@@ -1458,7 +1583,7 @@ ngx_icp_gate_cache_link(ngx_icp_gate_cache_t *cache,
 {
     ngx_icp_gate_cache_node_t  **bucket;
 
-    bucket = &cache->sh->buckets[cn->hash & cache->sh->mask];
+    bucket = ngx_icp_gate_cache_chain(cache->sh, cn->hash);
 
     cn->next = *bucket;
     *bucket = cn;
@@ -1474,7 +1599,7 @@ ngx_icp_gate_cache_delete(ngx_icp_gate_cache_t *cache,
 {
     ngx_icp_gate_cache_node_t  **p;
 
-    for (p = &cache->sh->buckets[cn->hash & cache->sh->mask];
+    for (p = ngx_icp_gate_cache_chain(cache->sh, cn->hash);
          *p != cn;
          p = &(*p)->next)
     {
@@ -1495,7 +1620,7 @@ ngx_icp_gate_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_icp_gate_cache_t  *ocache = data;
 
     size_t                 len;
-    ngx_uint_t             n;
+    ngx_uint_t             n, shift;
     ngx_icp_gate_cache_t  *cache;
 
     cache = shm_zone->data;
@@ -1516,8 +1641,9 @@ ngx_icp_gate_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     /* a power of two of buckets, about one a full zone's entry */
 
-    for (n = 64; n * 2 * NGX_ICP_GATE_CACHE_BUCKET <= shm_zone->shm.size;
-         n <<= 1)
+    for (n = 64, shift = 32 - 6;
+         n * 2 * NGX_ICP_GATE_CACHE_BUCKET <= shm_zone->shm.size;
+         n <<= 1, shift--)
     {
         /* void */
     }
@@ -1531,8 +1657,16 @@ ngx_icp_gate_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     cache->shpool->data = cache->sh;
 
-    cache->sh->mask = n - 1;
+    cache->sh->shift = shift;
     ngx_queue_init(&cache->sh->queue);
+
+    /* the key lives as long as the zone: every verdict stays in its bucket */
+
+    if (ngx_icp_gate_cache_random_key(&cache->sh->key, shm_zone->shm.log)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     len = sizeof(" in icp_gate zone \"\"") + shm_zone->shm.name.len;
 
@@ -1546,6 +1680,58 @@ ngx_icp_gate_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     /* running out of room is expected: the LRU entries make way */
     cache->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Random, and secret: ngx_random() is neither.  A read of /dev/urandom
+ * longer than 256 bytes may come back short.
+ */
+
+static ngx_int_t
+ngx_icp_gate_cache_random_key(ngx_icp_gate_hash_key_t *key, ngx_log_t *log)
+{
+    size_t     got;
+    ssize_t    n;
+    ngx_fd_t   fd;
+    ngx_err_t  err;
+
+    fd = ngx_open_file("/dev/urandom", NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
+                      ngx_open_file_n " \"/dev/urandom\" failed: "
+                      "icp_gate has no key for its zone's hash");
+        return NGX_ERROR;
+    }
+
+    for (got = 0; got < sizeof(ngx_icp_gate_hash_key_t); got += n) {
+        n = read(fd, (u_char *) key + got,
+                 sizeof(ngx_icp_gate_hash_key_t) - got);
+
+        if (n > 0) {
+            continue;
+        }
+
+        err = (n == 0) ? 0 : ngx_errno;
+
+        if (err == NGX_EINTR) {
+            n = 0;
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_EMERG, log, err,
+                      "read() of \"/dev/urandom\" failed: "
+                      "icp_gate has no key for its zone's hash");
+        (void) ngx_close_file(fd);
+        return NGX_ERROR;
+    }
+
+    (void) ngx_close_file(fd);
+
+    key->mult |= 1;
 
     return NGX_OK;
 }

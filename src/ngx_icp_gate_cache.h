@@ -46,6 +46,7 @@ typedef struct {
     ngx_msec_int_t              fresh;      /* ms left, < 0: past */
     time_t                      usable;     /* Unix time: its last second */
     ngx_uint_t                  looked_up;  /* a refresh under way */
+    size_t                      chunk;      /* bytes of the zone it takes */
 } ngx_icp_gate_cache_entry_t;
 
 
@@ -81,6 +82,9 @@ void ngx_icp_gate_cache_release(ngx_icp_gate_cache_t *cache,
     ngx_icp_gate_cache_mark_t *mark);
 void ngx_icp_gate_cache_init_worker(ngx_icp_gate_cache_t *cache,
     ngx_msec_t stale);
+void ngx_icp_gate_cache_use_key(ngx_icp_gate_cache_t *cache);
+ngx_uint_t ngx_icp_gate_cache_bucket(ngx_icp_gate_cache_t *cache,
+    uint32_t hash);
 void ngx_icp_gate_cache_mark(ngx_icp_gate_cache_t *cache,
     ngx_icp_gate_cache_mark_t *mark);
 ngx_uint_t ngx_icp_gate_cache_epoch(ngx_icp_gate_cache_t *cache);

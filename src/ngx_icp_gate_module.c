@@ -496,6 +496,9 @@ ngx_icp_gate_init_worker(ngx_cycle_t *cycle)
 
     ngx_icp_gate_worker_ready = 1;
 
+    /* before anything is hashed: the zone's buckets are by its key */
+    ngx_icp_gate_cache_use_key(mcf->lookup.zone->data);
+
     if (ngx_icp_gate_metrics_init_worker(cycle, mcf->metrics) != NGX_OK) {
         return NGX_ERROR;
     }

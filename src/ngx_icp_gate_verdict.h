@@ -79,44 +79,85 @@ typedef struct {
 
 /*
  * The hash hosts and domains are kept under, in the per-worker memo, the
- * flights and the shared zone: eight bytes a step, a few dozen
- * instructions for a host where a table crc32 takes one lookup a byte.
- * Values differ between binaries, which is fine: a zone lives no longer
- * than its master.
+ * flights and the shared zone.  Its key is random, the zone's (each worker
+ * takes it at start, ngx_icp_gate_cache_use_key(), so all workers of a
+ * node hash alike), so that nobody can pick names that share a bucket.
+ * NH, the hash of UMAC, over 8-byte words: two different names of as many
+ * words have the same sum for at most one key in 2^32; the sum and the
+ * length are then multiplied by a random odd number, whose top bits pick
+ * a bucket.  A word costs a multiply and a few adds, as it did unkeyed.
  */
+
+#define NGX_ICP_GATE_HASH_MAX       256     /* bytes the key covers once */
+
+typedef struct {
+    uint64_t                    mult;       /* odd */
+    uint32_t                    key[NGX_ICP_GATE_HASH_MAX / 4];
+} ngx_icp_gate_hash_key_t;
+
+
+extern ngx_icp_gate_hash_key_t  ngx_icp_gate_hash_key;
+
+
+uint32_t ngx_icp_gate_hash_long(u_char *p, size_t len);
+void ngx_icp_gate_hash_init(uint64_t seed);
+
+
+/*
+ * len at most NGX_ICP_GATE_HASH_MAX.  The last eight bytes of a length not
+ * a multiple of eight are a word of their own, under the key's last word,
+ * which no full word of such a length reaches.
+ */
+
+static ngx_inline uint64_t
+ngx_icp_gate_hash_nh(u_char *p, size_t len, uint32_t *k)
+{
+    size_t    i;
+    uint64_t  sum, w;
+
+    sum = 0;
+
+    /* a word and its two halves of the key are as far in: one index */
+
+    for (i = 0; i + 8 <= len; i += 8) {
+        ngx_memcpy(&w, p + i, 8);
+        sum += (uint64_t) ((uint32_t) w + k[i / 4])
+               * (uint32_t) ((uint32_t) (w >> 32) + k[i / 4 + 1]);
+    }
+
+    if ((len & 7) == 0) {
+        return sum;
+    }
+
+    if (len >= 8) {
+        /* some of them hashed already */
+        ngx_memcpy(&w, p + len - 8, 8);
+
+    } else {
+        for (w = 0, i = len; i; i--) {
+            w = (w << 8) | p[i - 1];
+        }
+    }
+
+    k += NGX_ICP_GATE_HASH_MAX / 4 - 2;
+
+    return sum + (uint64_t) ((uint32_t) w + k[0])
+                 * (uint32_t) ((uint32_t) (w >> 32) + k[1]);
+}
+
 
 static ngx_inline uint32_t
 ngx_icp_gate_hash(u_char *p, size_t len)
 {
-    size_t    n;
-    uint64_t  h, w;
+    uint64_t  sum;
 
-    h = 0x9e3779b97f4a7c15ULL ^ len;
-
-    for (n = len; n >= 8; n -= 8, p += 8) {
-        ngx_memcpy(&w, p, 8);
-        h = (h ^ w) * 0xff51afd7ed558ccdULL;
-        h ^= h >> 32;
+    if (len > NGX_ICP_GATE_HASH_MAX) {
+        return ngx_icp_gate_hash_long(p, len);
     }
 
-    if (n) {
-        if (len >= 8) {
-            /* the last eight bytes, some of them hashed already */
-            ngx_memcpy(&w, p + n - 8, 8);
+    sum = ngx_icp_gate_hash_nh(p, len, ngx_icp_gate_hash_key.key) + len;
 
-        } else {
-            for (w = 0; n; n--) {
-                w = (w << 8) | p[n - 1];
-            }
-        }
-
-        h = (h ^ w) * 0xff51afd7ed558ccdULL;
-        h ^= h >> 32;
-    }
-
-    h *= 0xc4ceb9fe1a85ec53ULL;
-
-    return (uint32_t) (h >> 32);
+    return (uint32_t) ((sum * ngx_icp_gate_hash_key.mult) >> 32);
 }
 
 

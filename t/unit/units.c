@@ -5,7 +5,8 @@
  * Unit tests of the engine's pure parts, linked against the objects of the
  * built nginx (t/12-units.t builds and runs this): host reduction, tcUrl
  * parsing, the filing API's answers, the rejection log's escaping, the
- * verdict cache in a zone of its own.
+ * verdict cache in a zone of its own.  Hashes use a key drawn from a fixed
+ * seed, so that every run fills the same buckets.
  * Prints TAP; "units reduce" instead reduces each line of its input and
  * prints "KIND DOMAIN" a line, for a comparison with the Public Suffix
  * List's own algorithm (t/unit/psl.py).
@@ -49,7 +50,15 @@ static void unit_escape(void);
 static void unit_cache(ngx_pool_t *pool);
 static void unit_cache_peek(ngx_pool_t *pool);
 static void unit_cache_order(ngx_pool_t *pool);
-static ngx_shm_zone_t *unit_cache_zone(ngx_pool_t *pool, size_t size);
+static void unit_cache_key(ngx_pool_t *pool);
+static void unit_cache_chain(ngx_pool_t *pool);
+static void unit_cache_chunks(ngx_pool_t *pool);
+static ngx_uint_t unit_cache_census(ngx_shm_zone_t *zone, ngx_uint_t rounds,
+    ngx_uint_t *kept, ngx_uint_t *used);
+static ngx_icp_gate_cache_t *unit_cache_colliders(ngx_pool_t *pool,
+    char *format, ngx_uint_t n, ngx_str_t *names);
+static ngx_shm_zone_t *unit_cache_zone(ngx_pool_t *pool, size_t size,
+    ngx_shm_zone_t *reused);
 static void unit_cache_verdict(ngx_icp_gate_verdict_t *v, char *icp);
 static ngx_int_t unit_cache_get(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     ngx_msec_t lock_for, ngx_icp_gate_verdict_t *v, ngx_uint_t *flags);
@@ -65,6 +74,19 @@ static char  unit_icp[] = "\xe4\xba\xac" "ICP\xe5\xa4\x87" "12345678"
 static char  unit_icp_long[] = "\xe7\xb2\xa4" "ICP\xe5\xa4\x87"
                                "2023000001\xe5\x8f\xb7" "-12 "
                                "(as an API might spell it, with a note)";
+
+
+/* entries in 128, 256 and 512-byte chunks: the domain's length, a number */
+static struct {
+    char        *format;
+    char        *icp;
+} unit_chunk_kinds[] = {
+    { "s%ui.cn", "" },
+    { "medium-sized-domain-name-of-the-%uith-kind.cn", unit_icp },
+    { "a-long-name-%ui-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxx.cn", unit_icp_long }
+};
 
 
 static char  *unit_host_kinds[] = {
@@ -200,6 +222,8 @@ main(int argc, char **argv)
         return 1;
     }
 
+    ngx_icp_gate_hash_init(0);
+
     if (argc > 1 && ngx_strcmp(argv[1], "reduce") == 0) {
         return unit_reduce(pool);
     }
@@ -212,6 +236,9 @@ main(int argc, char **argv)
     unit_cache(pool);
     unit_cache_peek(pool);
     unit_cache_order(pool);
+    unit_cache_key(pool);
+    unit_cache_chain(pool);
+    unit_cache_chunks(pool);
 
     printf("1..%lu\n", (unsigned long) unit_n);
 
@@ -473,7 +500,7 @@ unit_cache(ngx_pool_t *pool)
     ngx_icp_gate_cache_t    *cache;
     ngx_icp_gate_verdict_t   v, got;
 
-    zone = unit_cache_zone(pool, 1024 * 1024);
+    zone = unit_cache_zone(pool, 1024 * 1024, NULL);
     if (zone == NULL) {
         unit_ok(0, "a 1 MB zone for the cache");
         return;
@@ -616,7 +643,7 @@ unit_cache_peek(ngx_pool_t *pool)
     ngx_icp_gate_cache_t    *cache;
     ngx_icp_gate_verdict_t   v, got;
 
-    zone = unit_cache_zone(pool, 64 * 1024);
+    zone = unit_cache_zone(pool, 64 * 1024, NULL);
     before = ngx_palloc(pool, 64 * 1024);
 
     if (zone == NULL || before == NULL) {
@@ -772,7 +799,7 @@ unit_cache_order(ngx_pool_t *pool)
     ngx_icp_gate_verdict_t      v, got;
     ngx_icp_gate_cache_mark_t   mark, before;
 
-    zone = unit_cache_zone(pool, 64 * 1024);
+    zone = unit_cache_zone(pool, 64 * 1024, NULL);
     if (zone == NULL) {
         unit_ok(0, "a 64 KB zone for the cache");
         return;
@@ -924,10 +951,376 @@ unit_cache_order(ngx_pool_t *pool)
 }
 
 
-/* what ngx_init_cycle() does for a zone, without a cycle to init */
+/*
+ * The hash's key is the zone's, random, kept across reloads: two zones put
+ * names in buckets of their own
+ */
+
+static void
+unit_cache_key(ngx_pool_t *pool)
+{
+    u_char                 name[32];
+    uint32_t               hash;
+    ngx_str_t              domain;
+    ngx_uint_t             i, moved, kept, bucket;
+    ngx_shm_zone_t        *one, *other, *reloaded;
+    ngx_icp_gate_cache_t  *cache;
+
+    one = unit_cache_zone(pool, 64 * 1024, NULL);
+    other = unit_cache_zone(pool, 64 * 1024, NULL);
+    reloaded = one ? unit_cache_zone(pool, 64 * 1024, one) : NULL;
+
+    if (other == NULL || reloaded == NULL) {
+        unit_ok(0, "three 64 KB zones for the cache");
+        return;
+    }
+
+    for (i = 0, moved = 0, kept = 0; i < 16; i++) {
+        domain.data = name;
+        domain.len = ngx_sprintf(name, "key%ui.example.cn", i) - name;
+
+        cache = one->data;
+        ngx_icp_gate_cache_use_key(cache);
+        hash = ngx_icp_gate_hash(domain.data, domain.len);
+        bucket = ngx_icp_gate_cache_bucket(cache, hash);
+
+        cache = reloaded->data;
+        ngx_icp_gate_cache_use_key(cache);
+        kept += (ngx_icp_gate_hash(domain.data, domain.len) == hash);
+
+        cache = other->data;
+        ngx_icp_gate_cache_use_key(cache);
+        hash = ngx_icp_gate_hash(domain.data, domain.len);
+        moved += (ngx_icp_gate_cache_bucket(cache, hash) != bucket);
+    }
+
+    /* 256 buckets each: all 16 in the same ones once in 2^128 runs */
+
+    unit_ok(moved > 0, "cache key: two zones put %lu of 16 domains in "
+            "different buckets", (unsigned long) moved);
+
+    unit_ok(kept == 16, "cache key: a zone kept across a reload hashes "
+            "%lu of 16 domains as before", (unsigned long) kept);
+
+    ngx_icp_gate_hash_init(0);
+}
+
+
+/*
+ * A chain holds no more entries than a reader walks: a new entry in a
+ * full chain takes the place of its least recently used, and an entry
+ * being looked up stays
+ */
+
+static void
+unit_cache_chain(ngx_pool_t *pool)
+{
+    ngx_int_t                rc;
+    ngx_str_t                names[48];
+    ngx_uint_t               i, flags, held, read, oldest, hot;
+    ngx_time_t               later;
+    volatile ngx_time_t     *now;
+    ngx_icp_gate_cache_t    *cache;
+    ngx_icp_gate_verdict_t   v, got;
+
+    cache = unit_cache_colliders(pool, "chain%ui.example.cn", 48, names);
+    if (cache == NULL) {
+        return;
+    }
+
+    unit_cache_verdict(&v, unit_icp);
+
+    /* the second one is being looked up: a placeholder holding its lock */
+
+    for (i = 0; i < 32; i++) {
+        if (i == 1) {
+            (void) unit_cache_get(cache, &names[i], 1000, &got, &flags);
+
+        } else {
+            unit_cache_put(cache, &names[i], &v);
+        }
+    }
+
+    read = (ngx_icp_gate_cache_peek(cache, &names[0],
+                                    ngx_icp_gate_hash(names[0].data,
+                                                      names[0].len),
+                                    0, &got)
+            == NGX_OK);
+
+    unit_ok(read, "cache chain: the first of 32 domains in one bucket, at "
+            "the end of its chain, is read without the mutex");
+
+    /* two seconds on, the first one is asked for again */
+
+    now = ngx_cached_time;
+    later = *now;
+    later.sec += 2;
+    ngx_cached_time = &later;
+
+    rc = unit_cache_get(cache, &names[0], 0, &got, &flags);
+
+    unit_cache_put(cache, &names[32], &v);
+
+    oldest = (unit_cache_get(cache, &names[2], 0, &got, &flags)
+              == NGX_DECLINED);
+    hot = (rc == NGX_OK
+           && unit_cache_get(cache, &names[0], 0, &got, &flags) == NGX_OK);
+
+    unit_ok(oldest && hot
+            && ngx_icp_gate_cache_holds(cache, &names[1],
+                                        ngx_icp_gate_hash(names[1].data,
+                                                          names[1].len))
+               == NGX_AGAIN
+            && unit_cache_get(cache, &names[32], 0, &got, &flags) == NGX_OK,
+            "cache chain: a 33rd domain takes the place of the least "
+            "recently used, not of one asked for or being looked up");
+
+    for (i = 33; i < 48; i++) {
+        unit_cache_put(cache, &names[i], &v);
+    }
+
+    for (i = 0, held = 0; i < 48; i++) {
+        held += (ngx_icp_gate_cache_holds(cache, &names[i],
+                                          ngx_icp_gate_hash(names[i].data,
+                                                            names[i].len))
+                 != NGX_DECLINED);
+    }
+
+    unit_ok(held == 32, "cache chain: 48 domains of one bucket, %lu held",
+            (unsigned long) held);
+
+    ngx_cached_time = now;
+
+    /* a chain whose every entry is being looked up takes no more */
+
+    cache = unit_cache_colliders(pool, "wait%ui.example.cn", 33, names);
+    if (cache == NULL) {
+        return;
+    }
+
+    for (i = 0, held = 0; i < 32; i++) {
+        rc = unit_cache_get(cache, &names[i], 1000, &got, &flags);
+        held += (rc == NGX_DECLINED && (flags & NGX_ICP_GATE_CACHE_LOCKED));
+    }
+
+    rc = unit_cache_get(cache, &names[32], 1000, &got, &flags);
+
+    unit_ok(held == 32 && rc == NGX_ERROR,
+            "cache chain: 32 lookups under way in one bucket, a 33rd domain "
+            "gets no placeholder (its worker asks alone)");
+
+    ngx_icp_gate_cache_release(cache, &names[0],
+                               ngx_icp_gate_hash(names[0].data, names[0].len),
+                               0, NULL);
+
+    rc = unit_cache_get(cache, &names[32], 1000, &got, &flags);
+
+    unit_ok(rc == NGX_DECLINED && (flags & NGX_ICP_GATE_CACHE_LOCKED),
+            "cache chain: once one is done, it does");
+}
+
+
+/*
+ * Entries of three chunk sizes through a full zone, each size making way
+ * for the others: every 50 entries, every entry is accounted at the slab
+ * chunk it sits in, as the slab's own count of the chunks in use at each
+ * size tells.  (A page keeps its chunk size while any chunk of it is in
+ * use: a smaller entry that takes a bigger one's place lives in its chunk.)
+ */
+
+static void
+unit_cache_chunks(ngx_pool_t *pool)
+{
+    u_char                   name[256];
+    ngx_str_t                domain;
+    ngx_uint_t               i, round, kind, wrong, held;
+    ngx_uint_t               kept[3], used[3];
+    ngx_shm_zone_t          *zone;
+    ngx_icp_gate_cache_t    *cache;
+    ngx_icp_gate_verdict_t   v;
+
+    zone = unit_cache_zone(pool, 64 * 1024, NULL);
+    if (zone == NULL) {
+        unit_ok(0, "a 64 KB zone for the cache");
+        return;
+    }
+
+    cache = zone->data;
+    wrong = 0;
+
+    /*
+     * one size a round, the biggest first, which the others then make way
+     * for; then the sizes in turn, and in runs of 7
+     */
+
+    for (round = 0; round < 9; round++) {
+        for (i = 0; i < 400; i++) {
+
+            switch (round) {
+
+            case 0:
+            case 1:
+            case 2:
+                kind = (round + 2) % 3;
+                break;
+
+            case 6:
+            case 7:
+            case 8:
+                kind = (i / 7) % 3;
+                break;
+
+            default:
+                kind = i % 3;
+            }
+
+            domain.data = name;
+            domain.len = ngx_sprintf(name, unit_chunk_kinds[kind].format,
+                                     round * 1000 + i)
+                         - name;
+
+            unit_cache_verdict(&v, unit_chunk_kinds[kind].icp);
+            unit_cache_put(cache, &domain, &v);
+
+            if (i % 50 == 49) {
+                wrong += unit_cache_census(zone, round + 1, kept, used);
+            }
+        }
+    }
+
+    held = kept[0] + kept[1] + kept[2];
+
+    unit_ok(kept[0] && kept[1] && kept[2] && wrong == 0,
+            "cache chunks: 3600 entries of 128, 256 and 512 bytes through a "
+            "full zone, each accounted at its chunk every 50 (at the end "
+            "%lu held; chunks in use %lu, %lu, %lu; %lu times a size "
+            "counted wrong)", (unsigned long) held, (unsigned long) used[0],
+            (unsigned long) used[1], (unsigned long) used[2],
+            (unsigned long) wrong);
+}
+
+
+/*
+ * The entries of unit_cache_chunks() the zone holds, by kind, and the
+ * sizes at which the zone's accounting and the slab's chunks in use differ
+ */
+
+static ngx_uint_t
+unit_cache_census(ngx_shm_zone_t *zone, ngx_uint_t rounds, ngx_uint_t *kept,
+    ngx_uint_t *used)
+{
+    u_char                      name[256];
+    ngx_str_t                   domain;
+    ngx_uint_t                  i, round, kind, shift, wrong;
+    ngx_uint_t                  counted[16];
+    ngx_slab_pool_t            *shpool;
+    ngx_icp_gate_cache_entry_t  e;
+
+    shpool = (ngx_slab_pool_t *) zone->shm.addr;
+
+    ngx_memzero(counted, sizeof(counted));
+    ngx_memzero(kept, 3 * sizeof(ngx_uint_t));
+
+    for (round = 0; round < rounds; round++) {
+        for (kind = 0; kind < 3; kind++) {
+            for (i = 0; i < 400; i++) {
+                domain.data = name;
+                domain.len = ngx_sprintf(name, unit_chunk_kinds[kind].format,
+                                         round * 1000 + i)
+                             - name;
+
+                if (ngx_icp_gate_cache_inspect(zone->data, &domain,
+                        ngx_icp_gate_hash(domain.data, domain.len), &e)
+                    != NGX_OK)
+                {
+                    continue;
+                }
+
+                for (shift = 0; ((size_t) 1 << shift) < e.chunk; shift++) {
+                    /* void */
+                }
+
+                counted[shift]++;
+                kept[kind]++;
+            }
+        }
+    }
+
+    for (kind = 0; kind < 3; kind++) {
+        used[kind] = shpool->stats[7 + kind - shpool->min_shift].used;
+    }
+
+    /* the zone's header takes whole pages, its name a 32-byte chunk */
+
+    for (wrong = 0, shift = 7; shift < ngx_pagesize_shift; shift++) {
+        wrong += (counted[shift]
+                  != shpool->stats[shift - shpool->min_shift].used);
+    }
+
+    return wrong;
+}
+
+
+/* a 64 KB zone, and n domains of the format's that share one bucket */
+
+static ngx_icp_gate_cache_t *
+unit_cache_colliders(ngx_pool_t *pool, char *format, ngx_uint_t n,
+    ngx_str_t *names)
+{
+    u_char                 name[64];
+    ngx_str_t              domain;
+    ngx_uint_t             i, found, bucket, first;
+    ngx_shm_zone_t        *zone;
+    ngx_icp_gate_cache_t  *cache;
+
+    zone = unit_cache_zone(pool, 64 * 1024, NULL);
+    cache = zone ? zone->data : NULL;
+
+    first = 0;
+    domain.data = name;
+
+    for (i = 0, found = 0; cache && found < n && i < 1000000; i++) {
+        domain.len = ngx_sprintf(name, format, i) - name;
+
+        bucket = ngx_icp_gate_cache_bucket(cache,
+                                           ngx_icp_gate_hash(domain.data,
+                                                             domain.len));
+
+        if (found == 0) {
+            first = bucket;
+
+        } else if (bucket != first) {
+            continue;
+        }
+
+        names[found].len = domain.len;
+        names[found].data = ngx_pstrdup(pool, &domain);
+
+        if (names[found].data == NULL) {
+            break;
+        }
+
+        found++;
+    }
+
+    if (found < n) {
+        unit_ok(0, "a 64 KB zone and %lu domains of one bucket",
+                (unsigned long) n);
+        return NULL;
+    }
+
+    return cache;
+}
+
+
+/*
+ * What ngx_init_cycle() does for a zone, without a cycle to init; with
+ * "reused", what it does on a reload: the same memory, handed the old
+ * zone's data
+ */
 
 static ngx_shm_zone_t *
-unit_cache_zone(ngx_pool_t *pool, size_t size)
+unit_cache_zone(ngx_pool_t *pool, size_t size, ngx_shm_zone_t *reused)
 {
     ngx_str_t         name = ngx_string("unit");
     ngx_conf_t        cf;
@@ -947,7 +1340,17 @@ unit_cache_zone(ngx_pool_t *pool, size_t size)
     cf.log = ngx_cycle->log;
 
     zone = ngx_icp_gate_cache_add(&cf, &name, size, &name);
-    if (zone == NULL || ngx_shm_alloc(&zone->shm) != NGX_OK) {
+    if (zone == NULL) {
+        return NULL;
+    }
+
+    if (reused) {
+        zone->shm = reused->shm;
+
+        return (zone->init(zone, reused->data) == NGX_OK) ? zone : NULL;
+    }
+
+    if (ngx_shm_alloc(&zone->shm) != NGX_OK) {
         return NULL;
     }
 
