@@ -731,7 +731,8 @@ ngx_icp_gate_flight_run(ngx_event_t *ev)
     if (f->owner) {
         if (f->asking) {
             /* the fleet's lock lives while the question is asked, no longer */
-            ngx_icp_gate_redis_renew(&f->sn.str, ngx_icp_gate_fleet_lock_ttl());
+            ngx_icp_gate_redis_renew(&f->sn.str,
+                                     ngx_icp_gate_fleet_lock_ttl());
             ngx_add_timer(&f->event, ngx_icp_gate_fleet_lock_ttl() / 3);
 
         } else if (f->fleet_wait) {
