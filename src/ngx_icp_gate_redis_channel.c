@@ -30,6 +30,9 @@
 
 #define NGX_ICP_GATE_REDIS_CHANNEL       "__redis__:invalidate"
 
+/* what was wrong with a reply the channel refused, for the log */
+#define NGX_ICP_GATE_REDIS_WHY_LEN       128
+
 #define NGX_ICP_GATE_REDIS_BEAT_LEN                                         \
     (NGX_ICP_GATE_REDIS_PREFIX_MAX + sizeof("beat:")                          \
      + NGX_ICP_GATE_REDIS_OWNER_LEN)
@@ -45,9 +48,13 @@ static void ngx_icp_gate_redis_track_on_reply(redisAsyncContext *ac,
     void *r, void *privdata);
 static void ngx_icp_gate_redis_track_message(redisAsyncContext *ac,
     void *r, void *privdata);
-static void ngx_icp_gate_redis_track_keys(redisReply *keys);
+static redisReply *ngx_icp_gate_redis_track_keys(redisReply *keys);
+static void ngx_icp_gate_redis_track_refuse(ngx_icp_gate_redis_conn_t *c,
+    char *what, const char *detail);
 static void ngx_icp_gate_redis_track_lost(ngx_icp_gate_redis_conn_t *c,
     ngx_uint_t closed);
+static void ngx_icp_gate_redis_track_malformed(ngx_icp_gate_redis_conn_t *c,
+    u_char *why);
 static void ngx_icp_gate_redis_beat(ngx_event_t *ev);
 static ngx_int_t ngx_icp_gate_redis_subscribe(redisAsyncContext *ac,
     ngx_uint_t all);
@@ -61,6 +68,15 @@ static ngx_uint_t                   ngx_icp_gate_redis_subscribing;
 static ngx_uint_t                   ngx_icp_gate_redis_untrackable;
 static ngx_str_t                    ngx_icp_gate_redis_beat_channel;
 static u_char        ngx_icp_gate_redis_beat_name[NGX_ICP_GATE_REDIS_BEAT_LEN];
+
+/*
+ * The channel's context, only to ask hiredis why it went; the backoff it
+ * began with, which grows again while malformed replies go on
+ */
+static redisAsyncContext           *ngx_icp_gate_redis_tr_ctx;
+static ngx_msec_t                   ngx_icp_gate_redis_tr_backoff;
+static ngx_icp_gate_hiredis_episode_t  ngx_icp_gate_redis_tr_malformed;
+static u_char         ngx_icp_gate_redis_tr_why[NGX_ICP_GATE_REDIS_WHY_LEN];
 
 
 /* in the worker that listens, after ngx_icp_gate_redis_conns_init() */
@@ -129,6 +145,8 @@ ngx_icp_gate_redis_track_start(ngx_icp_gate_redis_conn_t *c)
 
     ngx_icp_gate_redis_tr_since = ngx_current_msec;
     ngx_icp_gate_redis_beat_sent = 0;
+    ngx_icp_gate_redis_tr_ctx = c->ctx;
+    ngx_icp_gate_redis_tr_backoff = c->backoff;
 
     ngx_icp_gate_hiredis_arg(argv, argvlen, 0, "CLIENT");
     ngx_icp_gate_hiredis_arg(argv, argvlen, 1, "ID");
@@ -162,8 +180,13 @@ ngx_icp_gate_redis_track_id_reply(redisAsyncContext *ac, void *r,
         return;
     }
 
-    if (reply->type != REDIS_REPLY_INTEGER) {
-        ngx_icp_gate_redis_drop(c);
+    /* a connection's id is positive: tracking redirected elsewhere is not */
+
+    if (reply->type != REDIS_REPLY_INTEGER || reply->integer <= 0) {
+        ngx_icp_gate_redis_track_refuse(c, "CLIENT ID answered with",
+            reply->type != REDIS_REPLY_INTEGER
+            ? ngx_icp_gate_hiredis_type(reply->type)
+            : reply->integer == 0 ? "0" : "a negative number");
         return;
     }
 
@@ -202,6 +225,12 @@ ngx_icp_gate_redis_track_on_reply(redisAsyncContext *ac, void *r,
 
     c = ngx_icp_gate_redis_track_answered(ac, reply, privdata);
     if (c == NULL) {
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_STATUS) {
+        ngx_icp_gate_redis_track_refuse(c, "CLIENT TRACKING answered with",
+                                        ngx_icp_gate_hiredis_type(reply->type));
         return;
     }
 
@@ -308,7 +337,7 @@ ngx_icp_gate_redis_track_message(redisAsyncContext *ac, void *r,
     void *privdata)
 {
     redisReply                 *reply = r;
-    redisReply                 *kind, *channel;
+    redisReply                 *kind, *channel, *bad;
     ngx_icp_gate_redis_conn_t  *c;
 
     c = ac->data;
@@ -335,13 +364,17 @@ ngx_icp_gate_redis_track_message(redisAsyncContext *ac, void *r,
         && ngx_strncmp(channel->str, ngx_icp_gate_redis_beat_channel.data,
                        channel->len) == 0)
     {
+        /* Redis's confirmation, not what anyone may publish there */
+
+        if (ngx_strcmp(kind->str, "subscribe") != 0) {
+            return;
+        }
+
         ngx_icp_gate_redis_beat_sent = 0;
 
         /* subscribed to both channels: every change is told from now on */
 
-        if (ngx_strcmp(kind->str, "subscribe") == 0
-            && !ngx_icp_gate_redis_tracking)
-        {
+        if (!ngx_icp_gate_redis_tracking) {
             ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
                           "icp_gate: redis %V tells this node of every "
                           "change", &ngx_icp_gate_redis_conf->name);
@@ -364,13 +397,22 @@ ngx_icp_gate_redis_track_message(redisAsyncContext *ac, void *r,
         return;
     }
 
-    ngx_icp_gate_redis_track_keys(reply->element[2]);
+    bad = ngx_icp_gate_redis_track_keys(reply->element[2]);
+
+    if (bad) {
+        ngx_icp_gate_redis_track_refuse(c, "an invalidation with a key that is",
+                                        ngx_icp_gate_hiredis_type(bad->type));
+    }
 }
 
 
-/* an invalidation: one key (Redis 6.0), several, or none for a flush */
+/*
+ * An invalidation: one key (Redis 6.0), several, or none for a flush.
+ * Returns what is no key, if any, and then tells nothing: a change it
+ * stood for would go untold.
+ */
 
-static void
+static redisReply *
 ngx_icp_gate_redis_track_keys(redisReply *keys)
 {
     size_t                      i, n, skip;
@@ -385,7 +427,7 @@ ngx_icp_gate_redis_track_keys(redisReply *keys)
                        "icp_gate: redis flushed every verdict");
 
         rcf->tracked(NGX_ICP_GATE_REDIS_CHANGED, NULL);
-        return;
+        return NULL;
     }
 
     if (keys->type == REDIS_REPLY_ARRAY) {
@@ -397,13 +439,20 @@ ngx_icp_gate_redis_track_keys(redisReply *keys)
         n = 1;
     }
 
+    for (i = 0; i < n; i++) {
+        if (list[i]->type != REDIS_REPLY_STRING) {
+            return list[i];
+        }
+    }
+
     skip = rcf->prefix.len + sizeof("domain:") - 1;
 
     for (i = 0; i < n; i++) {
         key = list[i];
 
-        if (key->type != REDIS_REPLY_STRING
-            || (size_t) key->len <= skip
+        /* not a verdict's: published there by someone else */
+
+        if ((size_t) key->len <= skip
             || (size_t) key->len - skip > NGX_ICP_GATE_DOMAIN_LEN)
         {
             continue;
@@ -417,18 +466,51 @@ ngx_icp_gate_redis_track_keys(redisReply *keys)
 
         rcf->tracked(NGX_ICP_GATE_REDIS_CHANGED, &domain);
     }
+
+    return NULL;
+}
+
+
+/* a reply of the channel's own that it cannot use: it goes, as malformed */
+
+static void
+ngx_icp_gate_redis_track_refuse(ngx_icp_gate_redis_conn_t *c, char *what,
+    const char *detail)
+{
+    u_char  *p;
+
+    p = ngx_snprintf(ngx_icp_gate_redis_tr_why,
+                     NGX_ICP_GATE_REDIS_WHY_LEN - 1, "%s %s", what, detail);
+    *p = '\0';
+
+    ngx_icp_gate_redis_drop(c);
 }
 
 
 static void
 ngx_icp_gate_redis_track_lost(ngx_icp_gate_redis_conn_t *c, ngx_uint_t closed)
 {
-    /*
-     * Redis took the tracking, then closed the channel rather than let it
-     * subscribe: a user without the right to (ACL), or a proxy
-     */
+    u_char  *why;
 
-    if (closed && ngx_icp_gate_redis_subscribing) {
+    /* refused here, or by the reader (ngx_icp_gate_hiredis.c) */
+
+    why = ngx_icp_gate_redis_tr_why[0]
+          ? ngx_icp_gate_redis_tr_why
+          : ngx_icp_gate_hiredis_malformed(ngx_icp_gate_redis_tr_ctx);
+
+    ngx_icp_gate_redis_tr_ctx = NULL;
+
+    if (why) {
+        ngx_icp_gate_redis_track_malformed(c, why);
+        ngx_icp_gate_redis_tr_why[0] = '\0';
+
+    } else if (closed && ngx_icp_gate_redis_subscribing) {
+
+        /*
+         * Redis took the tracking, then closed the channel rather than let
+         * it subscribe: a user without the right to (ACL), or a proxy
+         */
+
         ngx_icp_gate_redis_untrackable_now("closed the invalidation channel "
                                            "as it subscribed",
                                            "may this user SUBSCRIBE?");
@@ -446,12 +528,38 @@ ngx_icp_gate_redis_track_lost(ngx_icp_gate_redis_conn_t *c, ngx_uint_t closed)
         return;
     }
 
-    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                  "icp_gate: redis %V invalidation channel lost: every "
-                  "copy of this node counts as stale until it is back",
-                  &ngx_icp_gate_redis_conf->name);
+    /* a malformed reply said so already */
+
+    if (why == NULL) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "icp_gate: redis %V invalidation channel lost: every "
+                      "copy of this node counts as stale until it is back",
+                      &ngx_icp_gate_redis_conf->name);
+    }
 
     ngx_icp_gate_redis_conf->tracked(NGX_ICP_GATE_REDIS_UNTRACKED, NULL);
+}
+
+
+/*
+ * Logged once while malformed replies go on, a minute apart at most; the
+ * backoff grows meanwhile as it does for a failed setup, though the
+ * channel may have subscribed (which resets it) before the reply came
+ */
+
+static void
+ngx_icp_gate_redis_track_malformed(ngx_icp_gate_redis_conn_t *c, u_char *why)
+{
+    if (!ngx_icp_gate_hiredis_episode(&ngx_icp_gate_redis_tr_malformed)) {
+        c->backoff = ngx_icp_gate_redis_tr_backoff;
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                  "icp_gate: redis %V invalidation channel closed for a "
+                  "malformed reply (%s): every copy of this node counts as "
+                  "stale until it is back; not logged again while such "
+                  "replies go on", &ngx_icp_gate_redis_conf->name, why);
 }
 
 

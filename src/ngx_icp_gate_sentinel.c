@@ -25,12 +25,16 @@
 
 #define NGX_ICP_GATE_SENTINEL_SWITCH       "+switch-master"
 
+/* what was wrong with a sentinel's reply, for the log */
+#define NGX_ICP_GATE_SENTINEL_WHY_LEN      128
+
 
 static void ngx_icp_gate_sentinel_next(void);
 static void ngx_icp_gate_sentinel_resolved(void *data, ngx_int_t rc,
     ngx_str_t *addr);
 static void ngx_icp_gate_sentinel_query(char *host, in_port_t port);
 static void ngx_icp_gate_sentinel_give_up(void);
+static void ngx_icp_gate_sentinel_later(ngx_msec_t *backoff);
 static void ngx_icp_gate_sentinel_on_connect(const redisAsyncContext *ac,
     int status);
 static void ngx_icp_gate_sentinel_on_disconnect(const redisAsyncContext *ac,
@@ -42,6 +46,11 @@ static void ngx_icp_gate_sentinel_master_reply(redisAsyncContext *ac,
 static void ngx_icp_gate_sentinel_listen(redisAsyncContext *ac);
 static void ngx_icp_gate_sentinel_switch(redisAsyncContext *ac, void *r,
     void *privdata);
+static void ngx_icp_gate_sentinel_unheard(redisAsyncContext *ac,
+    u_char *why);
+static void ngx_icp_gate_sentinel_malformed(ngx_icp_gate_sentinel_addr_t *a,
+    u_char *why);
+static ngx_int_t ngx_icp_gate_sentinel_host(u_char *p, size_t len);
 static void ngx_icp_gate_sentinel_timer(ngx_event_t *ev);
 
 
@@ -52,6 +61,7 @@ static redisAsyncContext     *ngx_icp_gate_sentinel_asked;   /* a question */
 static redisAsyncContext     *ngx_icp_gate_sentinel_watch;   /* a listener */
 static ngx_icp_gate_resolve_t  *ngx_icp_gate_sentinel_resolving;
 static ngx_icp_gate_sentinel_addr_t  *ngx_icp_gate_sentinel_current;
+static ngx_icp_gate_sentinel_addr_t  *ngx_icp_gate_sentinel_listened;
 
 static ngx_event_t            ngx_icp_gate_sentinel_ev;
 static ngx_uint_t             ngx_icp_gate_sentinel_next_one;
@@ -62,6 +72,14 @@ static ngx_msec_t             ngx_icp_gate_sentinel_backoff;
 static ngx_msec_t             ngx_icp_gate_sentinel_asked_at;
 static ngx_msec_t             ngx_icp_gate_sentinel_switched_at;
 static ngx_uint_t             ngx_icp_gate_sentinel_switched;
+
+/*
+ * Malformed replies, logged once while they go on; a listener lost to one
+ * is replaced after a backoff of its own, as the round that found it
+ * succeeded and reset the round's
+ */
+static ngx_icp_gate_hiredis_episode_t  ngx_icp_gate_sentinel_bad;
+static ngx_msec_t             ngx_icp_gate_sentinel_relisten;
 
 
 /* list: "host:port,host:port"; the port defaults to 26379 */
@@ -148,6 +166,7 @@ ngx_icp_gate_sentinel_init(ngx_icp_gate_sentinel_conf_t *scf,
     ngx_icp_gate_sentinel_asking = 0;
     ngx_icp_gate_sentinel_exiting = 0;
     ngx_icp_gate_sentinel_backoff = 0;
+    ngx_icp_gate_sentinel_relisten = 0;
     ngx_icp_gate_sentinel_switched = 0;
 
     /* the workers of a node start with different sentinels */
@@ -350,22 +369,30 @@ ngx_icp_gate_sentinel_give_up(void)
 {
     ngx_icp_gate_sentinel_asking = 0;
 
-    ngx_icp_gate_sentinel_backoff = ngx_icp_gate_sentinel_backoff
-        ? ngx_min(ngx_icp_gate_sentinel_backoff * 2,
-                  NGX_ICP_GATE_SENTINEL_BACKOFF_MAX)
-        : NGX_ICP_GATE_SENTINEL_BACKOFF_MIN;
+    ngx_icp_gate_sentinel_later(&ngx_icp_gate_sentinel_backoff);
 
     ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                   "icp_gate: no sentinel said where redis master \"%V\" is; "
                   "asking again in %Mms",
                   &ngx_icp_gate_sentinel_conf->master,
                   ngx_icp_gate_sentinel_backoff);
+}
+
+
+/* a question after a backoff, grown by one step */
+
+static void
+ngx_icp_gate_sentinel_later(ngx_msec_t *backoff)
+{
+    *backoff = *backoff ? ngx_min(*backoff * 2,
+                                  NGX_ICP_GATE_SENTINEL_BACKOFF_MAX)
+                        : NGX_ICP_GATE_SENTINEL_BACKOFF_MIN;
 
     if (ngx_icp_gate_sentinel_ev.timer_set) {
         ngx_del_timer(&ngx_icp_gate_sentinel_ev);
     }
 
-    ngx_add_timer(&ngx_icp_gate_sentinel_ev, ngx_icp_gate_sentinel_backoff);
+    ngx_add_timer(&ngx_icp_gate_sentinel_ev, *backoff);
 }
 
 
@@ -430,6 +457,10 @@ ngx_icp_gate_sentinel_on_connect(const redisAsyncContext *ac, int status)
 static void
 ngx_icp_gate_sentinel_on_disconnect(const redisAsyncContext *ac, int status)
 {
+    u_char  *why;
+
+    why = ngx_icp_gate_hiredis_malformed(ac);
+
     if (ac == ngx_icp_gate_sentinel_asked) {
         ngx_icp_gate_sentinel_asked = NULL;
 
@@ -437,11 +468,21 @@ ngx_icp_gate_sentinel_on_disconnect(const redisAsyncContext *ac, int status)
             ngx_del_timer(&ngx_icp_gate_sentinel_ev);
         }
 
+        if (why) {
+            ngx_icp_gate_sentinel_malformed(ngx_icp_gate_sentinel_current,
+                                            why);
+        }
+
         ngx_icp_gate_sentinel_next();
         return;
     }
 
     if (ac != ngx_icp_gate_sentinel_watch) {
+        return;
+    }
+
+    if (why) {
+        ngx_icp_gate_sentinel_unheard(NULL, why);
         return;
     }
 
@@ -477,11 +518,13 @@ static void
 ngx_icp_gate_sentinel_master_reply(redisAsyncContext *ac, void *r,
     void *privdata)
 {
+    u_char                        *p;
     ngx_int_t                      port;
     ngx_str_t                      host;
     redisReply                    *reply = r;
     ngx_icp_gate_sentinel_conf_t  *scf;
     u_char                         text[NGX_MAXHOSTNAMELEN + 1];
+    u_char                         why[NGX_ICP_GATE_SENTINEL_WHY_LEN];
 
     scf = ngx_icp_gate_sentinel_conf;
 
@@ -494,18 +537,9 @@ ngx_icp_gate_sentinel_master_reply(redisAsyncContext *ac, void *r,
     }
 
     port = NGX_ERROR;
+    p = why;
 
-    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
-        && reply->element[0]->type == REDIS_REPLY_STRING
-        && reply->element[1]->type == REDIS_REPLY_STRING
-        && reply->element[0]->len > 0
-        && (size_t) reply->element[0]->len <= NGX_MAXHOSTNAMELEN)
-    {
-        port = ngx_atoi((u_char *) reply->element[1]->str,
-                        reply->element[1]->len);
-    }
-
-    if (port < 1 || port > 65535) {
+    if (reply->type == REDIS_REPLY_NIL || reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "icp_gate: sentinel %V:%d knows no master \"%V\"%s%s",
                       &ngx_icp_gate_sentinel_current->host,
@@ -513,6 +547,41 @@ ngx_icp_gate_sentinel_master_reply(redisAsyncContext *ac, void *r,
                       &scf->master,
                       reply->type == REDIS_REPLY_ERROR ? ": " : "",
                       reply->type == REDIS_REPLY_ERROR ? reply->str : "");
+
+    } else if (reply->type != REDIS_REPLY_ARRAY) {
+        p = ngx_sprintf(why, "an answer that is %s",
+                        ngx_icp_gate_hiredis_type(reply->type));
+
+    } else if (reply->elements != 2) {
+        p = ngx_sprintf(why, "an answer of %uz element%s",
+                        (size_t) reply->elements,
+                        reply->elements == 1 ? "" : "s");
+
+    } else if (reply->element[0]->type != REDIS_REPLY_STRING
+               || ngx_icp_gate_sentinel_host((u_char *) reply->element[0]->str,
+                                             reply->element[0]->len)
+                  != NGX_OK)
+    {
+        p = ngx_sprintf(why, "an answer with an invalid host");
+
+    } else {
+        if (reply->element[1]->type == REDIS_REPLY_STRING) {
+            port = ngx_atoi((u_char *) reply->element[1]->str,
+                            reply->element[1]->len);
+        }
+
+        if (port < 1 || port > 65535) {
+            port = NGX_ERROR;
+            p = ngx_sprintf(why, "an answer with an invalid port");
+        }
+    }
+
+    if (port == NGX_ERROR) {
+        if (p != why) {
+            *p = '\0';
+            ngx_icp_gate_sentinel_malformed(ngx_icp_gate_sentinel_current,
+                                            why);
+        }
 
         ngx_icp_gate_sentinel_asked = NULL;
         redisAsyncFree(ac);
@@ -541,6 +610,7 @@ ngx_icp_gate_sentinel_master_reply(redisAsyncContext *ac, void *r,
         redisAsyncFree(ac);
 
     } else {
+        ngx_icp_gate_sentinel_listened = ngx_icp_gate_sentinel_current;
         ngx_icp_gate_sentinel_listen(ac);
     }
 
@@ -592,17 +662,28 @@ ngx_icp_gate_sentinel_switch(redisAsyncContext *ac, void *r, void *privdata)
     redisReply  *reply = r;
     redisReply  *msg;
     u_char       text[NGX_MAXHOSTNAMELEN + 1];
+    u_char       why[NGX_ICP_GATE_SENTINEL_WHY_LEN];
+
+    /* the subscription's confirmation, or the listener going */
 
     if (reply == NULL || ac != ngx_icp_gate_sentinel_watch
         || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3
         || reply->element[0]->type != REDIS_REPLY_STRING
-        || ngx_strcmp(reply->element[0]->str, "message") != 0
-        || reply->element[2]->type != REDIS_REPLY_STRING)
+        || ngx_strcmp(reply->element[0]->str, "message") != 0)
     {
         return;
     }
 
     msg = reply->element[2];
+
+    if (msg->type != REDIS_REPLY_STRING) {
+        p = ngx_sprintf(why, "a failover told as %s",
+                        ngx_icp_gate_hiredis_type(msg->type));
+        *p = '\0';
+
+        ngx_icp_gate_sentinel_unheard(ac, why);
+        return;
+    }
 
     p = (u_char *) msg->str;
     last = p + msg->len;
@@ -621,18 +702,35 @@ ngx_icp_gate_sentinel_switch(redisAsyncContext *ac, void *r, void *privdata)
         }
     }
 
-    if (n != 5
-        || len[0] != ngx_icp_gate_sentinel_conf->master.len
+    /* a failover that cannot be read: the master is asked for again */
+
+    if (n != 5 || p != last) {
+        p = ngx_sprintf(why, "a failover told in %s than 5 words",
+                        n < 5 ? "fewer" : "more");
+        *p = '\0';
+
+        ngx_icp_gate_sentinel_unheard(ac, why);
+        return;
+    }
+
+    /* another master's */
+
+    if (len[0] != ngx_icp_gate_sentinel_conf->master.len
         || ngx_strncmp(word[0], ngx_icp_gate_sentinel_conf->master.data,
-                       len[0]) != 0
-        || len[3] == 0 || len[3] > NGX_MAXHOSTNAMELEN)
+                       len[0]) != 0)
     {
         return;
     }
 
     port = ngx_atoi(word[4], len[4]);
 
-    if (port < 1 || port > 65535) {
+    if (port < 1 || port > 65535
+        || ngx_icp_gate_sentinel_host(word[3], len[3]) != NGX_OK)
+    {
+        p = ngx_sprintf(why, "a failover to an invalid address");
+        *p = '\0';
+
+        ngx_icp_gate_sentinel_unheard(ac, why);
         return;
     }
 
@@ -650,4 +748,70 @@ ngx_icp_gate_sentinel_switch(redisAsyncContext *ac, void *r, void *privdata)
     ngx_icp_gate_sentinel_switched_at = ngx_current_msec;
 
     ngx_icp_gate_sentinel_handler(&host, (in_port_t) port);
+}
+
+
+/*
+ * The listener closed (ac) or lost for a malformed reply: a failover it
+ * told may have been missed, so the master is asked for again, after a
+ * backoff that grows while such replies go on
+ */
+
+static void
+ngx_icp_gate_sentinel_unheard(redisAsyncContext *ac, u_char *why)
+{
+    ngx_icp_gate_sentinel_watch = NULL;
+
+    ngx_icp_gate_sentinel_malformed(ngx_icp_gate_sentinel_listened, why);
+
+    if (ac) {
+        redisAsyncFree(ac);
+    }
+
+    if (ngx_icp_gate_sentinel_exiting || ngx_icp_gate_sentinel_asking) {
+        return;
+    }
+
+    ngx_icp_gate_sentinel_later(&ngx_icp_gate_sentinel_relisten);
+}
+
+
+/* logged once while such replies go on, a minute apart at most */
+
+static void
+ngx_icp_gate_sentinel_malformed(ngx_icp_gate_sentinel_addr_t *a, u_char *why)
+{
+    if (!ngx_icp_gate_hiredis_episode(&ngx_icp_gate_sentinel_bad)) {
+        return;
+    }
+
+    ngx_icp_gate_sentinel_relisten = 0;
+
+    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                  "icp_gate: sentinel %V:%d sent a malformed reply (%s), "
+                  "closed; not logged again while such replies go on",
+                  &a->host, (int) a->port, why);
+}
+
+
+/* a host a sentinel named: an address or a name, nothing to log raw */
+
+static ngx_int_t
+ngx_icp_gate_sentinel_host(u_char *p, size_t len)
+{
+    u_char  *last;
+
+    if (len == 0 || len > NGX_MAXHOSTNAMELEN) {
+        return NGX_ERROR;
+    }
+
+    for (last = p + len; p < last; p++) {
+        if (!(isalnum(*p) || *p == '.' || *p == '-' || *p == ':'
+              || *p == '_' || *p == '%'))
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }
