@@ -344,6 +344,7 @@ ngx_icp_gate_redis_connect_to(ngx_icp_gate_redis_conn_t *c, char *host,
     c->ctx = ac;
     c->ready = 0;
     c->lost = 0;
+    c->backoff_was = c->backoff;
     c->answered = ngx_current_msec;
 
     redisAsyncSetConnectCallback(ac, ngx_icp_gate_redis_on_connect);
@@ -801,6 +802,7 @@ ngx_icp_gate_redis_on_connect(const redisAsyncContext *ac, int status)
 static void
 ngx_icp_gate_redis_on_disconnect(const redisAsyncContext *ac, int status)
 {
+    u_char                     *why;
     ngx_uint_t                  level;
     ngx_icp_gate_redis_conn_t  *c;
 
@@ -810,14 +812,38 @@ ngx_icp_gate_redis_on_disconnect(const redisAsyncContext *ac, int status)
         return;
     }
 
-    /* a Redis "timeout" closes idle connections: no error then */
+    why = ngx_icp_gate_hiredis_malformed(ac);
 
-    level = c->lost ? NGX_LOG_ERR : NGX_LOG_INFO;
+    if (why) {
 
-    ngx_log_error(level, ngx_cycle->log, 0,
-                  "icp_gate: redis %V connection lost: %s",
-                  &ngx_icp_gate_redis_conf->name,
-                  ac->errstr[0] ? ac->errstr : "closed");
+        /*
+         * a server that answers the setup and then sends what no Redis
+         * would is not asked again at once: the backoff grows as for a
+         * failed setup; logged once while it goes on (the channel says so
+         * in its own words)
+         */
+
+        c->backoff = c->backoff_was;
+
+        if (!c->subscriber && ngx_icp_gate_hiredis_episode(&c->malformed)) {
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "icp_gate: redis %V connection for %s closed for "
+                          "a malformed reply (%s); not logged again while "
+                          "such replies go on",
+                          &ngx_icp_gate_redis_conf->name, c->role, why);
+        }
+
+    } else {
+
+        /* a Redis "timeout" closes idle connections: no error then */
+
+        level = c->lost ? NGX_LOG_ERR : NGX_LOG_INFO;
+
+        ngx_log_error(level, ngx_cycle->log, 0,
+                      "icp_gate: redis %V connection lost: %s",
+                      &ngx_icp_gate_redis_conf->name,
+                      ac->errstr[0] ? ac->errstr : "closed");
+    }
 
     c->lost = 0;
 

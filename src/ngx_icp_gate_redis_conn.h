@@ -23,6 +23,7 @@
 
 #include "ngx_icp_gate_redis.h"
 #include "ngx_icp_gate_resolve.h"
+#include "ngx_icp_gate_hiredis.h"
 
 
 #define NGX_ICP_GATE_REDIS_PREFIX_MAX    128
@@ -85,6 +86,7 @@ struct ngx_icp_gate_redis_conn_s {
     ngx_event_t                 timer;      /* the next deadline */
     ngx_event_t                 retry;
     ngx_msec_t                  backoff;
+    ngx_msec_t                  backoff_was;    /* when it connected */
     ngx_msec_t                  pause;      /* a retry no sooner than this */
     ngx_msec_t                  answered;   /* when Redis last answered */
     ngx_uint_t                  pending;    /* commands sent, not answered */
@@ -93,6 +95,7 @@ struct ngx_icp_gate_redis_conn_s {
 
     /* commands a lost connection took with it: hiredis fails them first */
     ngx_uint_t                  lost;
+    ngx_icp_gate_hiredis_episode_t  malformed;  /* replies, logged once */
     in_port_t                   port;       /* of the host resolved */
 
     /* the part's: set up, ready for its commands, gone */

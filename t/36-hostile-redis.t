@@ -44,7 +44,7 @@ ok $t->wait_for(sub { IO::Socket::INET->new("127.0.0.1:$rport")
 
 my $channel = 'invalidation channel closed for a malformed reply';
 my $sentinel = "sentinel 127.0.0.1:$sport sent a malformed reply";
-my $lost = 'redis \S+ connection lost';
+my $lost = 'redis \S+ connection for \w+ closed for a malformed reply';
 my $array = 'an array of 2000000000 elements, more than 131072';
 my $bulk = 'a bulk string of 2000000000 bytes, more than 1048576';
 
@@ -82,16 +82,16 @@ my %shapes = (
     'id-huge-array' => [redis => [$channel, $array], 'CLIENT ID'],
     'id-error'      => [redis => qr/\[error\] .*does not track keys \(ERR unknown command 'CLIENT'\)/],
     # any connection: a reply to no command; a read
-    'extra-reply'   => [redis => qr/$lost: an integer that answers no command/],
-    'read-huge'     => [redis => qr/$lost: \Q$array\E/],
+    'extra-reply'   => [redis => qr/redis \S+ connection for reads closed for a malformed reply \(an integer that answers no command\)/, 'PING'],
+    'read-huge'     => [redis => qr/$lost \(\Q$array\E\)/],
     # the master the sentinel named answers ROLE
     'role-empty'    => [role => qr/is not the master of/],
     'role-int'      => [role => qr/is not the master of/],
     'role-nil'      => [role => qr/is not the master of/],
     'role-int-first' => [role => qr/is not the master of/],
     'role-replica'  => [role => qr/is not the master of/],
-    'role-huge'     => [role => qr/$lost: \Q$array\E/],
-    'role-huge-inside' => [role => qr/$lost: \Q$array\E/],
+    'role-huge'     => [role => qr/$lost \(\Q$array\E\)/],
+    'role-huge-inside' => [role => qr/$lost \(\Q$array\E\)/],
     # the sentinel, asked where the master is
     'gm-int'        => [sentinel => [$sentinel, 'an answer that is an integer'], 'SENTINEL get-master-addr-by-name'],
     'gm-string'     => [sentinel => [$sentinel, 'an answer that is a bulk string'], 'SENTINEL get-master-addr-by-name'],
