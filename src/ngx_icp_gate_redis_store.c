@@ -214,6 +214,16 @@ ngx_icp_gate_redis_put(ngx_str_t *domain, ngx_icp_gate_verdict_t *v,
     ngx_icp_gate_redis_keep(w);
     ngx_icp_gate_redis_flush(c);
 
+    /*
+     * out now, not at the next turn of the event loop: before the requests
+     * that waited for the verdict are answered, so that whoever reads Redis
+     * after an answer finds what it was
+     */
+
+    if (rc == NGX_OK && c->ctx && c->ready) {
+        redisAsyncHandleWrite(c->ctx);
+    }
+
     return rc;
 }
 
