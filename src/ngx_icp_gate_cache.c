@@ -461,7 +461,8 @@ ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
  * holds the entry's update lock, and gives it up unless another worker
  * took it over.  NGX_DONE: stored, and news to the workers' watchers (its
  * status or region is not the one the zone had, or it refuses and the
- * zone had none); NGX_ERROR: the zone had no room for it.
+ * zone had none); NGX_ERROR: the zone had no room for it; NGX_DECLINED:
+ * no room for an older one, which no worker should keep aside either.
  */
 
 ngx_int_t
@@ -528,6 +529,7 @@ ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     if (cn == NULL) {
         cn = ngx_icp_gate_cache_create(cache, domain, hash, v->icp_len);
         if (cn == NULL) {
+            rc = older ? NGX_DECLINED : NGX_ERROR;
             goto done;
         }
 
@@ -542,6 +544,7 @@ ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
         if (grown == NULL) {
             /* better no verdict than one without its filing number */
             ngx_icp_gate_cache_delete(cache, cn);
+            rc = older ? NGX_DECLINED : NGX_ERROR;
             goto done;
         }
 
@@ -713,7 +716,9 @@ ngx_icp_gate_cache_spend(ngx_icp_gate_cache_t *cache, ngx_uint_t rate)
 
 /*
  * The entry stays fresh for at least fresh_for if it still holds the
- * verdict v: a newer one, or an operator's, is left as it is
+ * verdict v: a newer one, or an operator's, is left as it is, and so is
+ * one a purge, or a newer verdict in Redis, shut meanwhile (past
+ * stale-while-revalidate, it answers only if its refresh fails)
  */
 
 void
@@ -733,7 +738,10 @@ ngx_icp_gate_cache_extend(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 
     if (cn
         && cn->status == v->status
+        && cn->version == v->version
         && cn->checked_at == (uint32_t) v->checked_at
+        && (ngx_msec_int_t) (ngx_current_msec - cn->expires)
+           < (ngx_msec_int_t) cache->stale
         && (ngx_msec_int_t) (ngx_current_msec + fresh_for - cn->expires) > 0)
     {
         cn->expires = ngx_current_msec + fresh_for;

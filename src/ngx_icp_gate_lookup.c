@@ -517,9 +517,12 @@ ngx_icp_gate_refresh_done(void *data, ngx_int_t rc, ngx_icp_gate_verdict_t *v)
         rc = ngx_icp_gate_lookup_store(&domain, r->hash, v, 1, &r->read,
                                        NGX_ICP_GATE_CACHE_READ);
 
-        /* the same status, or kept aside: the watchers look anyway */
+        /*
+         * the same status, kept aside, or not stored: the watchers look
+         * anyway; not after a purge, which told them
+         */
 
-        if (rc == NGX_OK || rc == NGX_ERROR) {
+        if (rc != NGX_DONE && rc != NGX_ABORT) {
             ngx_icp_gate_cache_news(ngx_icp_gate_cache, &domain, r->hash);
         }
     }

@@ -69,12 +69,8 @@ static ngx_uint_t                   ngx_icp_gate_redis_untrackable;
 static ngx_str_t                    ngx_icp_gate_redis_beat_channel;
 static u_char        ngx_icp_gate_redis_beat_name[NGX_ICP_GATE_REDIS_BEAT_LEN];
 
-/*
- * The channel's context, only to ask hiredis why it went; the backoff it
- * began with, which grows again while malformed replies go on
- */
+/* the channel's context, only to ask hiredis why it went */
 static redisAsyncContext           *ngx_icp_gate_redis_tr_ctx;
-static ngx_msec_t                   ngx_icp_gate_redis_tr_backoff;
 static ngx_icp_gate_hiredis_episode_t  ngx_icp_gate_redis_tr_malformed;
 static u_char         ngx_icp_gate_redis_tr_why[NGX_ICP_GATE_REDIS_WHY_LEN];
 
@@ -146,7 +142,6 @@ ngx_icp_gate_redis_track_start(ngx_icp_gate_redis_conn_t *c)
     ngx_icp_gate_redis_tr_since = ngx_current_msec;
     ngx_icp_gate_redis_beat_sent = 0;
     ngx_icp_gate_redis_tr_ctx = c->ctx;
-    ngx_icp_gate_redis_tr_backoff = c->backoff;
 
     ngx_icp_gate_hiredis_arg(argv, argvlen, 0, "CLIENT");
     ngx_icp_gate_hiredis_arg(argv, argvlen, 1, "ID");
@@ -550,8 +545,9 @@ ngx_icp_gate_redis_track_lost(ngx_icp_gate_redis_conn_t *c, ngx_uint_t closed)
 static void
 ngx_icp_gate_redis_track_malformed(ngx_icp_gate_redis_conn_t *c, u_char *why)
 {
+    c->backoff = c->backoff_was;
+
     if (!ngx_icp_gate_hiredis_episode(&ngx_icp_gate_redis_tr_malformed)) {
-        c->backoff = ngx_icp_gate_redis_tr_backoff;
         return;
     }
 

@@ -191,6 +191,21 @@ ngx_icp_gate_redis_push_out(ngx_icp_gate_redis_conn_t *c, ngx_msec_t ms)
 }
 
 
+/*
+ * What waits in the connection's buffer goes out now, as far as the socket
+ * takes it, not at the event loop's next turn: before the requests a
+ * write's verdict answers are answered
+ */
+
+void
+ngx_icp_gate_redis_push(ngx_icp_gate_redis_conn_t *c)
+{
+    if (c->ctx && c->ready) {
+        redisAsyncHandleWrite(c->ctx);
+    }
+}
+
+
 /* at a worker's exit: no retry, no resolution under way, no connection */
 
 void

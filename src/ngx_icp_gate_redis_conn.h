@@ -141,6 +141,7 @@ void ngx_icp_gate_redis_conn_init(ngx_icp_gate_redis_conn_t *c,
 void ngx_icp_gate_redis_connect(ngx_icp_gate_redis_conn_t *c);
 void ngx_icp_gate_redis_drop(ngx_icp_gate_redis_conn_t *c);
 void ngx_icp_gate_redis_close(ngx_icp_gate_redis_conn_t *c);
+void ngx_icp_gate_redis_push(ngx_icp_gate_redis_conn_t *c);
 void ngx_icp_gate_redis_master_lost(void);
 ngx_icp_gate_redis_cmd_t *ngx_icp_gate_redis_send_setup(
     ngx_icp_gate_redis_conn_t *c, redisCallbackFn *fn, ngx_uint_t argc,

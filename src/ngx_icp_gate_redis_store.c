@@ -169,9 +169,13 @@ ngx_icp_gate_redis_arg(ngx_icp_gate_redis_argv_t *a, const char *data,
 {
     u_char  *p;
 
+    if (a->argc == NGX_ICP_GATE_REDIS_ARGS) {
+        return;
+    }
+
     if (data == NULL) {
         p = a->next;
-        a->next = ngx_sprintf(p, "%uL", n);
+        a->next = ngx_slprintf(p, a->numbers + sizeof(a->numbers), "%uL", n);
         data = (char *) p;
         len = a->next - p;
     }
@@ -220,8 +224,8 @@ ngx_icp_gate_redis_put(ngx_str_t *domain, ngx_icp_gate_verdict_t *v,
      * after an answer finds what it was
      */
 
-    if (rc == NGX_OK && c->ctx && c->ready) {
-        redisAsyncHandleWrite(c->ctx);
+    if (rc == NGX_OK) {
+        ngx_icp_gate_redis_push(c);
     }
 
     return rc;

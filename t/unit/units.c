@@ -948,6 +948,21 @@ unit_cache_order(ngx_pool_t *pool)
 
     unit_ok(ngx_icp_gate_cache_peek(cache, &domain, hash, 0, &got) == NGX_OK,
             "cache epoch: a read sent after it is fresh");
+
+    /* a verdict Redis did not take keeps its copy, unless a purge came */
+
+    ngx_icp_gate_cache_extend(cache, &domain, hash, &v, 3600 * 1000);
+    rc = ngx_icp_gate_cache_lookup(cache, &domain, hash, 0, 10000, &got,
+                                   &flags);
+    unit_ok(rc == NGX_OK && (flags & NGX_ICP_GATE_CACHE_FRESH),
+            "cache extend: the copy of a verdict not written stays fresh");
+
+    (void) ngx_icp_gate_cache_purge(cache, &domain, hash);
+    ngx_icp_gate_cache_extend(cache, &domain, hash, &v, 3600 * 1000);
+    rc = ngx_icp_gate_cache_lookup(cache, &domain, hash, 0, 10000, &got,
+                                   &flags);
+    unit_ok(rc == NGX_OK && (flags & NGX_ICP_GATE_CACHE_STALE),
+            "cache extend: a purged copy is not made fresh again");
 }
 
 
