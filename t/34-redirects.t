@@ -257,8 +257,11 @@ SKIP: {
         return ($status, $t->read_file($body) // '');
     };
 
+    # both publishers on the air, through each way a play goes
     ok $t->wait_for(sub {
         ($flv_get->('wait.filed.cn', "/flv-http?port=$rtmp&app=open&stream=room", 1))[1]
+            =~ /^FLV/
+        && ($flv_get->('wait.filed.cn', "/flv-rtmp?port=$rtmp&app=live&stream=room", 1))[1]
             =~ /^FLV/ }, 10 * $slow), 'the streams are published';
 
     # no redirect before: the error page of the RTMP gate's refusal
