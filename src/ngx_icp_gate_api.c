@@ -13,7 +13,6 @@
 #include <ngx_core.h>
 #include <ngx_event.h>
 #include <curl/curl.h>
-#include <jansson.h>
 
 #include "ngx_icp_gate_api.h"
 #include "ngx_icp_gate_socket.h"
@@ -48,7 +47,8 @@ static ngx_int_t ngx_icp_gate_api_start(ngx_icp_gate_api_request_t *req);
 static void ngx_icp_gate_api_next(void);
 static void ngx_icp_gate_api_refuse(ngx_str_t *domain);
 static void ngx_icp_gate_api_free(ngx_icp_gate_api_request_t *req);
-static char *ngx_icp_gate_api_url(ngx_str_t *domain);
+static char *ngx_icp_gate_api_fill(ngx_str_t *tpl, ngx_str_t *domain,
+    ngx_uint_t escape);
 static ngx_int_t ngx_icp_gate_api_verdict(ngx_icp_gate_api_request_t *req,
     CURLcode result, ngx_icp_gate_verdict_t *v);
 static ngx_uint_t ngx_icp_gate_api_failure(CURLcode result);
@@ -88,11 +88,12 @@ ngx_int_t
 ngx_icp_gate_api_init(ngx_cycle_t *cycle, ngx_icp_gate_api_conf_t *acf)
 {
     u_char             *line;
-    ngx_uint_t          i;
+    ngx_uint_t          i, typed;
     ngx_keyval_t       *h;
     struct curl_slist  *list;
 
     ngx_icp_gate_api_conf = acf;
+    typed = 0;
 
     ngx_queue_init(&ngx_icp_gate_api_requests);
     ngx_queue_init(&ngx_icp_gate_api_waiting);
@@ -115,6 +116,13 @@ ngx_icp_gate_api_init(ngx_cycle_t *cycle, ngx_icp_gate_api_conf_t *acf)
         h = acf->headers->elts;
 
         for (i = 0; i < acf->headers->nelts; i++) {
+            if (h[i].key.len == 12
+                && ngx_strncasecmp(h[i].key.data, (u_char *) "Content-Type",
+                                   12) == 0)
+            {
+                typed = 1;
+            }
+
             line = ngx_pnalloc(cycle->pool, h[i].key.len + h[i].value.len + 3);
             if (line == NULL) {
                 return NGX_ERROR;
@@ -129,6 +137,18 @@ ngx_icp_gate_api_init(ngx_cycle_t *cycle, ngx_icp_gate_api_conf_t *acf)
 
             ngx_icp_gate_api_headers = list;
         }
+    }
+
+    /* curl would call a body a form; the bodies of filing sources are JSON */
+
+    if (acf->method == NGX_ICP_GATE_API_POST && !typed) {
+        list = curl_slist_append(ngx_icp_gate_api_headers,
+                                 "Content-Type: application/json");
+        if (list == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_icp_gate_api_headers = list;
     }
 
     ngx_icp_gate_api_multi = curl_multi_init();
@@ -263,70 +283,10 @@ ngx_icp_gate_api_fetch(ngx_str_t *domain, ngx_icp_gate_api_pt handler,
 }
 
 
-ngx_int_t
-ngx_icp_gate_api_parse(u_char *body, size_t len, ngx_icp_gate_verdict_t *v)
-{
-    json_t        *root, *f;
-    ngx_int_t      rc;
-    json_error_t   err;
-
-    ngx_memzero(v, sizeof(ngx_icp_gate_verdict_t));
-
-    root = json_loadb((const char *) body, len, 0, &err);
-    if (root == NULL) {
-        return NGX_ERROR;
-    }
-
-    rc = NGX_ERROR;
-
-    if (!json_is_object(root)) {
-        goto done;
-    }
-
-    f = json_object_get(root, "status");
-    if (!json_is_string(f)) {
-        goto done;
-    }
-
-    v->status = ngx_icp_gate_verdict_name(ngx_icp_gate_status_names,
-                                          (u_char *) json_string_value(f),
-                                          json_string_length(f));
-
-    if (v->status == NGX_ICP_GATE_STATUS_NONE) {
-        goto done;
-    }
-
-    f = json_object_get(root, "icp");
-
-    if (json_is_string(f)) {
-        ngx_icp_gate_verdict_set_icp(v, (u_char *) json_string_value(f),
-                                     json_string_length(f));
-    }
-
-    /* an unknown region counts as none: it never exempts a domain */
-
-    f = json_object_get(root, "region");
-
-    if (json_is_string(f)) {
-        v->region = ngx_icp_gate_verdict_name(ngx_icp_gate_region_names,
-                                              (u_char *) json_string_value(f),
-                                              json_string_length(f));
-    }
-
-    rc = NGX_OK;
-
-done:
-
-    json_decref(root);
-
-    return rc;
-}
-
-
 static ngx_int_t
 ngx_icp_gate_api_start(ngx_icp_gate_api_request_t *req)
 {
-    char  *url;
+    char  *url, *body;
     CURL  *easy;
 
     req->body = ngx_alloc(NGX_ICP_GATE_API_BODY_MAX, ngx_cycle->log);
@@ -334,18 +294,37 @@ ngx_icp_gate_api_start(ngx_icp_gate_api_request_t *req)
         return NGX_ERROR;
     }
 
-    url = ngx_icp_gate_api_url(&req->domain);
+    url = ngx_icp_gate_api_fill(&ngx_icp_gate_api_conf->url, &req->domain, 1);
     if (url == NULL) {
         return NGX_ERROR;
+    }
+
+    body = NULL;
+
+    if (ngx_icp_gate_api_conf->method == NGX_ICP_GATE_API_POST) {
+        body = ngx_icp_gate_api_fill(&ngx_icp_gate_api_conf->body,
+                                     &req->domain, 0);
+        if (body == NULL) {
+            ngx_free(url);
+            return NGX_ERROR;
+        }
     }
 
     easy = curl_easy_init();
     if (easy == NULL) {
         ngx_free(url);
+        ngx_free(body);
         return NGX_ERROR;
     }
 
     curl_easy_setopt(easy, CURLOPT_URL, url);
+
+    if (body) {
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) strlen(body));
+        curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS, body);
+        ngx_free(body);
+    }
+
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, ngx_icp_gate_api_headers);
     curl_easy_setopt(easy, CURLOPT_USERAGENT, "icp_gate");
     curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -466,16 +445,24 @@ ngx_icp_gate_api_free(ngx_icp_gate_api_request_t *req)
 }
 
 
+/*
+ * A template with the domain for each "{domain}": escaped for a URL's
+ * query (the URL), or as it is (a body: a domain that passed the host
+ * checks has letters, digits, "-" and "." only, which no format escapes)
+ */
+
 static char *
-ngx_icp_gate_api_url(ngx_str_t *domain)
+ngx_icp_gate_api_fill(ngx_str_t *tpl, ngx_str_t *domain, ngx_uint_t escape)
 {
-    u_char     *url, *p, *s, *last, *brace;
-    size_t      len;
-    ngx_str_t  *tpl;
+    u_char  *url, *p, *s, *last, *brace;
+    size_t   len, dlen;
 
-    tpl = &ngx_icp_gate_api_conf->url;
+    dlen = domain->len;
 
-    /* the domain passed the LDH check: it needs no escaping in a URL */
+    if (escape) {
+        dlen += 2 * ngx_escape_uri(NULL, domain->data, domain->len,
+                                   NGX_ESCAPE_ARGS);
+    }
 
     len = tpl->len + 1;
     last = tpl->data + tpl->len;
@@ -484,7 +471,7 @@ ngx_icp_gate_api_url(ngx_str_t *domain)
          (brace = ngx_strlcasestrn(s, last, (u_char *) "{domain}", 8 - 1));
          s = brace + 8)
     {
-        len += domain->len;
+        len += dlen;
     }
 
     url = ngx_alloc(len, ngx_cycle->log);
@@ -504,7 +491,15 @@ ngx_icp_gate_api_url(ngx_str_t *domain)
         }
 
         p = ngx_cpymem(p, s, brace - s);
-        p = ngx_cpymem(p, domain->data, domain->len);
+
+        if (escape) {
+            p = (u_char *) ngx_escape_uri(p, domain->data, domain->len,
+                                          NGX_ESCAPE_ARGS);
+
+        } else {
+            p = ngx_cpymem(p, domain->data, domain->len);
+        }
+
         s = brace + 8;
     }
 
@@ -518,8 +513,13 @@ static ngx_int_t
 ngx_icp_gate_api_verdict(ngx_icp_gate_api_request_t *req, CURLcode result,
     ngx_icp_gate_verdict_t *v)
 {
-    long        code;
-    curl_off_t  us;
+    long                     code;
+    u_char                   text[NGX_ICP_GATE_API_MAP_WHY];
+    ngx_str_t                why;
+    curl_off_t               us;
+    ngx_icp_gate_api_map_t  *map;
+
+    map = &ngx_icp_gate_api_conf->map;
 
     if (curl_easy_getinfo(req->easy, CURLINFO_TOTAL_TIME_T, &us) == CURLE_OK)
     {
@@ -541,9 +541,13 @@ ngx_icp_gate_api_verdict(ngx_icp_gate_api_request_t *req, CURLcode result,
     code = 0;
     curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &code);
 
-    if (code == 404) {
+    why.len = 0;
+    why.data = text;
+
+    if (ngx_icp_gate_api_map_is_unfiled(map, code)) {
         ngx_memzero(v, sizeof(ngx_icp_gate_verdict_t));
         v->status = NGX_ICP_GATE_STATUS_UNFILED;
+        v->region = map->default_region;
 
     } else if (code != 200) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
@@ -553,10 +557,13 @@ ngx_icp_gate_api_verdict(ngx_icp_gate_api_request_t *req, CURLcode result,
         ngx_icp_gate_count(api_failures[NGX_ICP_GATE_API_FAIL_STATUS]);
         return NGX_ERROR;
 
-    } else if (ngx_icp_gate_api_parse(req->body, req->len, v) != NGX_OK) {
+    } else if (ngx_icp_gate_api_map_answer(map, &req->domain, req->body,
+                                           req->len, v, &why)
+               != NGX_OK)
+    {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "icp_gate: filing API answered \"%V\" with "
-                      "an invalid body", &req->domain);
+                      "icp_gate: filing API answered \"%V\" %V",
+                      &req->domain, &why);
 
         ngx_icp_gate_count(api_failures[NGX_ICP_GATE_API_FAIL_BODY]);
         return NGX_ERROR;

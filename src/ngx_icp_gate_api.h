@@ -12,13 +12,21 @@
 #include <ngx_core.h>
 
 #include "ngx_icp_gate_verdict.h"
+#include "ngx_icp_gate_api_map.h"
+
+
+#define NGX_ICP_GATE_API_GET       0
+#define NGX_ICP_GATE_API_POST      1
 
 
 typedef struct {
-    ngx_str_t                   url;        /* with "{domain}" */
+    ngx_str_t                   url;        /* "{domain}" in it or body */
+    ngx_uint_t                  method;
+    ngx_str_t                   body;       /* POST's, "{domain}" in it */
     ngx_array_t                *headers;    /* of ngx_keyval_t */
     ngx_msec_t                  timeout;
     ngx_int_t                   concurrency;    /* transfers at once */
+    ngx_icp_gate_api_map_t      map;        /* how answers read */
 } ngx_icp_gate_api_conf_t;
 
 
@@ -39,8 +47,6 @@ ngx_int_t ngx_icp_gate_api_init(ngx_cycle_t *cycle,
 void ngx_icp_gate_api_done(void);
 ngx_int_t ngx_icp_gate_api_fetch(ngx_str_t *domain,
     ngx_icp_gate_api_pt handler, void *data);
-ngx_int_t ngx_icp_gate_api_parse(u_char *body, size_t len,
-    ngx_icp_gate_verdict_t *v);
 
 
 #endif /* _NGX_ICP_GATE_API_H_INCLUDED_ */

@@ -36,8 +36,26 @@ static char *ngx_icp_gate_api(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_icp_gate_api_rate(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_icp_gate_enum(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static ngx_int_t ngx_icp_gate_init_module(ngx_cycle_t *cycle);
 static void ngx_icp_gate_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_conf_enum_t  ngx_icp_gate_api_methods[] = {
+    { ngx_string("GET"), NGX_ICP_GATE_API_GET },
+    { ngx_string("POST"), NGX_ICP_GATE_API_POST },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_icp_gate_api_regions[] = {
+    { ngx_string("mainland"), NGX_ICP_GATE_REGION_MAINLAND },
+    { ngx_string("global"), NGX_ICP_GATE_REGION_GLOBAL },
+    { ngx_string("overseas"), NGX_ICP_GATE_REGION_OVERSEAS },
+    { ngx_string("none"), NGX_ICP_GATE_REGION_NONE },
+    { ngx_null_string, 0 }
+};
 
 
 static ngx_command_t  ngx_icp_gate_commands[] = {
@@ -75,6 +93,69 @@ static ngx_command_t  ngx_icp_gate_commands[] = {
       ngx_conf_set_keyval_slot,
       0,
       offsetof(ngx_icp_gate_main_conf_t, lookup.api.headers),
+      NULL },
+
+    { ngx_string("icp_gate_api_method"),
+      NGX_MAIN_CONF|NGX_DIRECT_CONF|NGX_CONF_TAKE1,
+      ngx_icp_gate_enum,
+      0,
+      offsetof(ngx_icp_gate_main_conf_t, lookup.api.method),
+      &ngx_icp_gate_api_methods },
+
+    { ngx_string("icp_gate_api_body"),
+      NGX_MAIN_CONF|NGX_DIRECT_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      0,
+      offsetof(ngx_icp_gate_main_conf_t, lookup.api.body),
+      NULL },
+
+    { ngx_string("icp_gate_api_success"),
+      NGX_MAIN_CONF|NGX_DIRECT_CONF|NGX_CONF_2MORE,
+      ngx_icp_gate_api_map_success,
+      0,
+      offsetof(ngx_icp_gate_main_conf_t, lookup.api.map.success),
+      NULL },
+
+    { ngx_string("icp_gate_api_status"),
+      NGX_MAIN_CONF|NGX_DIRECT_CONF|NGX_CONF_1MORE,
+      ngx_icp_gate_api_map_field,
+      0,
+      offsetof(ngx_icp_gate_main_conf_t, lookup.api.map.status),
+      ngx_icp_gate_status_names },
+
+    { ngx_string("icp_gate_api_icp"),
+      NGX_MAIN_CONF|NGX_DIRECT_CONF|NGX_CONF_TAKE1,
+      ngx_icp_gate_api_map_field,
+      0,
+      offsetof(ngx_icp_gate_main_conf_t, lookup.api.map.icp),
+      NULL },
+
+    { ngx_string("icp_gate_api_region"),
+      NGX_MAIN_CONF|NGX_DIRECT_CONF|NGX_CONF_1MORE,
+      ngx_icp_gate_api_map_field,
+      0,
+      offsetof(ngx_icp_gate_main_conf_t, lookup.api.map.region),
+      ngx_icp_gate_region_names },
+
+    { ngx_string("icp_gate_api_domain"),
+      NGX_MAIN_CONF|NGX_DIRECT_CONF|NGX_CONF_TAKE1,
+      ngx_icp_gate_api_map_field,
+      0,
+      offsetof(ngx_icp_gate_main_conf_t, lookup.api.map.domain),
+      NULL },
+
+    { ngx_string("icp_gate_api_default_region"),
+      NGX_MAIN_CONF|NGX_DIRECT_CONF|NGX_CONF_TAKE1,
+      ngx_icp_gate_enum,
+      0,
+      offsetof(ngx_icp_gate_main_conf_t, lookup.api.map.default_region),
+      &ngx_icp_gate_api_regions },
+
+    { ngx_string("icp_gate_api_unfiled_status"),
+      NGX_MAIN_CONF|NGX_DIRECT_CONF|NGX_CONF_1MORE,
+      ngx_icp_gate_api_map_unfiled,
+      0,
+      offsetof(ngx_icp_gate_main_conf_t, lookup.api.map.unfiled),
       NULL },
 
     { ngx_string("icp_gate_api_concurrency"),
@@ -183,6 +264,8 @@ ngx_icp_gate_create_conf(ngx_cycle_t *cycle)
      *     mcf->used = 0;
      */
 
+    mcf->lookup.api.method = NGX_CONF_UNSET_UINT;
+    mcf->lookup.api.map.default_region = NGX_CONF_UNSET_UINT;
     mcf->lookup.api.timeout = NGX_CONF_UNSET_MSEC;
     mcf->lookup.api.concurrency = NGX_CONF_UNSET;
     mcf->lookup.ttl = NGX_CONF_UNSET;
@@ -201,6 +284,12 @@ ngx_icp_gate_init_conf(ngx_cycle_t *cycle, void *conf)
 {
     ngx_icp_gate_main_conf_t  *mcf = conf;
 
+    char                     *rc;
+    ngx_icp_gate_api_conf_t  *acf;
+
+    acf = &mcf->lookup.api;
+
+    ngx_conf_init_uint_value(acf->method, NGX_ICP_GATE_API_GET);
     ngx_conf_init_msec_value(mcf->lookup.api.timeout, 3000);
     ngx_conf_init_value(mcf->lookup.api.concurrency, 64);
     ngx_conf_init_value(mcf->lookup.ttl, 86400);
@@ -245,7 +334,73 @@ ngx_icp_gate_init_conf(ngx_cycle_t *cycle, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (acf->body.data && acf->method != NGX_ICP_GATE_API_POST) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "\"icp_gate_api_body\" needs "
+                      "\"icp_gate_api_method POST\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (acf->url.len
+        && ngx_strlcasestrn(acf->url.data, acf->url.data + acf->url.len,
+                            (u_char *) "{domain}", 8 - 1) == NULL
+        && (acf->body.len == 0
+            || ngx_strlcasestrn(acf->body.data,
+                                acf->body.data + acf->body.len,
+                                (u_char *) "{domain}", 8 - 1) == NULL))
+    {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "\"icp_gate_api\" URL \"%V\" has no \"{domain}\", "
+                      "nor has \"icp_gate_api_body\"", &acf->url);
+        return NGX_CONF_ERROR;
+    }
+
+    rc = ngx_icp_gate_api_map_init(cycle->pool, &acf->map);
+    if (rc != NGX_CONF_OK) {
+        return rc;
+    }
+
     return NGX_CONF_OK;
+}
+
+
+/* ngx_conf_set_enum_slot(), with a message that names the directive */
+
+static char *
+ngx_icp_gate_enum(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_uint_t  *field = (ngx_uint_t *) ((char *) conf + cmd->offset);
+
+    u_char           *p, buf[128];
+    ngx_str_t        *value;
+    ngx_uint_t        i;
+    ngx_conf_enum_t  *e;
+
+    if (*field != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    e = cmd->post;
+    p = buf;
+
+    for (i = 0; e[i].name.len; i++) {
+        if (e[i].name.len == value[1].len
+            && ngx_strcasecmp(e[i].name.data, value[1].data) == 0)
+        {
+            *field = e[i].value;
+            return NGX_CONF_OK;
+        }
+
+        p = ngx_slprintf(p, buf + sizeof(buf), "%s%V", i ? ", " : "",
+                         &e[i].name);
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid value \"%V\" in \"%V\", expected %*s",
+                       &value[1], &cmd->name, p - buf, buf);
+
+    return NGX_CONF_ERROR;
 }
 
 
@@ -397,13 +552,6 @@ ngx_icp_gate_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid URL \"%V\" in \"icp_gate_api\", "
                            "expected http:// or https://", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    if (ngx_strstr(value[1].data, "{domain}") == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "URL \"%V\" in \"icp_gate_api\" has no "
-                           "\"{domain}\"", &value[1]);
         return NGX_CONF_ERROR;
     }
 

@@ -39,7 +39,7 @@ for my $mode (qw(garbage 500 badstatus notobject)) {
 
 like $t->error_log, qr/filing API answered "500-api\.cn" with status 500/,
     'a 500 is logged';
-like $t->error_log, qr/filing API answered "garbage-api\.cn" with an invalid body/,
+like $t->error_log, qr/filing API answered "garbage-api\.cn" with a body that is not JSON/,
     'a garbage body is logged';
 
 # slower than icp_gate_wait: refused in time, then cached once it answers

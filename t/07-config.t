@@ -59,6 +59,34 @@ my @bad = (
     [http => 'icp_gate_log /tmp/a; icp_gate_log /tmp/b;', 'icp_gate_log'],
     [server => 'icp_gate_zone z:1m;', 'icp_gate_zone'],
     [main => 'icp_gate on;', 'icp_gate'],
+    # the filing API's request and the mapping of its answers
+    [main => 'icp_gate_api_method PUT;', 'icp_gate_api_method'],
+    [main => 'icp_gate_api_body "{domain}";', 'icp_gate_api_body'],
+    [main => 'icp_gate_api_status data/status;', 'icp_gate_api_status'],
+    [main => 'icp_gate_api_status /a~2b;', 'icp_gate_api_status'],
+    [main => 'icp_gate_api_status "/status~";', 'icp_gate_api_status'],
+    [main => 'icp_gate_api_status /s yes=maybe;', 'icp_gate_api_status'],
+    [main => 'icp_gate_api_status /s yes;', 'icp_gate_api_status'],
+    [main => 'icp_gate_api_status /s absent=overseas;', 'icp_gate_api_status'],
+    [main => 'icp_gate_api_status /s; icp_gate_api_status /t;',
+     'icp_gate_api_status'],
+    [main => 'icp_gate_api_region /r cn=moon;', 'icp_gate_api_region'],
+    [main => 'icp_gate_api_region /r cn=filed;', 'icp_gate_api_region'],
+    [main => 'icp_gate_api_icp licence;', 'icp_gate_api_icp'],
+    [main => 'icp_gate_api_icp /a /b;', 'icp_gate_api_icp'],
+    [main => 'icp_gate_api_domain d;', 'icp_gate_api_domain'],
+    [main => 'icp_gate_api_success /code;', 'icp_gate_api_success'],
+    [main => 'icp_gate_api_success code 0;', 'icp_gate_api_success'],
+    [main => 'icp_gate_api_default_region moon;',
+     'icp_gate_api_default_region'],
+    [main => 'icp_gate_api_unfiled_status 200;',
+     'icp_gate_api_unfiled_status'],
+    [main => 'icp_gate_api_unfiled_status gone;',
+     'icp_gate_api_unfiled_status'],
+    [main => 'icp_gate_api_unfiled_status 404; icp_gate_api_unfiled_status 410;',
+     'icp_gate_api_unfiled_status'],
+    [api => 'icp_gate_api "http://127.0.0.1/v1/filing"; '
+          . 'icp_gate_api_method POST; icp_gate_api_body "{}";', 'icp_gate_api'],
 );
 
 for my $case (@bad) {
@@ -90,7 +118,15 @@ like $out, qr/"icp_gate_zone" directive must come before the first "icp_gate"/,
           . ' icp_gate_api_timeout 1s; icp_gate_api_concurrency 16;'
           . ' icp_gate_ttl 12h; icp_gate_error_ttl 10s;'
           . ' icp_gate_negative_ttl 10m; icp_gate_local_ttl 30s;'
-          . ' icp_gate_stale_while_revalidate 5s; icp_gate_api_rate 20/s;',
+          . ' icp_gate_stale_while_revalidate 5s; icp_gate_api_rate 20/s;'
+          . ' icp_gate_api_method POST; icp_gate_api_body "d={domain}";'
+          . ' icp_gate_api_success /code 0 "0" absent;'
+          . ' icp_gate_api_status "/data/0/s~1t" 1=filed -4=unfiled'
+          . ' "审核中=pending" absent=error;'
+          . ' icp_gate_api_icp "/data/0/备案号"; icp_gate_api_region /r'
+          . ' 境内=mainland 境外=overseas x=none;'
+          . ' icp_gate_api_domain /d; icp_gate_api_default_region mainland;'
+          . ' icp_gate_api_unfiled_status 404 410;',
     http => 'icp_gate_region global; icp_gate_wait 2s; icp_gate_on_error allow;'
           . ' icp_gate_status 451;');
 is $code, 0, 'every directive at once passes nginx -t' or diag $out;

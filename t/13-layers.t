@@ -12,7 +12,8 @@ my $repo = "$FindBin::Bin/..";
 my %layer = (
     verdict => 0, socket => 0, throttle => 0, metrics => 0,
     hiredis => 1, resolve => 1,
-    cache   => 2, redis  => 2, api => 2, domain => 2, sentinel => 2,
+    cache   => 2, redis  => 2, api => 2, api_map => 2, domain => 2,
+    sentinel => 2,
     redis_conn => 2, redis_store => 2, redis_lock => 2, redis_channel => 2,
     lookup  => 3,
     judge   => 4, watch  => 4,
@@ -25,7 +26,7 @@ my %layer = (
 # on its connections (the store's hash format serves the lock), and its
 # public header, which they implement, starts them
 my %beside = (conf => { module => 1 }, console => { log => 1 },
-              metrics => { verdict => 1 },
+              metrics => { verdict => 1 }, api => { api_map => 1 },
               redis => { sentinel => 1, redis_store => 1,
                          redis_channel => 1 },
               redis_conn => { redis => 1 },

@@ -5,7 +5,11 @@
                             [--tag-icp] [--log-answers]
 
 GET /v1/filing/<domain> answers according to the mode configured for the
-domain (lower-cased), else the default mode.  /_control/* endpoints let a test
+domain (lower-cased), else the default mode.  /<shape>/... answers the same
+modes as one of the real filing sources would (SHAPES below), the domain
+taken from the query (domain=, DomainName=) or the body (a form's domain=,
+JSON's "domain" or Tencent's Filters[0].Value[0]); /any/... finds the
+domain so and answers as /v1/filing/ does.  /_control/* endpoints let a test
 configure modes and see what the module sent.  Python 3 standard library only;
 prints nothing to stdout, errors go to stderr.
 
@@ -19,6 +23,10 @@ Modes:
   garbage   200, truncated JSON
   badstatus 200, {"status":"maybe"}
   notobject 200, ["filed"]
+  raw       the body= and code= set for the domain, as they are
+  apierror  the shape's own error (the native shape: 500)
+  missing   the shape's answer without its status field
+  oddvalue  the shape's status field with a value no profile maps
   hang      sleep HANG_SECONDS, then close without answering
   drip      200 and a filed answer, its body one byte every DRIP_SECONDS
 Every mode first sleeps delay_ms when one is configured, plus a random
@@ -32,6 +40,7 @@ found later in Redis or in a node names the answer it came from.
 
 Control (GET or POST, parameters in the query string):
   /_control/set?domain=D&mode=M[&delay_ms=N][&jitter_ms=N][&icp=S][&region=R]
+                              [&body=TEXT][&code=N]
                                -> "ok"
   /_control/default?mode=M[&delay_ms=N][&jitter_ms=N]             -> "ok"
   /_control/next?domain=D&delay_ms=N[&mode=M]
@@ -42,6 +51,8 @@ Control (GET or POST, parameters in the query string):
   /_control/counts             -> JSON object domain -> count
   /_control/total              -> integer, all filing requests
   /_control/headers?domain=D   -> JSON object, last request's headers for D
+  /_control/request?domain=D   -> JSON object, last request for D: "method",
+                                  "path", "query", "body"
   /_control/reset              -> clears counts and headers, keeps modes
   /_control/clear              -> clears counts, headers and modes
   /_control/answers[?since=SEQ][&domain=D]
@@ -79,7 +90,10 @@ FIXED_ANSWERS = {
     "badstatus": (200, b'{"status":"maybe"}'),
     "notobject": (200, b'["filed"]'),
 }
-MODES = STATUS_MODES + tuple(FIXED_ANSWERS) + ("hang", "drip")
+# what a shape's answer says; "raw" answers the body and code set for it
+SHAPE_MODES = ("apierror", "missing", "oddvalue")
+MODES = (STATUS_MODES + tuple(FIXED_ANSWERS) + ("hang", "drip", "raw")
+         + SHAPE_MODES)
 
 
 class BadRequest(Exception):
@@ -102,10 +116,15 @@ def check_delay(value):
     return delay
 
 
-def make_entry(mode, delay_ms=0, icp=None, region=None, jitter_ms=0):
+def make_entry(mode, delay_ms=0, icp=None, region=None, jitter_ms=0,
+               body=None, code=None):
     """One domain's configuration, as the handler reads it."""
     entry = {"mode": check_mode(mode), "delay_ms": check_delay(delay_ms),
              "jitter_ms": check_delay(jitter_ms)}
+    if body is not None:
+        entry["body"] = body
+    if code is not None:
+        entry["code"] = check_delay(code)
     if icp is not None:
         entry["icp"] = icp
     if region is not None:
@@ -122,17 +141,19 @@ class State:
         self.domains = {}    # domain -> entry
         self.counts = {}     # domain -> number of filing requests
         self.headers = {}    # domain -> last request's headers
+        self.requests = {}   # domain -> last request's method, path, body
         self.next = {}       # domain -> [one-request entries], oldest first
         self.seq = 0         # filing requests so far
         self.tag_icp = tag_icp
         self.answers = [] if log_answers else None
 
-    def arrive(self, domain, headers):
+    def arrive(self, domain, headers, request=None):
         """Counts a filing request; its entry (a one-request entry first)
         and its record for the answers' log (None without --log-answers)."""
         with self.lock:
             self.counts[domain] = self.counts.get(domain, 0) + 1
             self.headers[domain] = headers
+            self.requests[domain] = request or {}
             self.seq += 1
             queued = self.next.get(domain)
             entry = dict(queued.pop(0) if queued
@@ -179,11 +200,16 @@ class Handler(BaseHTTPRequestHandler):
         return self.server.state
 
     def dispatch(self):
-        self.discard_body()
+        self.read_body()
         url = urlsplit(self.path)
+        shape = url.path.strip("/").split("/")[0]
         try:
             if url.path.startswith(FILING_PREFIX):
                 self.filing(unquote(url.path[len(FILING_PREFIX):]))
+            elif shape in SHAPES:
+                self.filing(shaped_domain(url, self.body), shape)
+            elif shape == "any":
+                self.filing(shaped_domain(url, self.body))
             elif url.path.startswith(CONTROL_PREFIX):
                 query = parse_qs(url.query, keep_blank_values=True)
                 params = {name: values[-1] for name, values in query.items()}
@@ -193,10 +219,9 @@ class Handler(BaseHTTPRequestHandler):
         except BadRequest as e:
             self.reply(400, str(e).encode() + b"\n")
 
-    def discard_body(self):
+    def read_body(self):
         length = int(self.headers.get("Content-Length") or 0)
-        if length > 0:
-            self.rfile.read(length)
+        self.body = self.rfile.read(length) if length > 0 else b""
 
     def reply(self, status, body, content_type="text/plain"):
         self.send_response(status)
@@ -211,13 +236,17 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- the filing API itself
 
-    def filing(self, requested):
+    def filing(self, requested, shape=None):
         domain = requested.lower()
         headers = {}
         for name, value in self.headers.items():
             name = name.lower()
             headers[name] = headers[name] + ", " + value if name in headers else value
-        entry, logged = self.state.arrive(domain, headers)
+        url = urlsplit(self.path)
+        request = {"method": self.command, "path": url.path,
+                   "query": url.query,
+                   "body": self.body.decode("utf-8", "replace")}
+        entry, logged = self.state.arrive(domain, headers, request)
         if entry["delay_ms"]:
             time.sleep(entry["delay_ms"] / 1000.0)
 
@@ -231,6 +260,22 @@ class Handler(BaseHTTPRequestHandler):
             self.drip(json.dumps({"domain": requested, "status": "filed"}).encode())
             self.state.answered(logged, 200, "filed")
             return
+        if mode == "raw":
+            code = entry.get("code", 200)
+            self.reply(code, entry.get("body", "").encode("utf-8"),
+                       "application/json")
+            self.state.answered(logged, code)
+            return
+        if shape is not None and (mode in STATUS_MODES or mode in SHAPE_MODES):
+            code, answer = SHAPES[shape](requested, mode, entry)
+            self.reply(code, json.dumps(answer, ensure_ascii=False)
+                       .encode("utf-8"), "application/json")
+            self.state.answered(logged, code,
+                                mode if mode in STATUS_MODES else None)
+            return
+        if mode in SHAPE_MODES:
+            mode = {"apierror": "500", "missing": "notobject",
+                    "oddvalue": "badstatus"}[mode]
         if mode in FIXED_ANSWERS:
             status, body = FIXED_ANSWERS[mode]
             self.reply(status, body, "application/json")
@@ -277,7 +322,8 @@ class Handler(BaseHTTPRequestHandler):
             domain = need("domain").lower()
             entry = make_entry(need("mode"), params.get("delay_ms", 0),
                                params.get("icp"), params.get("region"),
-                               params.get("jitter_ms", 0))
+                               params.get("jitter_ms", 0),
+                               params.get("body"), params.get("code"))
             with state.lock:
                 state.domains[domain] = entry
             self.reply(200, b"ok")
@@ -324,6 +370,11 @@ class Handler(BaseHTTPRequestHandler):
             with state.lock:
                 headers = dict(state.headers.get(domain, {}))
             self.reply_json(headers)
+        elif action == "request":
+            domain = need("domain").lower()
+            with state.lock:
+                request = dict(state.requests.get(domain, {}))
+            self.reply_json(request)
         elif action == "reset":
             with state.lock:
                 state.counts.clear()
@@ -333,12 +384,124 @@ class Handler(BaseHTTPRequestHandler):
             with state.lock:
                 state.counts.clear()
                 state.headers.clear()
+                state.requests.clear()
                 state.domains.clear()
                 state.next.clear()
                 state.default = make_entry("404")
             self.reply(200, b"ok")
         else:
             self.reply(404, b"unknown control action\n")
+
+
+# --- what real filing sources answer (their public documentation's field
+# names); each: (domain, mode, entry) -> (HTTP status, JSON value)
+
+def shaped_domain(url, body):
+    query = parse_qs(url.query)
+    for name in ("domain", "DomainName"):
+        if name in query:
+            return query[name][-1]
+    text = body.decode("utf-8", "replace")
+    try:
+        value = json.loads(text)
+    except ValueError:
+        form = parse_qs(text)
+        return form.get("domain", [""])[-1]
+    if isinstance(value, dict):
+        if "domain" in value:
+            return str(value["domain"])
+        try:
+            return str(value["Filters"][0]["Value"][0])
+        except (KeyError, IndexError, TypeError):
+            pass
+    return ""
+
+
+def aliyun(domain, mode, entry):
+    """Alibaba Cloud CDN CheckCdnDomainICP."""
+    request_id = "5C7E0E1E-0D2A-4C8B-9C2B-2B2F6B1E3C4D"
+    if mode == "apierror":
+        return 400, {"RequestId": request_id, "HostId": "cdn.aliyuncs.com",
+                     "Code": "CheckDomainICPFail",
+                     "Message": "Check domain ICP failed."}
+    if mode == "missing":
+        return 200, {"RequestId": request_id}
+    status = {"filed": "DomainIsRegistration",
+              "oddvalue": "DomainIsChecking"}.get(mode, "DomainNotRegistration")
+    return 200, {"RequestId": request_id, "Status": status}
+
+
+def tencent(domain, mode, entry):
+    """Tencent Cloud CDN DescribeDomains (BriefDomain)."""
+    request_id = "ab4f1426-ea15-4dc2-97d5-1b5a3f2e6c1a"
+    if mode == "apierror":
+        return 200, {"Response": {"Error": {
+            "Code": "AuthFailure.SignatureFailure",
+            "Message": "The provided credentials could not be validated."},
+            "RequestId": request_id}}
+    if mode == "missing":
+        return 200, {"Response": {"Domains": [], "TotalNumber": 0,
+                                  "RequestId": request_id}}
+    disable = {"filed": "normal", "oddvalue": "overdue"}.get(mode, "unlicensed")
+    brief = {"ResourceId": "cdn-4k2x9q0f", "AppId": 1250000000,
+             "Domain": domain, "Cname": domain + ".cdn.dnsv1.com",
+             "Status": "online" if mode == "filed" else "rejected",
+             "ProjectId": 0, "ServiceType": "live", "Disable": disable,
+             "Area": entry.get("region", "mainland")}
+    return 200, {"Response": {"Domains": [brief], "TotalNumber": 1,
+                              "RequestId": request_id}}
+
+
+def miit(domain, mode, entry):
+    """A service built on MIIT's public query."""
+    if mode == "apierror":
+        return 200, {"code": 500, "msg": "查询过于频繁，请稍后再试"}
+    if mode == "missing":
+        return 200, {"code": 0, "msg": "ok", "data": {}}
+    if mode == "oddvalue":
+        return 200, {"code": 0, "msg": "ok", "data": {"isRecorded": "unknown"}}
+    if mode != "filed":
+        return 200, {"code": 0, "msg": "ok", "data": {"isRecorded": False}}
+    return 200, {"code": 0, "msg": "ok", "data": {
+        "isRecorded": True, "domain": entry.get("answer_domain", domain),
+        "mainLicence": "京ICP备10046444号",
+        "serviceLicence": entry.get("icp", "京ICP备10046444号-9"),
+        "natureName": "企业", "unitName": "北京示例科技有限公司",
+        "updateRecordTime": "2021-08-16 13:55:56"}}
+
+
+def thirdparty(domain, mode, entry):
+    """A third-party query API."""
+    if mode == "apierror":
+        return 200, {"code": 403, "msg": "余额不足"}
+    if mode == "missing":
+        return 200, {"code": 200, "msg": "success", "data": {}}
+    if mode == "oddvalue":
+        return 200, {"code": 200, "msg": "success", "data": {"exists": 2}}
+    if mode != "filed":
+        return 200, {"code": 200, "msg": "success", "data": {"exists": False}}
+    return 200, {"code": 200, "msg": "success", "data": {
+        "exists": True, "number": entry.get("icp", "粤ICP备2020012345号-1"),
+        "type": "enterprise"}}
+
+
+def jdcloud(domain, mode, entry):
+    """JD Cloud live checkDomainIcp."""
+    request_id = "c3pm0t3hq5ehdh2f0emdjcfd7bhp1qpu"
+    if mode == "apierror":
+        return 400, {"requestId": request_id, "error": {
+            "code": 400, "status": "INVALID_ARGUMENT",
+            "message": "domain is invalid"}}
+    if mode == "missing":
+        return 200, {"requestId": request_id, "result": {}}
+    if mode == "oddvalue":
+        return 200, {"requestId": request_id, "result": {"icpStatus": "yes"}}
+    return 200, {"requestId": request_id,
+                 "result": {"icpStatus": mode == "filed"}}
+
+
+SHAPES = {"aliyun": aliyun, "tencent": tencent, "miit": miit,
+          "thirdparty": thirdparty, "jdcloud": jdcloud}
 
 
 class Server(ThreadingHTTPServer):

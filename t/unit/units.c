@@ -45,7 +45,8 @@ static int unit_reduce(ngx_pool_t *pool);
 static void unit_hosts(ngx_pool_t *pool);
 static void unit_host_bytes(ngx_pool_t *pool);
 static void unit_urls(void);
-static void unit_answers(void);
+static void unit_answers(ngx_pool_t *pool);
+static void unit_pointers(ngx_pool_t *pool);
 static void unit_escape(void);
 static void unit_cache(ngx_pool_t *pool);
 static void unit_cache_peek(ngx_pool_t *pool);
@@ -231,7 +232,8 @@ main(int argc, char **argv)
     unit_hosts(pool);
     unit_host_bytes(pool);
     unit_urls();
-    unit_answers();
+    unit_answers(pool);
+    unit_pointers(pool);
     unit_escape();
     unit_cache(pool);
     unit_cache_peek(pool);
@@ -416,16 +418,101 @@ unit_urls(void)
 }
 
 
+/*
+ * RFC 6901's pointers, parsed: "~1" is "/", "~0" is "~" (so "~01" is
+ * "~1"), any other "~" is an error, as is a pointer not starting with "/"
+ */
+
 static void
-unit_answers(void)
+unit_pointers(ngx_pool_t *pool)
 {
+    char                      *rc;
+    ngx_str_t                  text, *t;
+    ngx_uint_t                 i;
+    ngx_icp_gate_api_field_t   field;
+
+    static char  *cases[][4] = {
+        { "", NULL, NULL, NULL },
+        { "/a/b", "a", "b", NULL },
+        { "/a~1b/~0/~01", "a/b", "~", "~1" },
+        { "/data/\xe5\xa4\x87\xe6\xa1\x88", "data",
+          "\xe5\xa4\x87\xe6\xa1\x88", NULL },
+        { "//0", "", "0", NULL },
+    };
+
+    static char  *bad[] = { "a/b", "/a~2", "/a~", "#/a" };
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        ngx_memzero(&field, sizeof(ngx_icp_gate_api_field_t));
+        text.data = (u_char *) cases[i][0];
+        text.len = ngx_strlen(cases[i][0]);
+
+        rc = ngx_icp_gate_api_map_pointer(pool, &text, &field);
+        t = field.tokens ? field.tokens->elts : NULL;
+
+        unit_ok(rc == NGX_CONF_OK
+                && field.tokens->nelts == (ngx_uint_t) ((cases[i][1] != NULL)
+                                                        + (cases[i][2] != NULL)
+                                                        + (cases[i][3] != NULL))
+                && (cases[i][1] == NULL
+                    || (t[0].len == ngx_strlen(cases[i][1])
+                        && ngx_strncmp(t[0].data, cases[i][1], t[0].len)
+                           == 0))
+                && (cases[i][2] == NULL
+                    || (t[1].len == ngx_strlen(cases[i][2])
+                        && ngx_strncmp(t[1].data, cases[i][2], t[1].len)
+                           == 0))
+                && (cases[i][3] == NULL
+                    || (t[2].len == ngx_strlen(cases[i][3])
+                        && ngx_strncmp(t[2].data, cases[i][3], t[2].len)
+                           == 0)),
+                "JSON pointer \"%s\" parsed", cases[i][0]);
+    }
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ngx_memzero(&field, sizeof(ngx_icp_gate_api_field_t));
+        text.data = (u_char *) bad[i];
+        text.len = ngx_strlen(bad[i]);
+
+        rc = ngx_icp_gate_api_map_pointer(pool, &text, &field);
+
+        unit_ok(rc != NGX_CONF_OK && rc != NGX_CONF_ERROR,
+                "JSON pointer \"%s\" refused: %s", bad[i],
+                (rc && rc != NGX_CONF_ERROR) ? rc : "(accepted)");
+    }
+}
+
+
+static void
+unit_answers(ngx_pool_t *pool)
+{
+    u_char                   text[NGX_ICP_GATE_API_MAP_WHY];
     ngx_int_t                rc;
+    ngx_str_t                domain, why;
     unit_answer_t           *c;
+    ngx_icp_gate_api_map_t   map;
     ngx_icp_gate_verdict_t   v;
 
+    /* the rules of no mapping directive: the gate's own answer */
+
+    ngx_memzero(&map, sizeof(ngx_icp_gate_api_map_t));
+    map.default_region = NGX_CONF_UNSET_UINT;
+
+    if (ngx_icp_gate_api_map_init(pool, &map) != NGX_CONF_OK) {
+        unit_ok(0, "the default mapping");
+        return;
+    }
+
+    ngx_str_set(&domain, "example.com");
+    why.data = text;
+
+    unit_ok(ngx_icp_gate_api_map_is_unfiled(&map, 404)
+            && !ngx_icp_gate_api_map_is_unfiled(&map, 410),
+            "404, and no other status, is \"not filed\" by default");
+
     for (c = unit_answer_cases; c->body; c++) {
-        rc = ngx_icp_gate_api_parse((u_char *) c->body, ngx_strlen(c->body),
-                                    &v);
+        rc = ngx_icp_gate_api_map_answer(&map, &domain, (u_char *) c->body,
+                                         ngx_strlen(c->body), &v, &why);
 
         if (c->rc != NGX_OK) {
             unit_ok(rc != NGX_OK, "API answer %s is a failed lookup", c->body);
