@@ -55,6 +55,7 @@ sub failures_logged($t, $re) {
 my %profile = (
     aliyun => {
         icp => '', error => qr/with status 400/,
+        error200 => qr{without "/Status"},
         missing => qr{without "/Status"},
         odd => qr{"/Status": "DomainIsChecking", which icp_gate_api_status does not map},
         request => sub ($r, $d) {
@@ -66,6 +67,7 @@ my %profile = (
     tencent => {
         icp => '',
         error => qr{"/Response/Error": \{"Code":"AuthFailure\.SignatureFailure".*not a success},
+        error200 => qr{"/Response/Error": \{"Code":"AuthFailure\.SignatureFailure".*not a success},
         missing => qr{without "/Response/Domains/0/Disable"},
         odd => qr{"/Response/Domains/0/Disable": "overdue", which icp_gate_api_status does not map},
         request => sub ($r, $d) {
@@ -80,6 +82,7 @@ my %profile = (
     miit => {
         icp => '京ICP备10046444号-9',
         error => qr{"/code": 500, not a success},
+        error200 => qr{"/code": 500, not a success},
         missing => qr{without "/data/isRecorded"},
         odd => qr{"/data/isRecorded": "unknown", which icp_gate_api_status does not map},
         request => sub ($r, $d) {
@@ -90,6 +93,7 @@ my %profile = (
     thirdparty => {
         icp => '粤ICP备2020012345号-1',
         error => qr{"/code": 403, not a success},
+        error200 => qr{"/code": 403, not a success},
         missing => qr{without "/data/exists"},
         odd => qr{"/data/exists": 2, which icp_gate_api_status does not map},
         request => sub ($r, $d) {
@@ -99,6 +103,7 @@ my %profile = (
     },
     jdcloud => {
         icp => '', error => qr/with status 400/,
+        error200 => qr{"/error": \{"code":400,"status":"INVALID_ARGUMENT",.*, not a success},
         missing => qr{without "/result/icpStatus"},
         odd => qr{"/result/icpStatus": "yes", which icp_gate_api_status does not map},
         request => sub ($r, $d) {
@@ -115,6 +120,7 @@ for my $name (sort keys %profile) {
     $api->api_set("unfiled-$name.cn", 'unfiled');
     $api->api_set("revoked-$name.cn", 'revoked');
     $api->api_set("error-$name.cn", 'apierror');
+    $api->api_set("error200-$name.cn", 'error200');
     $api->api_set("missing-$name.cn", 'missing');
     $api->api_set("odd-$name.cn", 'oddvalue');
 
@@ -138,8 +144,8 @@ for my $name (sort keys %profile) {
         is $r->{headers}{'x-reason'}, 'unfiled', "$name: $d: unfiled";
     }
 
-    for my $case ([error => 'error'], [missing => 'missing'],
-                  [odd => 'odd']) {
+    for my $case ([error => 'error'], [error200 => 'error200'],
+                  [missing => 'missing'], [odd => 'odd']) {
         my ($prefix, $key) = @$case;
         my $d = "$prefix-$name.cn";
         $r = $t->get("live.$d");
@@ -147,7 +153,8 @@ for my $name (sort keys %profile) {
         is $r->{headers}{'x-reason'}, 'lookup_failed',
             "$name: $d: a failed lookup, never unfiled";
         ok $t->wait_for(sub { failures_logged($t, $p->{$key}) >= 1 }),
-            "$name: $d: the error log says why";
+            "$name: $d: the error log says why"
+            or diag join "\n", grep { /filing API/ } split /\n/, $t->error_log;
     }
 
     # asked again for another name of the same domain within error_ttl:

@@ -25,6 +25,8 @@ Modes:
   notobject 200, ["filed"]
   raw       the body= and code= set for the domain, as they are
   apierror  the shape's own error (the native shape: 500)
+  error200  the shape's own error in a 200 (where the source sends another
+            status for it, what a gateway or a throttle sends in a 200)
   missing   the shape's answer without its status field
   oddvalue  the shape's status field with a value no profile maps
   hang      sleep HANG_SECONDS, then close without answering
@@ -91,7 +93,7 @@ FIXED_ANSWERS = {
     "notobject": (200, b'["filed"]'),
 }
 # what a shape's answer says; "raw" answers the body and code set for it
-SHAPE_MODES = ("apierror", "missing", "oddvalue")
+SHAPE_MODES = ("apierror", "error200", "missing", "oddvalue")
 MODES = (STATUS_MODES + tuple(FIXED_ANSWERS) + ("hang", "drip", "raw")
          + SHAPE_MODES)
 
@@ -268,6 +270,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         if shape is not None and (mode in STATUS_MODES or mode in SHAPE_MODES):
             code, answer = SHAPES[shape](requested, mode, entry)
+            if mode == "error200":
+                code = 200
             self.reply(code, json.dumps(answer, ensure_ascii=False)
                        .encode("utf-8"), "application/json")
             self.state.answered(logged, code,
@@ -420,6 +424,10 @@ def shaped_domain(url, body):
 def aliyun(domain, mode, entry):
     """Alibaba Cloud CDN CheckCdnDomainICP."""
     request_id = "5C7E0E1E-0D2A-4C8B-9C2B-2B2F6B1E3C4D"
+    if mode == "error200":
+        return 200, {"RequestId": request_id, "HostId": "cdn.aliyuncs.com",
+                     "Code": "Throttling.User",
+                     "Message": "Request was denied due to user flow control."}
     if mode == "apierror":
         return 400, {"RequestId": request_id, "HostId": "cdn.aliyuncs.com",
                      "Code": "CheckDomainICPFail",
@@ -434,7 +442,7 @@ def aliyun(domain, mode, entry):
 def tencent(domain, mode, entry):
     """Tencent Cloud CDN DescribeDomains (BriefDomain)."""
     request_id = "ab4f1426-ea15-4dc2-97d5-1b5a3f2e6c1a"
-    if mode == "apierror":
+    if mode in ("apierror", "error200"):
         return 200, {"Response": {"Error": {
             "Code": "AuthFailure.SignatureFailure",
             "Message": "The provided credentials could not be validated."},
@@ -454,7 +462,7 @@ def tencent(domain, mode, entry):
 
 def miit(domain, mode, entry):
     """A service built on MIIT's public query."""
-    if mode == "apierror":
+    if mode in ("apierror", "error200"):
         return 200, {"code": 500, "msg": "查询过于频繁，请稍后再试"}
     if mode == "missing":
         return 200, {"code": 0, "msg": "ok", "data": {}}
@@ -472,7 +480,7 @@ def miit(domain, mode, entry):
 
 def thirdparty(domain, mode, entry):
     """A third-party query API."""
-    if mode == "apierror":
+    if mode in ("apierror", "error200"):
         return 200, {"code": 403, "msg": "余额不足"}
     if mode == "missing":
         return 200, {"code": 200, "msg": "success", "data": {}}
@@ -488,7 +496,7 @@ def thirdparty(domain, mode, entry):
 def jdcloud(domain, mode, entry):
     """JD Cloud live checkDomainIcp."""
     request_id = "c3pm0t3hq5ehdh2f0emdjcfd7bhp1qpu"
-    if mode == "apierror":
+    if mode in ("apierror", "error200"):
         return 400, {"requestId": request_id, "error": {
             "code": 400, "status": "INVALID_ARGUMENT",
             "message": "domain is invalid"}}
