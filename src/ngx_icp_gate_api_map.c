@@ -22,6 +22,8 @@
 #define NGX_ICP_GATE_API_MAP_SHOWN  64
 
 
+static char *ngx_icp_gate_api_map_default(ngx_pool_t *pool,
+    ngx_icp_gate_api_field_t *field, char *pointer);
 static char *ngx_icp_gate_api_map_rules(ngx_conf_t *cf,
     ngx_icp_gate_api_field_t *field, ngx_str_t *names, ngx_uint_t fail);
 static char *ngx_icp_gate_api_map_pointer_arg(ngx_conf_t *cf,
@@ -221,41 +223,16 @@ ngx_icp_gate_api_map_unfiled(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 char *
 ngx_icp_gate_api_map_init(ngx_pool_t *pool, ngx_icp_gate_api_map_t *map)
 {
-    char        *rc;
-    ngx_str_t    pointer;
     ngx_uint_t  *status;
 
-    if (map->status.rule == NGX_ICP_GATE_API_MAP_UNSET) {
-        ngx_str_set(&pointer, "/status");
-
-        rc = ngx_icp_gate_api_map_pointer(pool, &pointer, &map->status);
-        if (rc != NGX_CONF_OK) {
-            return rc;
-        }
-
-        map->status.rule = NGX_ICP_GATE_API_MAP_VALUES;
-    }
-
-    if (map->icp.rule == NGX_ICP_GATE_API_MAP_UNSET) {
-        ngx_str_set(&pointer, "/icp");
-
-        rc = ngx_icp_gate_api_map_pointer(pool, &pointer, &map->icp);
-        if (rc != NGX_CONF_OK) {
-            return rc;
-        }
-
-        map->icp.rule = NGX_ICP_GATE_API_MAP_VALUES;
-    }
-
-    if (map->region.rule == NGX_ICP_GATE_API_MAP_UNSET) {
-        ngx_str_set(&pointer, "/region");
-
-        rc = ngx_icp_gate_api_map_pointer(pool, &pointer, &map->region);
-        if (rc != NGX_CONF_OK) {
-            return rc;
-        }
-
-        map->region.rule = NGX_ICP_GATE_API_MAP_VALUES;
+    if (ngx_icp_gate_api_map_default(pool, &map->status, "/status")
+        != NGX_CONF_OK
+        || ngx_icp_gate_api_map_default(pool, &map->icp, "/icp")
+           != NGX_CONF_OK
+        || ngx_icp_gate_api_map_default(pool, &map->region, "/region")
+           != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
     }
 
     if (map->unfiled == NULL) {
@@ -436,6 +413,27 @@ done:
     json_decref(root);
 
     return rc;
+}
+
+
+/* a field no directive set: the gate's own answer's, its values the names */
+
+static char *
+ngx_icp_gate_api_map_default(ngx_pool_t *pool,
+    ngx_icp_gate_api_field_t *field, char *pointer)
+{
+    ngx_str_t  text;
+
+    if (field->rule != NGX_ICP_GATE_API_MAP_UNSET) {
+        return NGX_CONF_OK;
+    }
+
+    text.data = (u_char *) pointer;
+    text.len = ngx_strlen(pointer);
+
+    field->rule = NGX_ICP_GATE_API_MAP_VALUES;
+
+    return ngx_icp_gate_api_map_pointer(pool, &text, field);
 }
 
 
