@@ -21,6 +21,10 @@
 #include "ngx_icp_gate_filings.h"
 #include "ngx_icp_gate_file.h"
 
+#if (__GLIBC__)
+#include <malloc.h>
+#endif
+
 
 /* bad and conflicting lines logged one by one, then only counted */
 #define NGX_ICP_GATE_FILE_EXPLAIN  20
@@ -155,6 +159,15 @@ ngx_icp_gate_file_load(ngx_conf_t *cf, ngx_str_t *name)
 
     ngx_icp_gate_filings_free(&fs);
 
+#if (__GLIBC__)
+    /*
+     * what the reading took goes back to the system: glibc keeps freed
+     * heap below a threshold a large free raised, and every worker would
+     * have it mapped, twice the table's size with a million lines
+     */
+    (void) malloc_trim(0);
+#endif
+
     return (rc == NGX_OK) ? file : NULL;
 }
 
@@ -258,7 +271,10 @@ ngx_icp_gate_file_pack(ngx_conf_t *cf, ngx_icp_gate_file_t *file,
         *p++ = d->status;
         *p++ = d->region;
         p = ngx_cpymem(p, d->domain, d->domain_len);
-        p = ngx_cpymem(p, d->icp, d->icp_len);
+
+        if (d->icp_len) {
+            p = ngx_cpymem(p, d->icp, d->icp_len);
+        }
     }
 
     ngx_icp_gate_file_sorted = file->records;
