@@ -50,7 +50,8 @@ def write_csv(path, lines, tag=""):
             if i % 10 < 8:
                 f.write("%s,filed,京ICP备%08d号-1%s\n" % (host, i, tag))
             else:
-                f.write("%s,%s\n" % (host, ("unfiled", "pending", "revoked")[i % 3]))
+                status = ("unfiled", "pending", "revoked")[i % 3]
+                f.write("%s,%s\n" % (host, status))
 
 
 CONF = """
@@ -97,20 +98,16 @@ class Nginx:
 
     def workers(self):
         master = self.master()
+        with open("/proc/%d/task/%d/children" % (master, master)) as f:
+            children = f.read().split()
         pids = []
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
+        for pid in children:
             try:
-                with open("/proc/%s/stat" % pid) as f:
-                    stat = f.read()
                 with open("/proc/%s/cmdline" % pid, "rb") as f:
-                    cmd = f.read()
+                    if b"worker process" in f.read():
+                        pids.append(int(pid))
             except OSError:
-                continue
-            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-            if ppid == master and b"worker process" in cmd:
-                pids.append(int(pid))
+                continue    # gone meanwhile
         return sorted(pids)
 
     def start(self):

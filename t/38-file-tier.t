@@ -16,13 +16,7 @@ use JSON::PP qw(decode_json);
 use Time::HiRes qw(sleep);
 use IcpGate::Test;
 
-my $ops = <<'EOF';
-    server {
-        listen 127.0.0.1:%%PORT_ops%%;
-        icp_gate off;
-        location = /icp_gate/admin { icp_gate_admin; }
-    }
-EOF
+my $ops = $IcpGate::Conf::ADMIN_SERVER;
 
 sub write_list($t, $name, $text, $mtime = undef) {
     my $path = $t->dir . "/$name";
