@@ -155,6 +155,7 @@ typedef struct {
     ngx_uint_t                  budget;         /* API requests, in 1/1000 */
     ngx_msec_t                  budget_at;
     ngx_uint_t                  entries;
+    ngx_atomic_t                generation;     /* the newest joined */
     ngx_icp_gate_hash_key_t     key;            /* the workers' hash key */
     ngx_uint_t                  shift;          /* 32 - log2(buckets) */
     ngx_icp_gate_cache_node_t  *buckets[1];
@@ -165,6 +166,7 @@ struct ngx_icp_gate_cache_s {
     ngx_icp_gate_cache_sh_t    *sh;
     ngx_slab_pool_t            *shpool;
     ngx_msec_t                  stale;      /* while-revalidate, a worker's */
+    ngx_uint_t                  generation; /* its configuration's */
 };
 
 
@@ -451,7 +453,8 @@ ngx_icp_gate_cache_lookup(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
 /*
  * fresh_for: how long it answers alone; usable_for: at all, in seconds.
  * mark: where the news stood (ngx_icp_gate_cache_mark()): when the lookup
- * began, for a purge since, which makes it store nothing (NGX_ABORT); and,
+ * began, for a purge since, which makes it store nothing (NGX_ABORT, as
+ * for a worker of an older configuration, ngx_icp_gate_cache_join()); and,
  * with NGX_ICP_GATE_CACHE_READ, when v was asked of Redis: a change Redis
  * told since, or a new epoch, makes v older than the zone's copy, which it
  * then does not replace (v is stored expired where there is none, to be
@@ -491,6 +494,19 @@ ngx_icp_gate_cache_store(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     }
 
     cn = ngx_icp_gate_cache_find(cache, domain, hash);
+
+    /* a worker of a configuration a newer one replaced: its lock goes */
+
+    if (cache->generation < sh->generation) {
+        if (cn && (flags & NGX_ICP_GATE_CACHE_RELEASE)
+            && cn->holder == ngx_pid)
+        {
+            cn->locked = 0;
+        }
+
+        rc = NGX_ABORT;
+        goto done;
+    }
 
     if (cn) {
         ngx_icp_gate_cache_catch_up(cache, cn);
@@ -737,6 +753,7 @@ ngx_icp_gate_cache_extend(ngx_icp_gate_cache_t *cache, ngx_str_t *domain,
     }
 
     if (cn
+        && cache->generation >= cache->sh->generation
         && cn->status == v->status
         && cn->version == v->version
         && cn->checked_at == (uint32_t) v->checked_at
@@ -1168,6 +1185,34 @@ void
 ngx_icp_gate_cache_init_worker(ngx_icp_gate_cache_t *cache, ngx_msec_t stale)
 {
     cache->stale = stale;
+}
+
+
+/*
+ * A worker of a configuration generation: from the first worker of a newer
+ * one on, the workers of older ones (shutting down after a reload) store
+ * nothing, so that none of them undoes what the newer configuration
+ * changed in the zone (a file's verdicts) with a verdict of its own.
+ * Generations only grow: 0 for every configuration until one changes what
+ * the zone must forget.
+ */
+
+void
+ngx_icp_gate_cache_join(ngx_icp_gate_cache_t *cache, ngx_uint_t generation)
+{
+    ngx_icp_gate_cache_sh_t  *sh;
+
+    sh = cache->sh;
+
+    cache->generation = generation;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    if (sh->generation < generation) {
+        sh->generation = generation;
+    }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
 }
 
 

@@ -83,6 +83,8 @@ void ngx_icp_gate_cache_release(ngx_icp_gate_cache_t *cache,
 void ngx_icp_gate_cache_init_worker(ngx_icp_gate_cache_t *cache,
     ngx_msec_t stale);
 void ngx_icp_gate_cache_use_key(ngx_icp_gate_cache_t *cache);
+void ngx_icp_gate_cache_join(ngx_icp_gate_cache_t *cache,
+    ngx_uint_t generation);
 ngx_uint_t ngx_icp_gate_cache_bucket(ngx_icp_gate_cache_t *cache,
     uint32_t hash);
 void ngx_icp_gate_cache_mark(ngx_icp_gate_cache_t *cache,

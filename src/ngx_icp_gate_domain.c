@@ -87,6 +87,7 @@ static ngx_uint_t ngx_icp_gate_domain_ipv4_form(u_char *label, u_char *last);
 
 static const psl_ctx_t           *ngx_icp_gate_psl;
 static ngx_icp_gate_domain_memo_t  *ngx_icp_gate_memo;
+static void                        *ngx_icp_gate_memo_block;  /* as got */
 
 /*
  * Labels of the list's deepest ICANN rule ("*.kobe.jp", "!city.kobe.jp"
@@ -553,6 +554,29 @@ ngx_icp_gate_domain_registrable(ngx_pool_t *pool, ngx_str_t *host,
 }
 
 
+/*
+ * The memo goes: the master that reduced a file's hosts, with no zone's
+ * key yet, leaves the workers none of its hashes
+ */
+
+void
+ngx_icp_gate_domain_forget(void)
+{
+    void  *p;
+
+    if (ngx_icp_gate_memo == NULL) {
+        return;
+    }
+
+    p = ngx_icp_gate_memo_block;
+
+    ngx_icp_gate_memo = NULL;
+    ngx_icp_gate_memo_block = NULL;
+
+    ngx_free(p);
+}
+
+
 /* the slow path: the public suffix list, then the memo */
 
 static ngx_uint_t
@@ -681,6 +705,7 @@ ngx_icp_gate_domain_memo_add(ngx_str_t *host, uint32_t hash, u_char *domain,
             return;
         }
 
+        ngx_icp_gate_memo_block = p;
         ngx_icp_gate_memo = (ngx_icp_gate_domain_memo_t *)
             ngx_align_ptr(p, sizeof(ngx_icp_gate_domain_memo_t));
     }

@@ -20,6 +20,7 @@
 
 
 ngx_int_t ngx_icp_gate_domain_init(ngx_log_t *log);
+void ngx_icp_gate_domain_forget(void);
 ngx_uint_t ngx_icp_gate_domain_registrable(ngx_pool_t *pool, ngx_str_t *host,
     ngx_str_t *domain, uint32_t *domain_hash);
 ngx_int_t ngx_icp_gate_domain_from_url(ngx_str_t *url, ngx_str_t *host);

@@ -7,7 +7,9 @@
  * "flight": within a worker by the flight tree, across workers by the
  * cache entry's update lock; the workers that do not hold it look at the
  * cache again until the verdict is there.  A domain Redis says changed is
- * read again from Redis at once, and every worker hears of it.
+ * read again from Redis at once, and every worker hears of it.  A domain
+ * icp_gate_file lists is never asked of the filing API: its verdict is the
+ * file's unless Redis has a newer one of an operator or an import.
  */
 
 
@@ -51,6 +53,12 @@
  */
 #define NGX_ICP_GATE_REFRESHES       32
 
+/*
+ * Copies a reload's file changed, dropped from the zone at a time by one
+ * worker, which thus never blocks for long, whatever the file
+ */
+#define NGX_ICP_GATE_FILE_DROPS      1000
+
 typedef struct {
     uint32_t                    hash;
     ngx_uint_t                  epoch;      /* the zone's, when kept */
@@ -72,6 +80,7 @@ typedef struct {
     unsigned                    fleet_lock:1;   /* held in Redis */
     unsigned                    fleet_wait:1;   /* for another's */
     unsigned                    asking:1;       /* the filing API */
+    unsigned                    listed:1;       /* by icp_gate_file */
     ngx_msec_t                  fleet_since;
 
     /* where the news stood when it began asking: a purge since bars it */
@@ -140,6 +149,7 @@ static void ngx_icp_gate_lookup_unwritten(ngx_str_t *domain,
     ngx_icp_gate_verdict_t *v, time_t ttl);
 static void ngx_icp_gate_lookup_refused(ngx_str_t *domain,
     uint64_t version);
+static void ngx_icp_gate_file_drop(ngx_event_t *ev);
 
 
 #if (NGX_DEBUG)
@@ -154,6 +164,11 @@ static ngx_rbtree_t                 ngx_icp_gate_flights;
 static ngx_rbtree_node_t            ngx_icp_gate_flights_sentinel;
 static ngx_icp_gate_aside_t        *ngx_icp_gate_aside;
 static ngx_uint_t                   ngx_icp_gate_refreshes;
+
+/* where the drop of a reload's changed copies has come */
+static ngx_event_t                  ngx_icp_gate_file_dropping;
+static u_char                      *ngx_icp_gate_file_dropped;
+static ngx_uint_t                   ngx_icp_gate_file_left;
 
 
 ngx_int_t
@@ -188,7 +203,65 @@ ngx_icp_gate_lookup_init(ngx_cycle_t *cycle, ngx_icp_gate_lookup_conf_t *lcf)
         return NGX_ERROR;
     }
 
+    /*
+     * the copies the previous configuration's file left, which the new
+     * one changed: one worker drops them, from the event loop
+     */
+
+    if (lcf->file_changes.n && ngx_worker == 0) {
+        ngx_icp_gate_file_dropped = lcf->file_changes.names;
+        ngx_icp_gate_file_left = lcf->file_changes.n;
+
+        ngx_icp_gate_timer_init(&ngx_icp_gate_file_dropping,
+                                ngx_icp_gate_file_drop, cycle->log);
+        ngx_add_timer(&ngx_icp_gate_file_dropping, 0);
+    }
+
     return NGX_OK;
+}
+
+
+/*
+ * Copies of domains the reload's file changed, a chunk at a time: each
+ * purged from the zone (not from Redis), as an operator's purge does, so
+ * that its next request takes its verdict from the new file at once, and
+ * live sessions look again
+ */
+
+static void
+ngx_icp_gate_file_drop(ngx_event_t *ev)
+{
+    u_char      *p;
+    ngx_str_t    domain;
+    ngx_uint_t   n;
+
+    p = ngx_icp_gate_file_dropped;
+
+    for (n = 0;
+         n < NGX_ICP_GATE_FILE_DROPS && ngx_icp_gate_file_left;
+         n++, ngx_icp_gate_file_left--)
+    {
+        domain.len = *p++;
+        domain.data = p;
+        p += domain.len;
+
+        (void) ngx_icp_gate_lookup_purge(&domain,
+                                         ngx_icp_gate_hash(domain.data,
+                                                           domain.len));
+    }
+
+    ngx_icp_gate_file_dropped = p;
+
+    if (ngx_icp_gate_file_left == 0) {
+        ngx_log_error(NGX_LOG_INFO, ev->log, 0,
+                      "icp_gate: the zone's copies of the domains the file "
+                      "changed are dropped");
+        return;
+    }
+
+    if (!ngx_exiting) {
+        ngx_add_timer(ev, 1);
+    }
 }
 
 
@@ -703,6 +776,11 @@ ngx_icp_gate_flight_create(ngx_str_t *domain, uint32_t hash, ngx_uint_t owner)
     f->owner = owner;
     f->started = ngx_current_msec;
 
+    f->listed = ngx_icp_gate_lookup_conf->file
+                && ngx_icp_gate_file_find(ngx_icp_gate_lookup_conf->file,
+                                          domain, NULL)
+                   == NGX_OK;
+
     ngx_icp_gate_cache_mark(ngx_icp_gate_cache, &f->began);
 
     /* the first step runs from the event loop, never inside a lookup */
@@ -826,11 +904,39 @@ ngx_icp_gate_flight_fetch(ngx_icp_gate_flight_t *f)
 }
 
 
+/*
+ * absent: Redis has no verdict (or there is no Redis), rather than it
+ * could not be read
+ */
+
 static void
 ngx_icp_gate_flight_ask_api(ngx_icp_gate_flight_t *f, ngx_uint_t absent)
 {
     ngx_int_t               rc;
     ngx_icp_gate_verdict_t  v;
+
+    if (f->listed) {
+
+        /*
+         * the file's: the API is never asked; a failed read of Redis
+         * tells nothing new of a copy the zone has, which answers on
+         */
+
+        if (!absent && f->known) {
+            ngx_icp_gate_flight_fail(f, ngx_icp_gate_lookup_conf->error_ttl);
+            return;
+        }
+
+        /* no verdict yet: ngx_icp_gate_lookup_store() takes the file's */
+
+        ngx_memzero(&v, offsetof(ngx_icp_gate_verdict_t, icp));
+        v.version = f->asked;
+
+        ngx_icp_gate_flight_store(f, &v,
+                                  absent
+                                  && ngx_icp_gate_lookup_conf->redis.name.len);
+        return;
+    }
 
     if (ngx_icp_gate_lookup_conf->api.url.len) {
 
@@ -907,7 +1013,9 @@ ngx_icp_gate_flight_redis_done(void *data, ngx_int_t rc,
 
     /* not in Redis: one node of the fleet asks the filing API */
 
-    if (rc == NGX_DECLINED && ngx_icp_gate_lookup_conf->api.url.len) {
+    if (rc == NGX_DECLINED && ngx_icp_gate_lookup_conf->api.url.len
+        && !f->listed)
+    {
         ngx_icp_gate_flight_lock(f);
         return;
     }
@@ -1122,7 +1230,15 @@ ngx_icp_gate_flight_store(ngx_icp_gate_flight_t *f, ngx_icp_gate_verdict_t *v,
 /*
  * mark, flags: as for ngx_icp_gate_cache_store(), which tells the workers
  * of a verdict whose status or region is not the one the zone had; one
- * the zone has no room for is kept aside by this worker
+ * the zone has no room for is kept aside by this worker.
+ *
+ * Every verdict comes this way, a flight's and a re-read's: for a domain
+ * icp_gate_file lists, *v becomes the file's, unless it is a newer one of
+ * an operator or an import (ngx_icp_gate_file_yields()).  The file's
+ * verdict keeps the version of the read it was weighed against (the
+ * zone's order is Redis's time; none without Redis), and with Redis it
+ * is fresh only as long as a copy of Redis's, so that an operator's
+ * verdict written since is seen as soon.
  */
 
 static ngx_int_t
@@ -1133,9 +1249,18 @@ ngx_icp_gate_lookup_store(ngx_str_t *domain, uint32_t hash,
     ngx_int_t                    rc;
     time_t                       ttl, usable;
     ngx_msec_t                   fresh;
+    ngx_icp_gate_verdict_t       listed;
     ngx_icp_gate_lookup_conf_t  *lcf;
 
     lcf = ngx_icp_gate_lookup_conf;
+
+    if (lcf->file && !ngx_icp_gate_file_yields(lcf->file, v)
+        && ngx_icp_gate_file_find(lcf->file, domain, &listed) == NGX_OK)
+    {
+        listed.version = v->version;
+        *v = listed;
+        redis = (lcf->redis.name.len != 0);
+    }
 
     ttl = ngx_icp_gate_ttl_of(v);
     fresh = (ngx_msec_t) ttl * 1000;

@@ -19,6 +19,7 @@
 #include "ngx_icp_gate_redis.h"
 #include "ngx_icp_gate_api.h"
 #include "ngx_icp_gate_cache.h"
+#include "ngx_icp_gate_file.h"
 #include "ngx_icp_gate_metrics.h"
 
 
@@ -48,6 +49,8 @@ typedef struct {
     ngx_msec_t                  stale;          /* while-revalidate */
     ngx_msec_t                  error_ttl;      /* a failure remembered */
     ngx_uint_t                  api_rate;       /* 1/1000 a second, 0: any */
+    ngx_icp_gate_file_t        *file;           /* NULL: none */
+    ngx_icp_gate_file_changes_t file_changes;   /* since the last one */
 } ngx_icp_gate_lookup_conf_t;
 
 

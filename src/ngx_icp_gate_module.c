@@ -15,6 +15,7 @@
 #include "ngx_icp_gate_watch.h"
 #include "ngx_icp_gate_cache.h"
 #include "ngx_icp_gate_domain.h"
+#include "ngx_icp_gate_file.h"
 #include "ngx_icp_gate_metrics.h"
 
 
@@ -37,6 +38,8 @@ static char *ngx_icp_gate_api(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_icp_gate_api_rate(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_icp_gate_enum(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_icp_gate_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_icp_gate_init_module(ngx_cycle_t *cycle);
 static void ngx_icp_gate_exit_process(ngx_cycle_t *cycle);
@@ -84,6 +87,13 @@ static ngx_command_t  ngx_icp_gate_commands[] = {
     { ngx_string("icp_gate_api"),
       NGX_MAIN_CONF|NGX_DIRECT_CONF|NGX_CONF_TAKE1,
       ngx_icp_gate_api,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("icp_gate_file"),
+      NGX_MAIN_CONF|NGX_DIRECT_CONF|NGX_CONF_TAKE1,
+      ngx_icp_gate_file,
       0,
       0,
       NULL },
@@ -597,6 +607,40 @@ ngx_icp_gate_use(ngx_conf_t *cf)
 }
 
 
+/*
+ * Read here, by the master, with the configuration: "nginx -t" checks the
+ * file, and the workers share the master's table
+ */
+
+static char *
+ngx_icp_gate_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_icp_gate_main_conf_t  *mcf = conf;
+
+    ngx_str_t  *value;
+
+    if (mcf->lookup.file) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    /* the hosts are reduced as a request's are */
+
+    if (ngx_icp_gate_domain_init(cf->log) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    mcf->lookup.file = ngx_icp_gate_file_load(cf, &value[1]);
+
+    /* the memo holds hashes of no zone's key: no worker may find them */
+
+    ngx_icp_gate_domain_forget();
+
+    return mcf->lookup.file ? NGX_CONF_OK : NGX_CONF_ERROR;
+}
+
+
 static ngx_int_t
 ngx_icp_gate_init_module(ngx_cycle_t *cycle)
 {
@@ -604,6 +648,15 @@ ngx_icp_gate_init_module(ngx_cycle_t *cycle)
 
     mcf = (ngx_icp_gate_main_conf_t *)
               ngx_get_conf(cycle->conf_ctx, ngx_icp_gate_module);
+
+    /* a file no gate uses any more is forgotten by the zone all the same */
+
+    if (ngx_icp_gate_file_commit(cycle, mcf->used ? mcf->lookup.file : NULL,
+                                 &mcf->lookup.file_changes)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     if (!mcf->used) {
         return NGX_OK;
@@ -646,6 +699,9 @@ ngx_icp_gate_init_worker(ngx_cycle_t *cycle)
 
     /* before anything is hashed: the zone's buckets are by its key */
     ngx_icp_gate_cache_use_key(mcf->lookup.zone->data);
+
+    ngx_icp_gate_cache_join(mcf->lookup.zone->data,
+                            mcf->lookup.file_changes.generation);
 
     if (ngx_icp_gate_metrics_init_worker(cycle, mcf->metrics) != NGX_OK) {
         return NGX_ERROR;

@@ -517,9 +517,11 @@ ngx_icp_gate_redis_parse_hash(redisReply *reply, ngx_icp_gate_verdict_t *v)
         return NGX_DECLINED;
     }
 
-    /* an operator's hash need not say so */
+    /* an operator's hash need not say so, nor can it be a file's */
 
-    if (v->source == NGX_ICP_GATE_SOURCE_NONE) {
+    if (v->source == NGX_ICP_GATE_SOURCE_NONE
+        || v->source == NGX_ICP_GATE_SOURCE_FILE)
+    {
         v->source = NGX_ICP_GATE_SOURCE_OPERATOR;
     }
 

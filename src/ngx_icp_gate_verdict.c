@@ -29,13 +29,17 @@ ngx_str_t  ngx_icp_gate_region_names[] = {
 };
 
 
-/* "source" of a hash in Redis: anything else is an operator's */
+/*
+ * "source" of a hash in Redis: anything else is an operator's; and of a
+ * verdict from icp_gate_file, which no hash has
+ */
 
 ngx_str_t  ngx_icp_gate_source_names[] = {
     ngx_string("none"),
     ngx_string("api"),
     ngx_string("import"),
     ngx_string("operator"),
+    ngx_string("file"),
     ngx_null_string
 };
 

@@ -37,6 +37,7 @@
 #define NGX_ICP_GATE_SOURCE_API        1
 #define NGX_ICP_GATE_SOURCE_IMPORT     2
 #define NGX_ICP_GATE_SOURCE_OPERATOR   3    /* anything else */
+#define NGX_ICP_GATE_SOURCE_FILE       4    /* icp_gate_file, never Redis */
 
 /* the outcome of a judgement, as $icp_gate_result spells it */
 #define NGX_ICP_GATE_RESULT_NONE       0

@@ -13,7 +13,7 @@ my %layer = (
     verdict => 0, socket => 0, throttle => 0, metrics => 0,
     hiredis => 1, resolve => 1,
     cache   => 2, redis  => 2, api => 2, api_map => 2, domain => 2,
-    sentinel => 2,
+    sentinel => 2, filings => 2, file   => 2,
     redis_conn => 2, redis_store => 2, redis_lock => 2, redis_channel => 2,
     lookup  => 3,
     judge   => 4, watch  => 4,
@@ -24,9 +24,11 @@ my %layer = (
 # the console writes JSON strings as the rejection log does, the metrics
 # count judgements in the vocabulary's terms; the Redis adapter's parts sit
 # on its connections (the store's hash format serves the lock), and its
-# public header, which they implement, starts them
+# public header, which they implement, starts them; a list of filings
+# reduces its hosts as the gate does, and the file tier reads one
 my %beside = (conf => { module => 1 }, console => { log => 1 },
               metrics => { verdict => 1 }, api => { api_map => 1 },
+              filings => { domain => 1 }, file => { filings => 1 },
               redis => { sentinel => 1, redis_store => 1,
                          redis_channel => 1 },
               redis_conn => { redis => 1 },

@@ -55,13 +55,7 @@ sub zone_of($t, $domain, $port = $t->port('ops')) {
 
 sub reason($r) { "$r->{status} " . ($r->{headers}{'x-reason'} // '') }
 
-my $ops = <<'EOF';
-    server {
-        listen 127.0.0.1:%%PORT_ops%%;
-        icp_gate off;
-        location = /icp_gate/admin { icp_gate_admin; }
-    }
-EOF
+my $ops = $IcpGate::Conf::ADMIN_SERVER;
 
 # a Redis in front of the real one: stopped and started again, or late
 sub proxy_start($t, %o) {

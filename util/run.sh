@@ -15,7 +15,7 @@ rtmp_port=${RTMP_PORT:-1935}
 rm -rf "$dir"
 mkdir -p "$dir/logs" "$dir/hls"
 
-sed -e "s|@DIR@|$dir|g" -e "s|@HTML@|$top/conf/html|g" \
+sed -e "s|@DIR@|$dir|g" -e "s|@HTML@|$top/conf/html|g" -e "s|@CONF@|$top/conf|g" \
     -e "s|@HTTP_PORT@|$http_port|g" -e "s|@OVERSEAS_PORT@|$overseas_port|g" \
     -e "s|@REDIS_PORT@|$redis_port|g" -e "s|@API_PORT@|$api_port|g" \
     -e "s|@RTMP_PORT@|$rtmp_port|g" \
@@ -69,6 +69,9 @@ the demo filing API on :$api_port. Try, in another terminal:
   curl -i -H 'Host: live.pending-demo.cn' http://127.0.0.1:$http_port/
   # HTTP, a domain whose filing record says overseas: exempt, 200
   curl -i -H 'Host: live.overseas-demo.com' http://127.0.0.1:$http_port/
+  # HTTP, a domain only conf/demo-filed.csv (icp_gate_file) files: 200,
+  # and the filing API is never asked about it
+  curl -i -H 'Host: play.file-demo.cn' http://127.0.0.1:$http_port/
   # HTTP, any domain on the overseas-only server: exempt, 200
   curl -i -H 'Host: play.unfiled-demo.cn' http://127.0.0.1:$overseas_port/
 

@@ -9,6 +9,15 @@ use v5.36;
 use Exporter 'import';
 our @EXPORT = qw(gate_conf setup_html);
 
+# a server for the operators, on port "ops": the domain console
+our $ADMIN_SERVER = <<'EOF';
+    server {
+        listen 127.0.0.1:%%PORT_ops%%;
+        icp_gate off;
+        location = /icp_gate/admin { icp_gate_admin; }
+    }
+EOF
+
 sub setup_html($t) {
     my $html = $t->dir . '/html';
     mkdir $html;
