@@ -199,14 +199,24 @@ ngx_icp_gate_console_metrics(ngx_pool_t *pool, ngx_uint_t json)
     }
 
     if (lcf->redis.name.len) {
+        /* at rest, Redis is up as long as no connection found it down */
+
         ngx_icp_gate_console_one(&w, "icp_gate_redis_up", "gauge",
                                  "1 when a worker has a connection to "
-                                 "Redis ready.",
-                                 sum.gauges.redis_ready > 0);
+                                 "Redis ready, or all that are not are "
+                                 "closed at rest.",
+                                 sum.gauges.redis_ready > 0
+                                 || (sum.gauges.redis_idle > 0
+                                     && sum.gauges.redis_failing == 0));
 
         ngx_icp_gate_console_one(&w, "icp_gate_redis_connections", "gauge",
                                  "Connections to Redis ready, of every "
                                  "worker.", sum.gauges.redis_ready);
+
+        ngx_icp_gate_console_one(&w, "icp_gate_redis_connections_idle",
+                                 "gauge", "Connections to Redis closed at "
+                                 "rest, opened again when needed.",
+                                 sum.gauges.redis_idle);
 
         ngx_icp_gate_console_one(&w, "icp_gate_redis_reconnects_total",
                                  "counter", "Connections to Redis lost or "

@@ -79,6 +79,8 @@ typedef struct {
 
 typedef struct {
     int64_t                     redis_ready;    /* connections */
+    int64_t                     redis_idle;     /* closed, at rest */
+    int64_t                     redis_failing;  /* lost, not back yet */
     int64_t                     flights;        /* lookups in flight */
     int64_t                     api_running;
     int64_t                     api_queued;

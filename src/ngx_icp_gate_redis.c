@@ -35,6 +35,7 @@ ngx_icp_gate_redis_parse(ngx_conf_t *cf, ngx_icp_gate_redis_conf_t *rcf)
 
     rcf->name = value[1];
     rcf->timeout = 1000;
+    rcf->idle = 30000;
     rcf->tracking = 1;
 
     /* with Sentinel, no address: the sentinels tell it */
@@ -178,6 +179,24 @@ parameters:
             }
 
             rcf->timeout = n;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "idle=off") == 0) {
+            rcf->idle = 0;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "idle=", 5) == 0) {
+            s.data = value[i].data + 5;
+            s.len = value[i].len - 5;
+
+            n = ngx_parse_time(&s, 0);
+            if (n == NGX_ERROR || n == 0) {
+                goto invalid;
+            }
+
+            rcf->idle = n;
             continue;
         }
 

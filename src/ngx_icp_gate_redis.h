@@ -53,6 +53,7 @@ typedef struct {
     ngx_uint_t                  db;
     ngx_str_t                   password;
     ngx_msec_t                  timeout;
+    ngx_msec_t                  idle;       /* closed after, 0: never */
     ngx_str_t                   prefix;
     ngx_flag_t                  tracking;   /* invalidations asked for */
 

@@ -40,6 +40,9 @@
 /* the longest a worker's exit waits for its last commands to leave */
 #define NGX_ICP_GATE_REDIS_EXIT_WAIT     100
 
+/* how often a worker looks for connections idle long enough, at most */
+#define NGX_ICP_GATE_REDIS_IDLE_CHECK    1000
+
 
 /* a read given up at its deadline, its handler still to run */
 typedef struct {
@@ -71,6 +74,9 @@ static void ngx_icp_gate_redis_setup_reply(redisAsyncContext *ac, void *r,
 static void ngx_icp_gate_redis_deadline(ngx_event_t *ev);
 static void ngx_icp_gate_redis_retry(ngx_event_t *ev);
 static void ngx_icp_gate_redis_report(ngx_event_t *ev);
+static void ngx_icp_gate_redis_idle_check(ngx_event_t *ev);
+static void ngx_icp_gate_redis_rest(ngx_icp_gate_redis_conn_t *c,
+    ngx_uint_t closed);
 
 
 ngx_icp_gate_redis_conf_t          *ngx_icp_gate_redis_conf;
@@ -86,6 +92,7 @@ static ngx_str_t                    ngx_icp_gate_redis_master_host;
 static in_port_t                    ngx_icp_gate_redis_master_port;
 
 static ngx_event_t                  ngx_icp_gate_redis_report_ev;
+static ngx_event_t                  ngx_icp_gate_redis_idle_ev;
 static ngx_msec_t                   ngx_icp_gate_redis_reported;
 static ngx_uint_t                   ngx_icp_gate_redis_reported_once;
 
@@ -122,6 +129,14 @@ ngx_icp_gate_redis_conns_init(ngx_cycle_t *cycle)
                                  cycle->log);
 
     ngx_icp_gate_redis_wr.writer = 1;
+
+    ngx_icp_gate_timer_init(&ngx_icp_gate_redis_idle_ev,
+                            ngx_icp_gate_redis_idle_check, cycle->log);
+
+    if (rcf->idle) {
+        ngx_add_timer(&ngx_icp_gate_redis_idle_ev,
+                      ngx_min(rcf->idle, NGX_ICP_GATE_REDIS_IDLE_CHECK));
+    }
 }
 
 
@@ -134,6 +149,10 @@ ngx_icp_gate_redis_conns_done(void)
 
     if (ngx_icp_gate_redis_report_ev.timer_set) {
         ngx_del_timer(&ngx_icp_gate_redis_report_ev);
+    }
+
+    if (ngx_icp_gate_redis_idle_ev.timer_set) {
+        ngx_del_timer(&ngx_icp_gate_redis_idle_ev);
     }
 
     if (ngx_icp_gate_redis_conf->sentinel.naddrs) {
@@ -324,6 +343,12 @@ ngx_icp_gate_redis_connect_to(ngx_icp_gate_redis_conn_t *c, char *host,
 
     rcf = ngx_icp_gate_redis_conf;
 
+    /* where a connection closed for idleness opens again, without waiting */
+
+    if (host != (char *) c->addr) {
+        ngx_cpystrn(c->addr, (u_char *) host, sizeof(c->addr));
+    }
+
     if (rcf->path.len) {
         ac = redisAsyncConnectUnix((char *) rcf->path.data);
 
@@ -358,9 +383,11 @@ ngx_icp_gate_redis_connect_to(ngx_icp_gate_redis_conn_t *c, char *host,
 
     c->ctx = ac;
     c->ready = 0;
+    c->idle = 0;
     c->lost = 0;
     c->backoff_was = c->backoff;
     c->answered = ngx_current_msec;
+    c->used = ngx_current_msec;
 
     redisAsyncSetConnectCallback(ac, ngx_icp_gate_redis_on_connect);
     redisAsyncSetDisconnectCallback(ac, ngx_icp_gate_redis_on_disconnect);
@@ -483,6 +510,11 @@ ngx_icp_gate_redis_gone(ngx_icp_gate_redis_conn_t *c, ngx_uint_t closed)
         ngx_icp_gate_count(redis_reconnects);
     }
 
+    if (!c->failing && !ngx_icp_gate_redis_exiting) {
+        c->failing = 1;
+        ngx_icp_gate_gauge(redis_failing, 1);
+    }
+
     c->ctx = NULL;
     c->ready = 0;
     c->setups = 0;
@@ -528,6 +560,7 @@ ngx_icp_gate_redis_send(ngx_icp_gate_redis_conn_t *c, redisCallbackFn *fn,
     }
 
     c->pending++;
+    c->used = ngx_current_msec;
 
     if (cmd == NULL || cmd->what == NULL) {
         ngx_log_debug3(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
@@ -621,6 +654,7 @@ ngx_icp_gate_redis_answered(ngx_icp_gate_redis_conn_t *c, redisReply *reply)
     }
 
     c->answered = ngx_current_msec;
+    c->used = ngx_current_msec;
 
     /*
      * a Redis that answers, not one that only accepts, resets the backoff;
@@ -641,6 +675,8 @@ ngx_icp_gate_redis_read(ngx_icp_gate_redis_conn_t *c, const char *what,
     ngx_uint_t argc, const char **argv, size_t *argvlen)
 {
     ngx_icp_gate_redis_cmd_t  *cmd;
+
+    ngx_icp_gate_redis_wake(c);
 
     /* down: a read would wait behind setup until its deadline */
 
@@ -860,6 +896,18 @@ ngx_icp_gate_redis_on_disconnect(const redisAsyncContext *ac, int status)
                       ac->errstr[0] ? ac->errstr : "closed");
     }
 
+    /*
+     * Redis's own "timeout" closing a connection with nothing pending: it
+     * opens again when a command needs it, as one closed here would
+     */
+
+    if (why == NULL && c->lost == 0 && c->pending == 0 && c->ready
+        && !c->subscriber && ngx_icp_gate_redis_conf->idle)
+    {
+        ngx_icp_gate_redis_rest(c, 1);
+        return;
+    }
+
     c->lost = 0;
 
     ngx_icp_gate_redis_gone(c, 1);
@@ -948,6 +996,11 @@ counted:
         c->ready = 1;
         ngx_icp_gate_gauge(redis_ready, 1);
 
+        if (c->failing) {
+            c->failing = 0;
+            ngx_icp_gate_gauge(redis_failing, -1);
+        }
+
         if (c->ready_handler) {
             c->ready_handler(c);
         }
@@ -1019,6 +1072,16 @@ ngx_icp_gate_redis_master_is(ngx_str_t *host, in_port_t port)
 
     for (i = 0; i < 3; i++) {
         c = conns[i];
+
+        /* one closed for idleness opens where the master is, when needed */
+
+        if (c->idle) {
+            if (moved) {
+                c->addr[0] = '\0';
+            }
+
+            continue;
+        }
 
         /* the invalidation channel: another worker's, or an exiting one's */
 
@@ -1187,5 +1250,103 @@ ngx_icp_gate_redis_retry(ngx_event_t *ev)
         && !ngx_icp_gate_redis_exiting)
     {
         ngx_icp_gate_redis_connect(c);
+    }
+}
+
+
+/*
+ * A connection closed for idleness opens again for the command that needs
+ * it: at once, to the address it had (a name or the master Sentinel names
+ * is looked up again only when that fails), so the command waits behind
+ * the setup, a round trip or two, and is not sent elsewhere
+ */
+
+void
+ngx_icp_gate_redis_wake(ngx_icp_gate_redis_conn_t *c)
+{
+    if (!c->idle || c->ctx || ngx_icp_gate_redis_exiting) {
+        return;
+    }
+
+    c->idle = 0;
+    ngx_icp_gate_gauge(redis_idle, -1);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                   "icp_gate: redis connection for %s opens again",
+                   c->role);
+
+    if (c->addr[0] || ngx_icp_gate_redis_conf->path.len) {
+        ngx_icp_gate_redis_connect_to(c, (char *) c->addr, c->port);
+        return;
+    }
+
+    ngx_icp_gate_redis_connect(c);
+}
+
+
+/*
+ * At rest, a worker holds no connection to Redis but for the node's
+ * invalidation channel: one that has had nothing to do for the "idle"
+ * time, its commands all answered, is closed, and counts as neither lost
+ * nor down
+ */
+
+static void
+ngx_icp_gate_redis_idle_check(ngx_event_t *ev)
+{
+    ngx_msec_t                  idle;
+    ngx_uint_t                  i;
+    ngx_icp_gate_redis_conn_t  *c, *conns[2];
+
+    idle = ngx_icp_gate_redis_conf->idle;
+
+    conns[0] = &ngx_icp_gate_redis_rd;
+    conns[1] = &ngx_icp_gate_redis_wr;
+
+    for (i = 0; i < 2; i++) {
+        c = conns[i];
+
+        if (c->ctx && c->ready && c->pending == 0
+            && ngx_current_msec - c->used >= idle)
+        {
+            ngx_log_error(NGX_LOG_INFO, ev->log, 0,
+                          "icp_gate: redis %V connection for %s closed "
+                          "after %Mms without a command",
+                          &ngx_icp_gate_redis_conf->name, c->role,
+                          ngx_current_msec - c->used);
+
+            ngx_icp_gate_redis_rest(c, 0);
+        }
+    }
+
+    ngx_add_timer(ev, ngx_min(idle, NGX_ICP_GATE_REDIS_IDLE_CHECK));
+}
+
+
+/* closed: by Redis, whose context hiredis frees once its callback returns */
+
+static void
+ngx_icp_gate_redis_rest(ngx_icp_gate_redis_conn_t *c, ngx_uint_t closed)
+{
+    redisAsyncContext  *ac;
+
+    ac = c->ctx;
+
+    c->ctx = NULL;
+    c->ready = 0;
+    c->setups = 0;
+    c->idle = 1;
+
+    ngx_icp_gate_gauge(redis_ready, -1);
+    ngx_icp_gate_gauge(redis_idle, 1);
+
+    if (c->timer.timer_set) {
+        ngx_del_timer(&c->timer);
+    }
+
+    /* nothing is pending: no callback runs */
+
+    if (!closed) {
+        redisAsyncFree(ac);
     }
 }

@@ -89,6 +89,7 @@ struct ngx_icp_gate_redis_conn_s {
     ngx_msec_t                  backoff_was;    /* when it connected */
     ngx_msec_t                  pause;      /* a retry no sooner than this */
     ngx_msec_t                  answered;   /* when Redis last answered */
+    ngx_msec_t                  used;       /* a command sent or answered */
     ngx_uint_t                  pending;    /* commands sent, not answered */
     ngx_uint_t                  inflight;   /* reads or writes among them */
     ngx_uint_t                  setups;     /* AUTH, SELECT, PING unanswered */
@@ -97,6 +98,7 @@ struct ngx_icp_gate_redis_conn_s {
     ngx_uint_t                  lost;
     ngx_icp_gate_hiredis_episode_t  malformed;  /* replies, logged once */
     in_port_t                   port;       /* of the host resolved */
+    u_char                      addr[NGX_SOCKADDR_STRLEN + 1];  /* last */
 
     /* the part's: set up, ready for its commands, gone */
     void                      (*connected)(ngx_icp_gate_redis_conn_t *c);
@@ -105,6 +107,12 @@ struct ngx_icp_gate_redis_conn_s {
 
     unsigned                    ready:1;    /* its setup was answered */
     unsigned                    waiting:1;  /* for the sentinels' answer */
+
+    /* closed for want of commands: opened again by the next one */
+    unsigned                    idle:1;
+
+    /* lost or failed, not ready since: counted in the metrics */
+    unsigned                    failing:1;
 
     /*
      * the invalidation channel: no deadlines (its beat watches it), and
@@ -139,6 +147,7 @@ void ngx_icp_gate_redis_conns_done(void);
 void ngx_icp_gate_redis_conn_init(ngx_icp_gate_redis_conn_t *c,
     char *role, ngx_log_t *log);
 void ngx_icp_gate_redis_connect(ngx_icp_gate_redis_conn_t *c);
+void ngx_icp_gate_redis_wake(ngx_icp_gate_redis_conn_t *c);
 void ngx_icp_gate_redis_drop(ngx_icp_gate_redis_conn_t *c);
 void ngx_icp_gate_redis_close(ngx_icp_gate_redis_conn_t *c);
 void ngx_icp_gate_redis_push(ngx_icp_gate_redis_conn_t *c);

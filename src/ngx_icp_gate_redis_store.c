@@ -202,6 +202,8 @@ ngx_icp_gate_redis_put(ngx_str_t *domain, ngx_icp_gate_verdict_t *v,
 
     c = &ngx_icp_gate_redis_wr;
 
+    ngx_icp_gate_redis_wake(c);
+
     w = ngx_alloc(sizeof(ngx_icp_gate_redis_write_t), ngx_cycle->log);
     if (w == NULL) {
         return NGX_DECLINED;

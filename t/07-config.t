@@ -26,6 +26,8 @@ my @bad = (
     [redis => 'icp_gate_redis 127.0.0.1:6379 db=x;', 'icp_gate_redis'],
     [redis => 'icp_gate_redis 127.0.0.1:notaport;', 'icp_gate_redis'],
     [redis => 'icp_gate_redis 127.0.0.1:6379 timeout=never;', 'icp_gate_redis'],
+    [redis => 'icp_gate_redis 127.0.0.1:6379 idle=soon;', 'icp_gate_redis'],
+    [redis => 'icp_gate_redis 127.0.0.1:6379 idle=0;', 'icp_gate_redis'],
     [redis => 'icp_gate_redis 127.0.0.1:6379 password=;', 'icp_gate_redis'],
     [redis => 'icp_gate_redis 127.0.0.1:6379 tracking=maybe;', 'icp_gate_redis'],
     [redis => 'icp_gate_redis sentinel=127.0.0.1:26379;', 'icp_gate_redis'],
@@ -112,7 +114,8 @@ like $out, qr/"icp_gate_zone" directive must come before the first "icp_gate"/,
 
 # a complete configuration with every directive
 ($code, $out) = conf_with(
-    redis => 'icp_gate_redis 127.0.0.1:6379 db=2 password=secret timeout=500ms;',
+    redis => 'icp_gate_redis 127.0.0.1:6379 db=2 password=secret timeout=500ms'
+           . ' idle=10s;',
     main => 'icp_gate_zone gate:1m; icp_gate_redis_prefix "p:";'
           . ' icp_gate_api_header Authorization "Bearer x";'
           . ' icp_gate_api_timeout 1s; icp_gate_api_concurrency 16;'
