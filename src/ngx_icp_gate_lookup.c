@@ -80,7 +80,11 @@ typedef struct {
     unsigned                    fleet_lock:1;   /* held in Redis */
     unsigned                    fleet_wait:1;   /* for another's */
     unsigned                    asking:1;       /* the filing API */
+    unsigned                    asked_api:1;    /* and it answered */
     unsigned                    listed:1;       /* by icp_gate_file */
+
+    /* a known domain's copy: usable until then, whatever the tiers do */
+    time_t                      usable;
     ngx_msec_t                  fleet_since;
 
     /* where the news stood when it began asking: a purge since bars it */
@@ -115,6 +119,7 @@ static void ngx_icp_gate_flight_run(ngx_event_t *ev);
 static void ngx_icp_gate_flight_fetch(ngx_icp_gate_flight_t *f);
 static void ngx_icp_gate_flight_ask_api(ngx_icp_gate_flight_t *f,
     ngx_uint_t absent);
+static void ngx_icp_gate_flight_redis_failed(ngx_icp_gate_flight_t *f);
 static void ngx_icp_gate_flight_redis_done(void *data, ngx_int_t rc,
     ngx_icp_gate_verdict_t *v);
 static void ngx_icp_gate_flight_lock(ngx_icp_gate_flight_t *f);
@@ -384,6 +389,7 @@ ngx_icp_gate_lookup_miss(ngx_str_t *domain, uint32_t hash,
         f->stale = *v;
         f->has_stale = 1;
         f->known = 1;
+        f->usable = v->checked_at + ngx_icp_gate_ttl_of(v);
 
         return NGX_AGAIN;
     }
@@ -410,6 +416,7 @@ ngx_icp_gate_lookup_miss(ngx_str_t *domain, uint32_t hash,
 
             } else {
                 f->known = 1;
+                f->usable = v->checked_at + ngx_icp_gate_ttl_of(v);
             }
         }
 
@@ -899,7 +906,7 @@ ngx_icp_gate_flight_fetch(ngx_icp_gate_flight_t *f)
     {
         ngx_icp_gate_count_lookup(NGX_ICP_GATE_TIER_REDIS,
                                   NGX_ICP_GATE_OUTCOME_ERROR);
-        ngx_icp_gate_flight_ask_api(f, 0);
+        ngx_icp_gate_flight_redis_failed(f);
     }
 }
 
@@ -1020,12 +1027,39 @@ ngx_icp_gate_flight_redis_done(void *data, ngx_int_t rc,
         return;
     }
 
+    if (rc == NGX_ERROR) {
+        ngx_icp_gate_flight_redis_failed(f);
+        return;
+    }
+
     if (rc != NGX_OK) {
-        ngx_icp_gate_flight_ask_api(f, rc == NGX_DECLINED);
+        ngx_icp_gate_flight_ask_api(f, 1);
         return;
     }
 
     ngx_icp_gate_flight_store(f, v, 1);
+}
+
+
+/*
+ * Redis failed: a known domain's copy answers on, as long as its verdict
+ * lives (stale-if-error), rather than the API standing in for Redis for
+ * every domain the zone holds; an unknown domain is asked of the API
+ */
+
+static void
+ngx_icp_gate_flight_redis_failed(ngx_icp_gate_flight_t *f)
+{
+    if (f->known && ngx_time() < f->usable) {
+        ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                       "icp_gate: Redis failed, \"%V\" answers with its "
+                       "copy", &f->sn.str);
+
+        ngx_icp_gate_flight_fail(f, ngx_icp_gate_lookup_conf->error_ttl);
+        return;
+    }
+
+    ngx_icp_gate_flight_ask_api(f, 0);
 }
 
 
@@ -1070,6 +1104,18 @@ ngx_icp_gate_flight_lock_done(void *data, ngx_int_t rc,
     if (rc == NGX_OK) {
         f->fleet_wait = 0;
         ngx_icp_gate_flight_store(f, v, 1);
+        return;
+    }
+
+    /* the filing API failed for a node of the fleet a moment ago */
+
+    if (rc == NGX_ABORT) {
+        ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                       "icp_gate: the filing API failed for \"%V\" on the "
+                       "fleet, not asked again yet", &f->sn.str);
+
+        f->fleet_wait = 0;
+        ngx_icp_gate_flight_fail(f, ngx_icp_gate_lookup_conf->error_ttl);
         return;
     }
 
@@ -1124,6 +1170,7 @@ ngx_icp_gate_flight_api_done(void *data, ngx_int_t rc,
                                              : NGX_ICP_GATE_OUTCOME_ERROR);
 
     f->asking = 0;
+    f->asked_api = (rc != NGX_BUSY);
 
     if (f->event.timer_set) {
         ngx_del_timer(&f->event);
@@ -1171,9 +1218,18 @@ ngx_icp_gate_flight_api_done(void *data, ngx_int_t rc,
 static void
 ngx_icp_gate_flight_fail(ngx_icp_gate_flight_t *f, ngx_msec_t hold)
 {
-    /* another node asks at once, not when the lock expires */
+    /*
+     * The API failed: the fleet remembers it in the lock's place for as
+     * long as this node does, so that no node asks, or waits, meanwhile.
+     * Failed here without a verdict of the API (its queue full, its
+     * budget spent): another node asks at once, not when the lock expires.
+     */
 
-    if (f->fleet_lock) {
+    if (f->asked_api && hold && ngx_icp_gate_lookup_conf->redis.name.len) {
+        ngx_icp_gate_redis_failed(&f->sn.str, hold);
+        f->fleet_lock = 0;
+
+    } else if (f->fleet_lock) {
         ngx_icp_gate_redis_unlock(&f->sn.str);
         f->fleet_lock = 0;
     }

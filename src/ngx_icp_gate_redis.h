@@ -88,6 +88,7 @@ ngx_int_t ngx_icp_gate_redis_look_or_lock(ngx_str_t *domain,
     ngx_msec_t ttl, ngx_icp_gate_redis_pt handler, void *data);
 void ngx_icp_gate_redis_renew(ngx_str_t *domain, ngx_msec_t ttl);
 void ngx_icp_gate_redis_unlock(ngx_str_t *domain);
+void ngx_icp_gate_redis_failed(ngx_str_t *domain, ngx_msec_t ttl);
 ngx_int_t ngx_icp_gate_redis_delete(ngx_str_t *domain, ngx_msec_t mark,
     ngx_icp_gate_redis_pt handler, void *data);
 

@@ -29,9 +29,10 @@ static void ngx_icp_gate_redis_lock_reply(redisAsyncContext *ac, void *r,
  * step, so that no node takes the lock of a domain whose verdict is there
  * (and no verdict written between a look and a lock is missed).  The
  * handler hears NGX_OK with the verdict, NGX_DONE when this worker took
- * the lock, NGX_DECLINED when another node (or worker) holds it, and
- * NGX_ERROR when Redis did not answer in time: the lock may then be this
- * worker's.  A hash without a valid status counts as absent, as it does
+ * the lock, NGX_DECLINED when another node (or worker) holds it, NGX_ABORT
+ * when the filing API failed for a node of the fleet less than its
+ * icp_gate_error_ttl ago (ngx_icp_gate_redis_failed), and NGX_ERROR when
+ * Redis did not answer in time: the lock may then be this worker's.  A hash without a valid status counts as absent, as it does
  * for a lookup.  With every answer but NGX_ERROR comes the time of the
  * look, the version of an answer the filing API gives after it.
  */
@@ -49,7 +50,11 @@ ngx_icp_gate_redis_look_or_lock(ngx_str_t *domain, ngx_msec_t ttl,
             "or s == 'unfiled' then "
             "return {t[1], t[2], redis.call('HGETALL', KEYS[1])} "
         "end "
-        "if redis.call('GET', KEYS[2]) == ARGV[1] "
+        "local l = redis.call('GET', KEYS[2]) "
+        "if l == 'failed' then "
+            "return {t[1], t[2], -1} "
+        "end "
+        "if l == ARGV[1] "
             "or redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then "
             "return {t[1], t[2], 1} "
         "end "
@@ -78,6 +83,29 @@ ngx_icp_gate_redis_unlock(ngx_str_t *domain)
 
     (void) ngx_icp_gate_redis_eval("unlock", script, sizeof(script) - 1,
                                    domain, 0, NULL, NULL);
+}
+
+
+/*
+ * The filing API failed for this worker: the lock's place says so for
+ * "ttl" ms (icp_gate_error_ttl), so that the fleet's next looks fail at
+ * once rather than take the lock, each node asking in turn.  Not over
+ * another node's lock: it may be asking the API now.  A verdict written
+ * to the hash still wins the next look, and a purge deletes the mark.
+ */
+
+void
+ngx_icp_gate_redis_failed(ngx_str_t *domain, ngx_msec_t ttl)
+{
+    static const char  script[] =
+        "local l = redis.call('GET', KEYS[2]) "
+        "if l == false or l == ARGV[1] or l == 'failed' then "
+            "return redis.call('SET', KEYS[2], 'failed', 'PX', ARGV[2]) "
+        "end "
+        "return 0";
+
+    (void) ngx_icp_gate_redis_eval("failed", script, sizeof(script) - 1,
+                                   domain, ttl, NULL, NULL);
 }
 
 
@@ -207,7 +235,8 @@ ngx_icp_gate_redis_lock_reply(redisAsyncContext *ac, void *r, void *privdata)
         }
 
     } else if (what->type == REDIS_REPLY_INTEGER) {
-        rc = what->integer ? NGX_DONE : NGX_DECLINED;
+        rc = (what->integer < 0) ? NGX_ABORT
+             : what->integer ? NGX_DONE : NGX_DECLINED;
     }
 
     v.version = version;
@@ -216,7 +245,8 @@ ngx_icp_gate_redis_lock_reply(redisAsyncContext *ac, void *r, void *privdata)
                    "icp_gate: redis answered the look or lock: %s",
                    rc == NGX_OK ? "the verdict"
                    : rc == NGX_DONE ? "the lock taken"
-                   : rc == NGX_DECLINED ? "held elsewhere" : "an error");
+                   : rc == NGX_DECLINED ? "held elsewhere"
+                   : rc == NGX_ABORT ? "the API failing" : "an error");
 
     handler(data, rc, (rc == NGX_ERROR) ? NULL : &v);
 }

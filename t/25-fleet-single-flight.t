@@ -62,28 +62,49 @@ diag "the storm cost Redis $looks look-or-lock scripts and $reads HGETALL";
 my %hash = @{ [ split /\n/, $t->redis(qw(HGETALL icp:domain:storm.cn)) ] };
 is $hash{status}, 'filed', 'the verdict is in Redis';
 
-# a holder whose request fails gives the lock up: the next node asks at
-# once, long before the lock would expire (6 s), one after the other
+# a holder whose request fails leaves the failure in the lock's place for
+# icp_gate_error_ttl: the fleet asks once, and no node asks, or waits for a
+# lock, in turn (before P11: one request a node, one after the other)
 $start = time;
-my $kid = fork // die;
-if ($kid == 0) {
-    $t->http_parallel(30, host => 'play.flaky.cn',
-                      port => sub ($i) { $ports[$i % 3] });
+my $flaky = $t->http_parallel(30, host => 'play.flaky.cn',
+                              port => sub ($i) { $ports[$i % 3] });
+my $flaky_took = time - $start;
+is_deeply [grep { $_ != 403 } @$flaky], [],
+    '30 clients over 3 nodes of a domain the API fails for: all refused';
+is $t->api_count('flaky.cn'), 1,
+    'one filing API request for the fleet, not one a node';
+is scalar($t->redis(qw(GET icp:lock:flaky.cn))), 'failed',
+    'the failure is remembered in Redis, in the lock\'s place';
+my $pttl = $t->redis(qw(PTTL icp:lock:flaky.cn));
+ok $pttl > 0 && $pttl <= 5000, "for icp_gate_error_ttl ($pttl ms left)";
+diag sprintf 'a failing API (500 in 0.2 s), 30 clients over 3 nodes: %d '
+    . 'request(s), all answered in %.2fs', $t->api_count('flaky.cn'),
+    $flaky_took;
+
+# a node that has not asked yet fails at once, without asking or waiting
+$t->api_set('slowfail.cn', '500', delay_ms => 1500);
+my $first = fork // die;
+if ($first == 0) {
+    $nodes[0]->get('play.slowfail.cn');
     POSIX::_exit(0);
 }
-my @asked;    # when each API request was counted
-$t->wait_for(sub {
-    push @asked, time - $start while @asked < $t->api_count('flaky.cn');
-    @asked >= 3;
-}, 5);
-waitpid $kid, 0;
-is scalar @asked, 3, 'each node asks once about a domain the API fails for';
-ok @asked == 3 && $asked[2] < 3,
-    sprintf 'without waiting for the lock to expire (at %s s)',
-            join ', ', map { sprintf '%.2f', $_ } @asked;
-ok @asked == 3 && $asked[1] - $asked[0] > 0.15 && $asked[2] - $asked[1] > 0.15,
-    'one after the other: the next asks when the one before has failed';
-is $t->api_count('flaky.cn'), 3, 'and once only (icp_gate_error_ttl)';
+waitpid $first, 0;
+is $t->api_count('slowfail.cn'), 1, 'node 1 asked about slowfail.cn, and it failed';
+$start = time;
+my $r = $nodes[1]->get('play.slowfail.cn');
+my $second = time - $start;
+is $r->{headers}{'x-reason'}, 'lookup_failed', 'node 2 refuses it too';
+ok $second < 0.75, sprintf 'at once (%.2fs; the API takes 1.5 s to fail)',
+    $second;
+is $t->api_count('slowfail.cn'), 1, 'without asking the API';
+
+# past icp_gate_error_ttl (5 s), the fleet asks again, once
+ok $t->wait_for(sub { !$t->redis(qw(EXISTS icp:lock:flaky.cn)) }, 7),
+    'the failure is forgotten after icp_gate_error_ttl';
+sleep 0.3;
+$flaky = $t->http_parallel(9, host => 'www.flaky.cn',
+                           port => sub ($i) { $ports[$i % 3] });
+is $t->api_count('flaky.cn'), 2, 'then the fleet asks again, once';
 
 # a holder that dies: the lock expires (it lives 2 x the Redis timeout = 2 s,
 # renewed while its holder asks) and another node asks, within icp_gate_wait
@@ -117,7 +138,7 @@ ok $served >= 2, "the clients of the other nodes got their verdict ($served of 3
 
 # a holder gives its lock up while Redis stalls past its timeout: the
 # give-up is late, and waits for no answer
-$kid = fork // die;
+my $kid = fork // die;
 if ($kid == 0) {
     $t->http(host => 'play.late.cn', port => $ports[0], timeout => 10);
     POSIX::_exit(0);
