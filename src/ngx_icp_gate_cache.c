@@ -33,6 +33,11 @@
  * watchers check live sessions again); the last changes Redis told and the
  * last purges, by hash, against which a read or a lookup that began
  * earlier is measured.
+ *
+ * And which workers of the node listen to Redis's invalidations, so that
+ * a reload, whose new worker 0 sets up its channel while the old one still
+ * listens, need not count every copy as stale: only a moment when no
+ * channel listened does (ngx_icp_gate_cache_listen()).
  */
 
 
@@ -79,6 +84,12 @@
  * that began further back counts as overtaken
  */
 #define NGX_ICP_GATE_CACHE_MARKS      32
+
+/*
+ * invalidation channels the zone knows at once: the old and the new
+ * configuration's during a reload, and room for reloads in a row
+ */
+#define NGX_ICP_GATE_CACHE_LISTENERS  8
 
 
 #if defined(__ATOMIC_ACQUIRE)
@@ -141,6 +152,20 @@ typedef struct {
 } ngx_icp_gate_cache_seen_t;
 
 
+/*
+ * A worker whose invalidation channel is set up.  "whole": no change
+ * written before it was set up can have gone untold, because every copy
+ * expired since, or an older channel, listening all along, heard a beat
+ * of its own sent after it (Redis answers in order: whatever it told
+ * before it took the newer subscription, the older channel has heard).
+ */
+typedef struct {
+    ngx_pid_t                   pid;            /* 0: a free slot */
+    ngx_uint_t                  joined;         /* orders the set-ups */
+    ngx_uint_t                  whole;
+} ngx_icp_gate_cache_listener_t;
+
+
 typedef struct {
     ngx_queue_t                 queue;
     ngx_atomic_t                seq;            /* odd while written */
@@ -158,6 +183,9 @@ typedef struct {
     ngx_atomic_t                generation;     /* the newest joined */
     ngx_icp_gate_hash_key_t     key;            /* the workers' hash key */
     ngx_uint_t                  shift;          /* 32 - log2(buckets) */
+    ngx_atomic_t                reloads;        /* configurations, ever */
+    ngx_uint_t                  joins;          /* channels set up, ever */
+    ngx_icp_gate_cache_listener_t  listeners[NGX_ICP_GATE_CACHE_LISTENERS];
     ngx_icp_gate_cache_node_t  *buckets[1];
 } ngx_icp_gate_cache_sh_t;
 
@@ -167,6 +195,8 @@ struct ngx_icp_gate_cache_s {
     ngx_slab_pool_t            *shpool;
     ngx_msec_t                  stale;      /* while-revalidate, a worker's */
     ngx_uint_t                  generation; /* its configuration's */
+    ngx_uint_t                  reload;     /* its configuration's count */
+    ngx_icp_gate_cache_listener_t  *listener;   /* this worker's channel */
 };
 
 
@@ -203,6 +233,9 @@ static ngx_uint_t ngx_icp_gate_cache_seen_since(
     ngx_str_t *domain, uint32_t hash);
 static void ngx_icp_gate_cache_news_locked(ngx_icp_gate_cache_t *cache,
     ngx_str_t *domain, uint32_t hash);
+static void ngx_icp_gate_cache_expire_locked(ngx_icp_gate_cache_t *cache);
+static ngx_uint_t ngx_icp_gate_cache_others(ngx_icp_gate_cache_t *cache,
+    ngx_uint_t before);
 static void ngx_icp_gate_cache_write_begin(ngx_icp_gate_cache_t *cache);
 static void ngx_icp_gate_cache_write_end(ngx_icp_gate_cache_t *cache);
 static ngx_int_t ngx_icp_gate_cache_random_key(ngx_icp_gate_hash_key_t *key,
@@ -923,6 +956,21 @@ void
 ngx_icp_gate_cache_expire_all(ngx_icp_gate_cache_t *cache)
 {
     ngx_shmtx_lock(&cache->shpool->mutex);
+    ngx_icp_gate_cache_expire_locked(cache);
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+/*
+ * Under the mutex.  Every channel set up now is whole from here: what it
+ * was not told came before this, and is read again.
+ */
+
+static void
+ngx_icp_gate_cache_expire_locked(ngx_icp_gate_cache_t *cache)
+{
+    ngx_uint_t  i;
+
     ngx_icp_gate_cache_write_begin(cache);
 
     cache->sh->epoch_at = ngx_current_msec;
@@ -930,7 +978,268 @@ ngx_icp_gate_cache_expire_all(ngx_icp_gate_cache_t *cache)
     cache->sh->epoch++;
 
     ngx_icp_gate_cache_write_end(cache);
+
+    for (i = 0; i < NGX_ICP_GATE_CACHE_LISTENERS; i++) {
+        cache->sh->listeners[i].whole = 1;
+    }
+}
+
+
+/*
+ * This worker's invalidation channel is set up.  NGX_OK: another channel
+ * listens, which vouches for this one once it hears a beat of its own
+ * (ngx_icp_gate_cache_heard()); NGX_DECLINED: none did, so a change may
+ * have gone untold, and every copy expired.
+ */
+
+ngx_int_t
+ngx_icp_gate_cache_listen(ngx_icp_gate_cache_t *cache)
+{
+    ngx_int_t                       rc;
+    ngx_uint_t                      i;
+    ngx_icp_gate_cache_sh_t        *sh;
+    ngx_icp_gate_cache_listener_t  *l;
+
+    sh = cache->sh;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    /* first: the slots of dead workers are freed */
+
+    rc = ngx_icp_gate_cache_others(cache, 0) ? NGX_OK : NGX_DECLINED;
+
+    l = cache->listener;
+
+    for (i = 0; l == NULL && i < NGX_ICP_GATE_CACHE_LISTENERS; i++) {
+        if (sh->listeners[i].pid == 0) {
+            l = &sh->listeners[i];
+        }
+    }
+
+    /* no room: unseen by the others, it vouches for none, expires all */
+
+    if (l) {
+        l->pid = ngx_pid;
+        l->joined = ++sh->joins;
+        l->whole = 0;
+
+    } else {
+        rc = NGX_DECLINED;
+    }
+
+    cache->listener = l;
+
+    if (rc == NGX_DECLINED) {
+        ngx_icp_gate_cache_expire_locked(cache);
+    }
+
     ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return rc;
+}
+
+
+/* where the set-ups stand, before a beat is sent */
+
+ngx_uint_t
+ngx_icp_gate_cache_joins(ngx_icp_gate_cache_t *cache)
+{
+    return cache->sh->joins;
+}
+
+
+/*
+ * This worker's channel heard back a beat it sent when the set-ups stood
+ * at "joins": it vouches for the channels set up after its own and by
+ * then.  Its own, not vouched for yet, counts as having missed a change
+ * (every copy expires) when no older channel is left to vouch for it, or
+ * when it waited long enough ("give_up").
+ */
+
+void
+ngx_icp_gate_cache_heard(ngx_icp_gate_cache_t *cache, ngx_uint_t joins,
+    ngx_uint_t give_up)
+{
+    ngx_uint_t                      i;
+    ngx_icp_gate_cache_listener_t  *l, *self;
+
+    self = cache->listener;
+
+    if (self == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    for (i = 0; i < NGX_ICP_GATE_CACHE_LISTENERS; i++) {
+        l = &cache->sh->listeners[i];
+
+        if (l->pid && l->joined > self->joined && l->joined <= joins) {
+            l->whole = 1;
+        }
+    }
+
+    if (!self->whole
+        && (give_up || !ngx_icp_gate_cache_others(cache, self->joined)))
+    {
+        ngx_icp_gate_cache_expire_locked(cache);
+    }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+/*
+ * A change may have gone untold to this worker: its channel was lost, or
+ * is away while Redis answers.  Every copy expires, unless this worker
+ * was not listening and another channel is.
+ */
+
+void
+ngx_icp_gate_cache_unheard(ngx_icp_gate_cache_t *cache)
+{
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    if (cache->listener) {
+        cache->listener->pid = 0;
+        cache->listener = NULL;
+
+        ngx_icp_gate_cache_expire_locked(cache);
+
+    } else if (!ngx_icp_gate_cache_others(cache, 0)) {
+        ngx_icp_gate_cache_expire_locked(cache);
+    }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+/*
+ * May this worker, exiting, close its channel?  NGX_DECLINED when no newer
+ * configuration is coming (a stop); NGX_OK when a newer channel listens
+ * and every channel is whole; NGX_AGAIN while it is not so, or while
+ * "busy": a change this worker was told is still being read.
+ */
+
+ngx_int_t
+ngx_icp_gate_cache_handed_over(ngx_icp_gate_cache_t *cache, ngx_uint_t busy)
+{
+    ngx_int_t                       rc;
+    ngx_uint_t                      i;
+    ngx_icp_gate_cache_listener_t  *l, *self;
+
+    if (cache->sh->reloads == cache->reload) {
+        return NGX_DECLINED;
+    }
+
+    self = cache->listener;
+
+    if (busy || self == NULL) {
+        return NGX_AGAIN;
+    }
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    /* a dead worker's channel, vouched for or not, waits for nothing */
+
+    (void) ngx_icp_gate_cache_others(cache, 0);
+
+    rc = NGX_AGAIN;
+
+    for (i = 0; self->whole && i < NGX_ICP_GATE_CACHE_LISTENERS; i++) {
+        l = &cache->sh->listeners[i];
+
+        if (l->pid == 0 || l == self) {
+            continue;
+        }
+
+        if (!l->whole) {
+            rc = NGX_AGAIN;
+            break;
+        }
+
+        if (l->joined > self->joined) {
+            rc = NGX_OK;
+        }
+    }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return rc;
+}
+
+
+/*
+ * This worker stops listening on purpose, as it exits; "unsure": a change
+ * it was told may not be in the zone (its read was under way).  Every
+ * copy expires if that, or another channel, or its own, is not whole.
+ */
+
+void
+ngx_icp_gate_cache_unlisten(ngx_icp_gate_cache_t *cache, ngx_uint_t unsure)
+{
+    ngx_uint_t                      i, expire;
+    ngx_icp_gate_cache_listener_t  *l;
+
+    if (cache->listener == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    expire = unsure || !cache->listener->whole;
+
+    cache->listener->pid = 0;
+    cache->listener = NULL;
+
+    for (i = 0; i < NGX_ICP_GATE_CACHE_LISTENERS; i++) {
+        l = &cache->sh->listeners[i];
+
+        if (l->pid && !l->whole) {
+            expire = 1;
+        }
+    }
+
+    if (expire) {
+        ngx_icp_gate_cache_expire_locked(cache);
+    }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+/*
+ * Under the mutex: whether another worker's channel listens (set up
+ * before "before", if not 0).  A worker that died without saying so
+ * (kill -9, a crash) listens no more: its slot is freed.
+ */
+
+static ngx_uint_t
+ngx_icp_gate_cache_others(ngx_icp_gate_cache_t *cache, ngx_uint_t before)
+{
+    ngx_uint_t                      i, n;
+    ngx_icp_gate_cache_listener_t  *l;
+
+    n = 0;
+
+    for (i = 0; i < NGX_ICP_GATE_CACHE_LISTENERS; i++) {
+        l = &cache->sh->listeners[i];
+
+        if (l->pid == 0 || l->pid == ngx_pid) {
+            continue;
+        }
+
+        if (kill(l->pid, 0) == -1 && ngx_errno == NGX_ESRCH) {
+            l->pid = 0;
+            continue;
+        }
+
+        if (before == 0 || l->joined < before) {
+            n++;
+        }
+    }
+
+    return n;
 }
 
 
@@ -1682,6 +1991,12 @@ ngx_icp_gate_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         /* a reload keeps every verdict the workers had */
         cache->sh = ocache->sh;
         cache->shpool = ocache->shpool;
+
+        /*
+         * in the master, before the new workers start and the old ones are
+         * told to exit: the old listener waits for the new one's channel
+         */
+        cache->reload = ngx_atomic_fetch_add(&cache->sh->reloads, 1) + 1;
         return NGX_OK;
     }
 

@@ -101,6 +101,15 @@ void ngx_icp_gate_cache_changes(ngx_icp_gate_cache_t *cache,
 ngx_int_t ngx_icp_gate_cache_holds(ngx_icp_gate_cache_t *cache,
     ngx_str_t *domain, uint32_t hash);
 void ngx_icp_gate_cache_expire_all(ngx_icp_gate_cache_t *cache);
+ngx_int_t ngx_icp_gate_cache_listen(ngx_icp_gate_cache_t *cache);
+ngx_uint_t ngx_icp_gate_cache_joins(ngx_icp_gate_cache_t *cache);
+void ngx_icp_gate_cache_heard(ngx_icp_gate_cache_t *cache, ngx_uint_t joins,
+    ngx_uint_t give_up);
+void ngx_icp_gate_cache_unheard(ngx_icp_gate_cache_t *cache);
+ngx_int_t ngx_icp_gate_cache_handed_over(ngx_icp_gate_cache_t *cache,
+    ngx_uint_t busy);
+void ngx_icp_gate_cache_unlisten(ngx_icp_gate_cache_t *cache,
+    ngx_uint_t unsure);
 void ngx_icp_gate_cache_expire(ngx_icp_gate_cache_t *cache,
     ngx_str_t *domain, uint32_t hash);
 ngx_int_t ngx_icp_gate_cache_purge(ngx_icp_gate_cache_t *cache,

@@ -38,6 +38,7 @@ typedef struct {
     size_t                      size;       /* of the reply, held so far */
     unsigned                    push:1;     /* it is a pub/sub message */
     unsigned                    subscribe:1;    /* a subscription's */
+    ngx_icp_gate_hiredis_exit_pt  exiting;
     u_char                      why[NGX_ICP_GATE_HIREDIS_WHY_LEN];
 } ngx_icp_gate_hiredis_t;
 
@@ -128,6 +129,28 @@ ngx_icp_gate_hiredis_attach(redisAsyncContext *ac)
 
 
 /*
+ * The context is told when the worker begins a graceful exit: nginx calls
+ * the read handler of every idle connection (ngx_close_idle_connections())
+ * before it looks whether a timer keeps the worker alive, the one moment
+ * to arm such a timer
+ */
+
+void
+ngx_icp_gate_hiredis_on_exit(redisAsyncContext *ac,
+    ngx_icp_gate_hiredis_exit_pt handler)
+{
+    ngx_connection_t        *c;
+    ngx_icp_gate_hiredis_t  *h;
+
+    c = ac->ev.data;
+    h = ac->c.reader->privdata;
+
+    h->exiting = handler;
+    c->idle = 1;
+}
+
+
+/*
  * What was wrong with what a context's server sent, when that closed the
  * context (our checks, or a protocol error hiredis found), or NULL: valid
  * in its disconnect callback
@@ -200,6 +223,17 @@ ngx_icp_gate_hiredis_read_handler(ngx_event_t *rev)
 
     ac = c->data;
     h = ac->c.reader->privdata;
+
+    /* the worker exits, or its worker_shutdown_timeout is up */
+
+    if (c->close) {
+        c->close = 0;
+
+        if (h->exiting) {
+            h->exiting(ac);
+            return;
+        }
+    }
 
     ngx_icp_gate_hiredis_reading = h;
     ngx_icp_gate_hiredis_refused = NULL;

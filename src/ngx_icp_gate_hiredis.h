@@ -50,8 +50,14 @@ typedef struct {
 } ngx_icp_gate_hiredis_episode_t;
 
 
+/* the worker begins a graceful exit; the context may be freed in it */
+typedef void (*ngx_icp_gate_hiredis_exit_pt)(redisAsyncContext *ac);
+
+
 /* before the connect callback is set: hiredis 0.14 adds a write event */
 ngx_int_t ngx_icp_gate_hiredis_attach(redisAsyncContext *ac);
+void ngx_icp_gate_hiredis_on_exit(redisAsyncContext *ac,
+    ngx_icp_gate_hiredis_exit_pt handler);
 u_char *ngx_icp_gate_hiredis_malformed(const redisAsyncContext *ac);
 ngx_uint_t ngx_icp_gate_hiredis_episode(ngx_icp_gate_hiredis_episode_t *ep);
 const char *ngx_icp_gate_hiredis_type(int type);

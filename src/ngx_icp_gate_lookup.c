@@ -572,6 +572,15 @@ ngx_icp_gate_lookup_refresh(ngx_str_t *domain, uint32_t hash)
 }
 
 
+/* changes this worker was told whose verdicts it is still reading */
+
+ngx_uint_t
+ngx_icp_gate_lookup_refreshing(void)
+{
+    return ngx_icp_gate_refreshes;
+}
+
+
 static void
 ngx_icp_gate_refresh_done(void *data, ngx_int_t rc, ngx_icp_gate_verdict_t *v)
 {

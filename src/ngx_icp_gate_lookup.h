@@ -63,6 +63,7 @@ ngx_int_t ngx_icp_gate_lookup_wait(ngx_str_t *domain, uint32_t hash,
     ngx_icp_gate_waiter_t *w, ngx_msec_t wait);
 void ngx_icp_gate_lookup_cancel(ngx_icp_gate_waiter_t *w);
 void ngx_icp_gate_lookup_refresh(ngx_str_t *domain, uint32_t hash);
+ngx_uint_t ngx_icp_gate_lookup_refreshing(void);
 void ngx_icp_gate_lookup_changed(ngx_str_t *domain, uint32_t hash);
 ngx_int_t ngx_icp_gate_lookup_purge(ngx_str_t *domain, uint32_t hash);
 

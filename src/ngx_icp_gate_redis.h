@@ -30,16 +30,27 @@ typedef void (*ngx_icp_gate_redis_refused_pt)(ngx_str_t *domain,
 /*
  * What the invalidation channel tells the worker that listens to it:
  * NGX_ICP_GATE_REDIS_TRACKED, every change from now on is told;
- * NGX_ICP_GATE_REDIS_UNTRACKED, a change may have gone untold (told when
- * the channel is lost, and each second while Redis answers without it);
- * NGX_ICP_GATE_REDIS_CHANGED, a domain's hash changed (domain NULL: every
- * one, the database was flushed)
+ * NGX_ICP_GATE_REDIS_UNTRACKED, a change may have gone untold to it (told
+ * when the channel is lost, and each second while Redis answers without
+ * it); NGX_ICP_GATE_REDIS_CHANGED, a domain's hash changed (domain NULL:
+ * every one, the database was flushed); NGX_ICP_GATE_REDIS_BEAT, a beat is
+ * sent, and NGX_ICP_GATE_REDIS_HEARD, it was heard back: what Redis told
+ * before, the channel has heard; NGX_ICP_GATE_REDIS_LEFT, it closes on
+ * purpose, as the worker exits.  And it asks, as the worker exits,
+ * NGX_ICP_GATE_REDIS_LEAVING: NGX_OK, the channel may close, another took
+ * over; NGX_DECLINED, it may close, none follows (a stop); NGX_AGAIN, it
+ * listens on until another takes over (within a bound).  Only LEAVING's
+ * answer counts.
  */
 #define NGX_ICP_GATE_REDIS_TRACKED     0
 #define NGX_ICP_GATE_REDIS_UNTRACKED   1
 #define NGX_ICP_GATE_REDIS_CHANGED     2
+#define NGX_ICP_GATE_REDIS_BEAT        3
+#define NGX_ICP_GATE_REDIS_HEARD       4
+#define NGX_ICP_GATE_REDIS_LEFT        5
+#define NGX_ICP_GATE_REDIS_LEAVING     6
 
-typedef void (*ngx_icp_gate_redis_tracked_pt)(ngx_uint_t event,
+typedef ngx_int_t (*ngx_icp_gate_redis_tracked_pt)(ngx_uint_t event,
     ngx_str_t *domain);
 
 

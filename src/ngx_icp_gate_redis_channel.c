@@ -8,6 +8,11 @@
  * __redis__:invalidate, which works with RESP2); subscribing each second
  * once more to a channel of its own, which Redis confirms, shows the
  * channel is still there.
+ *
+ * A reload starts another worker 0, which sets up a channel of its own:
+ * the old one, exiting, listens on until the new one listens and the old
+ * one heard a beat after that, so that no change falls between the two
+ * (the zone keeps count: ngx_icp_gate_cache_listen()).
  */
 
 
@@ -27,6 +32,13 @@
 #define NGX_ICP_GATE_REDIS_BEAT_EVERY    1000
 #define NGX_ICP_GATE_REDIS_BEAT_GRACE    2000
 #define NGX_ICP_GATE_REDIS_UNTRACKABLE   60000
+
+/*
+ * An exiting worker's channel, kept for the next configuration's, looks
+ * for it this often, and waits for it at most twice the timeout and this
+ */
+#define NGX_ICP_GATE_REDIS_HANDOVER_EVERY  100
+#define NGX_ICP_GATE_REDIS_HANDOVER_GRACE  1000
 
 #define NGX_ICP_GATE_REDIS_CHANNEL       "__redis__:invalidate"
 
@@ -55,7 +67,13 @@ static void ngx_icp_gate_redis_track_lost(ngx_icp_gate_redis_conn_t *c,
     ngx_uint_t closed);
 static void ngx_icp_gate_redis_track_malformed(ngx_icp_gate_redis_conn_t *c,
     u_char *why);
+static void ngx_icp_gate_redis_track_exit(redisAsyncContext *ac);
+static ngx_int_t ngx_icp_gate_redis_hand_over(void);
+static void ngx_icp_gate_redis_track_leave(void);
+static void ngx_icp_gate_redis_handover_end(void);
+static void ngx_icp_gate_redis_handover_timeout(ngx_event_t *ev);
 static void ngx_icp_gate_redis_beat(ngx_event_t *ev);
+static void ngx_icp_gate_redis_beat_send(ngx_icp_gate_redis_conn_t *c);
 static ngx_int_t ngx_icp_gate_redis_subscribe(redisAsyncContext *ac,
     ngx_uint_t all);
 
@@ -74,6 +92,13 @@ static redisAsyncContext           *ngx_icp_gate_redis_tr_ctx;
 static ngx_icp_gate_hiredis_episode_t  ngx_icp_gate_redis_tr_malformed;
 static u_char         ngx_icp_gate_redis_tr_why[NGX_ICP_GATE_REDIS_WHY_LEN];
 
+/* exiting, the channel listens on for the next configuration's */
+static ngx_uint_t                   ngx_icp_gate_redis_handing_over;
+static ngx_event_t                  ngx_icp_gate_redis_handover_ev;
+
+/* closed on purpose, as the worker exits */
+static ngx_uint_t                   ngx_icp_gate_redis_left;
+
 
 /* in the worker that listens, after ngx_icp_gate_redis_conns_init() */
 
@@ -90,6 +115,8 @@ ngx_icp_gate_redis_channel_init(ngx_cycle_t *cycle)
     ngx_icp_gate_redis_tracking = 0;
     ngx_icp_gate_redis_untrackable = 0;
     ngx_icp_gate_redis_beat_sent = 0;
+    ngx_icp_gate_redis_handing_over = 0;
+    ngx_icp_gate_redis_left = 0;
 
     ngx_icp_gate_redis_conn_init(c, "invalidations", cycle->log);
 
@@ -111,6 +138,13 @@ ngx_icp_gate_redis_channel_init(ngx_cycle_t *cycle)
                             ngx_icp_gate_redis_beat,
                             cycle->log);
 
+    /* the one timer of ours an exiting worker waits for: it is bounded */
+
+    ngx_icp_gate_timer_init(&ngx_icp_gate_redis_handover_ev,
+                            ngx_icp_gate_redis_handover_timeout,
+                            cycle->log);
+    ngx_icp_gate_redis_handover_ev.cancelable = 0;
+
     ngx_icp_gate_redis_connect(c);
     ngx_add_timer(&ngx_icp_gate_redis_beat_ev, NGX_ICP_GATE_REDIS_BEAT_EVERY);
 }
@@ -119,6 +153,8 @@ ngx_icp_gate_redis_channel_init(ngx_cycle_t *cycle)
 void
 ngx_icp_gate_redis_channel_done(void)
 {
+    ngx_icp_gate_redis_handover_end();
+
     if (ngx_icp_gate_redis_beat_ev.timer_set) {
         ngx_del_timer(&ngx_icp_gate_redis_beat_ev);
     }
@@ -142,6 +178,8 @@ ngx_icp_gate_redis_track_start(ngx_icp_gate_redis_conn_t *c)
     ngx_icp_gate_redis_tr_since = ngx_current_msec;
     ngx_icp_gate_redis_beat_sent = 0;
     ngx_icp_gate_redis_tr_ctx = c->ctx;
+
+    ngx_icp_gate_hiredis_on_exit(c->ctx, ngx_icp_gate_redis_track_exit);
 
     ngx_icp_gate_hiredis_arg(argv, argvlen, 0, "CLIENT");
     ngx_icp_gate_hiredis_arg(argv, argvlen, 1, "ID");
@@ -367,23 +405,33 @@ ngx_icp_gate_redis_track_message(redisAsyncContext *ac, void *r,
 
         ngx_icp_gate_redis_beat_sent = 0;
 
-        /* subscribed to both channels: every change is told from now on */
+        if (ngx_icp_gate_redis_tracking) {
+            (void) ngx_icp_gate_redis_conf->tracked(NGX_ICP_GATE_REDIS_HEARD,
+                                                    NULL);
 
-        if (!ngx_icp_gate_redis_tracking) {
-            ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
-                          "icp_gate: redis %V tells this node of every "
-                          "change", &ngx_icp_gate_redis_conf->name);
+            /* the beat that vouches for the new channel: no need to wait */
 
-            c->backoff = 0;
-            ngx_icp_gate_redis_tracking = 1;
-            ngx_icp_gate_redis_subscribing = 0;
-            ngx_icp_gate_redis_untrackable = 0;
-            c->pause = 0;
+            if (ngx_icp_gate_redis_handing_over) {
+                (void) ngx_icp_gate_redis_hand_over();
+            }
 
-            ngx_icp_gate_redis_conf->tracked(NGX_ICP_GATE_REDIS_TRACKED,
-                                             NULL);
+            return;
         }
 
+        /* subscribed to both channels: every change is told from now on */
+
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "icp_gate: redis %V tells this node of every change",
+                      &ngx_icp_gate_redis_conf->name);
+
+        c->backoff = 0;
+        ngx_icp_gate_redis_tracking = 1;
+        ngx_icp_gate_redis_subscribing = 0;
+        ngx_icp_gate_redis_untrackable = 0;
+        c->pause = 0;
+
+        (void) ngx_icp_gate_redis_conf->tracked(NGX_ICP_GATE_REDIS_TRACKED,
+                                                NULL);
         return;
     }
 
@@ -421,7 +469,7 @@ ngx_icp_gate_redis_track_keys(redisReply *keys)
         ngx_log_debug0(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
                        "icp_gate: redis flushed every verdict");
 
-        rcf->tracked(NGX_ICP_GATE_REDIS_CHANGED, NULL);
+        (void) rcf->tracked(NGX_ICP_GATE_REDIS_CHANGED, NULL);
         return NULL;
     }
 
@@ -459,7 +507,7 @@ ngx_icp_gate_redis_track_keys(redisReply *keys)
         ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
                        "icp_gate: redis says \"%V\" changed", &domain);
 
-        rcf->tracked(NGX_ICP_GATE_REDIS_CHANGED, &domain);
+        (void) rcf->tracked(NGX_ICP_GATE_REDIS_CHANGED, &domain);
     }
 
     return NULL;
@@ -519,7 +567,7 @@ ngx_icp_gate_redis_track_lost(ngx_icp_gate_redis_conn_t *c, ngx_uint_t closed)
 
     ngx_icp_gate_redis_tracking = 0;
 
-    if (ngx_icp_gate_redis_exiting || ngx_exiting) {
+    if (ngx_icp_gate_redis_exiting || ngx_icp_gate_redis_left) {
         return;
     }
 
@@ -532,7 +580,136 @@ ngx_icp_gate_redis_track_lost(ngx_icp_gate_redis_conn_t *c, ngx_uint_t closed)
                       &ngx_icp_gate_redis_conf->name);
     }
 
-    ngx_icp_gate_redis_conf->tracked(NGX_ICP_GATE_REDIS_UNTRACKED, NULL);
+    (void) ngx_icp_gate_redis_conf->tracked(NGX_ICP_GATE_REDIS_UNTRACKED,
+                                            NULL);
+
+    /* exiting: no other will be opened, nor is there anything to hand on */
+
+    if (ngx_exiting) {
+        ngx_icp_gate_redis_left = 1;
+        ngx_icp_gate_redis_handover_end();
+    }
+}
+
+
+/*
+ * The worker begins a graceful exit.  A stop, or a channel not set up:
+ * it closes now.  A reload: it listens on until the next configuration's
+ * channel is set up and vouched for (ngx_icp_gate_redis_beat()), or
+ * twice the timeout and a second have passed.  Told again (the
+ * worker_shutdown_timeout), it closes.
+ */
+
+static void
+ngx_icp_gate_redis_track_exit(redisAsyncContext *ac)
+{
+    if (!ngx_icp_gate_redis_tracking || ngx_icp_gate_redis_handing_over) {
+        ngx_icp_gate_redis_track_leave();
+        return;
+    }
+
+    if (ngx_icp_gate_redis_hand_over() != NGX_AGAIN) {
+        return;
+    }
+
+    ngx_icp_gate_redis_handing_over = 1;
+
+    ngx_add_timer(&ngx_icp_gate_redis_handover_ev,
+                  2 * ngx_icp_gate_redis_conf->timeout
+                  + NGX_ICP_GATE_REDIS_HANDOVER_GRACE);
+
+    /* the beat that may vouch for the new channel goes now */
+
+    if (ngx_icp_gate_redis_beat_sent == 0) {
+        ngx_icp_gate_redis_beat_send(ac->data);
+    }
+
+    if (ngx_icp_gate_redis_beat_ev.timer_set) {
+        ngx_del_timer(&ngx_icp_gate_redis_beat_ev);
+    }
+
+    ngx_add_timer(&ngx_icp_gate_redis_beat_ev,
+                  NGX_ICP_GATE_REDIS_HANDOVER_EVERY);
+}
+
+
+/*
+ * The channel of an exiting worker closes, unless it must listen on
+ * (NGX_AGAIN): a stop, or the new configuration's channel listens and is
+ * vouched for
+ */
+
+static ngx_int_t
+ngx_icp_gate_redis_hand_over(void)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_icp_gate_redis_conf->tracked(NGX_ICP_GATE_REDIS_LEAVING, NULL);
+
+    if (rc == NGX_AGAIN) {
+        return rc;
+    }
+
+    if (rc == NGX_OK) {
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "icp_gate: redis %V invalidation channel of an exiting "
+                      "worker closed: the new configuration's listens",
+                      &ngx_icp_gate_redis_conf->name);
+    }
+
+    ngx_icp_gate_redis_track_leave();
+
+    return rc;
+}
+
+
+/* the channel closes on purpose, as the worker exits */
+
+static void
+ngx_icp_gate_redis_track_leave(void)
+{
+    ngx_icp_gate_redis_left = 1;
+    ngx_icp_gate_redis_handover_end();
+
+    if (ngx_icp_gate_redis_beat_ev.timer_set) {
+        ngx_del_timer(&ngx_icp_gate_redis_beat_ev);
+    }
+
+    /*
+     * now, not at the worker's end: an old worker may live on for hours
+     * with its live sessions, and must not count as listening meanwhile
+     */
+
+    (void) ngx_icp_gate_redis_conf->tracked(NGX_ICP_GATE_REDIS_LEFT, NULL);
+
+    ngx_icp_gate_redis_close(&ngx_icp_gate_redis_tr);
+}
+
+
+static void
+ngx_icp_gate_redis_handover_end(void)
+{
+    ngx_icp_gate_redis_handing_over = 0;
+
+    if (ngx_icp_gate_redis_handover_ev.timer_set) {
+        ngx_del_timer(&ngx_icp_gate_redis_handover_ev);
+    }
+}
+
+
+/* the zone then counts every copy as stale, if it must */
+
+static void
+ngx_icp_gate_redis_handover_timeout(ngx_event_t *ev)
+{
+    ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                  "icp_gate: redis %V invalidation channel of an exiting "
+                  "worker closed: the new configuration's did not take over "
+                  "within %Mms", &ngx_icp_gate_redis_conf->name,
+                  2 * ngx_icp_gate_redis_conf->timeout
+                  + NGX_ICP_GATE_REDIS_HANDOVER_GRACE);
+
+    ngx_icp_gate_redis_track_leave();
 }
 
 
@@ -579,10 +756,16 @@ ngx_icp_gate_redis_beat(ngx_event_t *ev)
         return;
     }
 
-    /* a worker a reload replaced: the new one listens in its place */
+    /* an exiting worker that keeps no channel for the next configuration */
 
-    if (ngx_exiting) {
-        ngx_icp_gate_redis_drop(c);
+    if (ngx_exiting && !ngx_icp_gate_redis_handing_over) {
+        ngx_icp_gate_redis_track_leave();
+        return;
+    }
+
+    if (ngx_icp_gate_redis_handing_over
+        && ngx_icp_gate_redis_hand_over() != NGX_AGAIN)
+    {
         return;
     }
 
@@ -610,11 +793,16 @@ ngx_icp_gate_redis_beat(ngx_event_t *ev)
 
         ngx_icp_gate_redis_drop(c);
 
+        /* the handover, if any, ended with it */
+
+        if (ngx_icp_gate_redis_left) {
+            return;
+        }
+
     } else if (c->ctx && ngx_icp_gate_redis_tracking
-               && ngx_icp_gate_redis_beat_sent == 0
-               && ngx_icp_gate_redis_subscribe(c->ctx, 0) == NGX_OK)
+               && ngx_icp_gate_redis_beat_sent == 0)
     {
-        ngx_icp_gate_redis_beat_sent = ngx_current_msec;
+        ngx_icp_gate_redis_beat_send(c);
     }
 
     if (!ngx_icp_gate_redis_tracking && !ngx_icp_gate_redis_untrackable
@@ -622,8 +810,24 @@ ngx_icp_gate_redis_beat(ngx_event_t *ev)
         && ngx_current_msec - rd->answered
            < NGX_ICP_GATE_REDIS_BEAT_EVERY + ngx_icp_gate_redis_conf->timeout)
     {
-        ngx_icp_gate_redis_conf->tracked(NGX_ICP_GATE_REDIS_UNTRACKED, NULL);
+        (void) ngx_icp_gate_redis_conf->tracked(NGX_ICP_GATE_REDIS_UNTRACKED,
+                                                NULL);
     }
 
-    ngx_add_timer(ev, NGX_ICP_GATE_REDIS_BEAT_EVERY);
+    ngx_add_timer(ev, ngx_icp_gate_redis_handing_over
+                      ? NGX_ICP_GATE_REDIS_HANDOVER_EVERY
+                      : NGX_ICP_GATE_REDIS_BEAT_EVERY);
+}
+
+
+/* the zone notes where the set-ups stand as the beat goes */
+
+static void
+ngx_icp_gate_redis_beat_send(ngx_icp_gate_redis_conn_t *c)
+{
+    (void) ngx_icp_gate_redis_conf->tracked(NGX_ICP_GATE_REDIS_BEAT, NULL);
+
+    if (ngx_icp_gate_redis_subscribe(c->ctx, 0) == NGX_OK) {
+        ngx_icp_gate_redis_beat_sent = ngx_current_msec;
+    }
 }

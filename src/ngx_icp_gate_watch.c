@@ -8,6 +8,11 @@
  * which looks for news a few times a second with one read of shared
  * memory.  A worker hands each changed domain to its watchers: the
  * protocol modules check their live sessions on it again.
+ *
+ * Every copy expires when a change may have gone untold: when no channel
+ * listened for a while.  A reload is no such while: the new worker 0's
+ * channel is set up while the old one listens, which vouches for it
+ * (ngx_icp_gate_cache_listen()).
  */
 
 
@@ -31,8 +36,16 @@
  */
 #define NGX_ICP_GATE_WATCH_ANY_EVERY 1000
 
+/*
+ * A channel set up while another listened waits this long, beyond twice
+ * the Redis timeout, for the other to vouch for it (ms): the other beats
+ * each second
+ */
+#define NGX_ICP_GATE_WATCH_VOUCH     2000
 
-static void ngx_icp_gate_watch_tracked(ngx_uint_t event, ngx_str_t *domain);
+
+static ngx_int_t ngx_icp_gate_watch_tracked(ngx_uint_t event,
+    ngx_str_t *domain);
 static void ngx_icp_gate_watch_poll(ngx_event_t *ev);
 static void ngx_icp_gate_watch_changed(void *data, ngx_str_t *domain);
 
@@ -49,6 +62,11 @@ static ngx_msec_t              ngx_icp_gate_watch_any_at;
 static ngx_uint_t              ngx_icp_gate_watch_any_due;
 static ngx_icp_gate_watch_pt   ngx_icp_gate_watchers[NGX_ICP_GATE_WATCHERS];
 static ngx_uint_t              ngx_icp_gate_nwatchers;
+
+/* the listening worker's: where the set-ups stood at the beat in flight */
+static ngx_uint_t              ngx_icp_gate_watch_joins;
+static ngx_msec_t              ngx_icp_gate_watch_joined_at;
+static ngx_msec_t              ngx_icp_gate_watch_vouch;
 
 
 /* before ngx_icp_gate_lookup_init(), which opens the channel */
@@ -71,6 +89,8 @@ ngx_icp_gate_watch_init(ngx_cycle_t *cycle, ngx_icp_gate_lookup_conf_t *lcf)
 
     if (ngx_worker == 0 && lcf->redis.name.len && lcf->redis.tracking) {
         lcf->redis.tracked = ngx_icp_gate_watch_tracked;
+        ngx_icp_gate_watch_vouch = 2 * lcf->redis.timeout
+                                   + NGX_ICP_GATE_WATCH_VOUCH;
     }
 
     ngx_icp_gate_timer_init(&ngx_icp_gate_watch_ev, ngx_icp_gate_watch_poll,
@@ -87,6 +107,12 @@ ngx_icp_gate_watch_done(void)
 {
     if (ngx_icp_gate_watch_ev.timer_set) {
         ngx_del_timer(&ngx_icp_gate_watch_ev);
+    }
+
+    /* the channel closes now, if it still listened */
+
+    if (ngx_icp_gate_watch_cache) {
+        (void) ngx_icp_gate_watch_tracked(NGX_ICP_GATE_REDIS_LEFT, NULL);
     }
 
     ngx_icp_gate_watch_cache = NULL;
@@ -117,33 +143,82 @@ ngx_icp_gate_watch_add(ngx_icp_gate_watch_pt handler)
 
 
 /*
- * In the worker that listens.  Without the channel every copy may be out
+ * In the worker that listens.  Without a channel every copy may be out
  * of date: each is refreshed when next used (and it answers meanwhile),
- * once when the channel is back and each second while Redis answers
- * without it.
+ * once when a channel is back and each second while Redis answers
+ * without one.  A channel set up while another listens expires nothing,
+ * unless the other goes before it vouched for the new one.
  */
 
-static void
+static ngx_int_t
 ngx_icp_gate_watch_tracked(ngx_uint_t event, ngx_str_t *domain)
 {
-    if (ngx_icp_gate_watch_cache == NULL) {
-        return;
+    ngx_icp_gate_cache_t  *cache;
+
+    cache = ngx_icp_gate_watch_cache;
+
+    if (cache == NULL) {
+        return NGX_OK;
     }
 
-    if (event == NGX_ICP_GATE_REDIS_CHANGED && domain != NULL) {
-        ngx_icp_gate_lookup_refresh(domain,
-                                    ngx_icp_gate_hash(domain->data,
-                                                      domain->len));
-        return;
+    switch (event) {
+
+    case NGX_ICP_GATE_REDIS_CHANGED:
+
+        if (domain) {
+            ngx_icp_gate_lookup_refresh(domain,
+                                        ngx_icp_gate_hash(domain->data,
+                                                          domain->len));
+            return NGX_OK;
+        }
+
+        ngx_log_debug0(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                       "icp_gate: every copy expires: Redis flushed");
+
+        ngx_icp_gate_cache_expire_all(cache);
+        return NGX_OK;
+
+    case NGX_ICP_GATE_REDIS_TRACKED:
+
+        ngx_icp_gate_watch_joined_at = ngx_current_msec;
+
+        if (ngx_icp_gate_cache_listen(cache) == NGX_OK) {
+            ngx_log_debug0(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                           "icp_gate: channel set up while another listens");
+
+        } else {
+            ngx_log_debug0(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                           "icp_gate: every copy expires: channel set up");
+        }
+
+        return NGX_OK;
+
+    case NGX_ICP_GATE_REDIS_UNTRACKED:
+        ngx_icp_gate_cache_unheard(cache);
+        return NGX_OK;
+
+    case NGX_ICP_GATE_REDIS_BEAT:
+        ngx_icp_gate_watch_joins = ngx_icp_gate_cache_joins(cache);
+        return NGX_OK;
+
+    case NGX_ICP_GATE_REDIS_HEARD:
+        ngx_icp_gate_cache_heard(cache, ngx_icp_gate_watch_joins,
+                                 ngx_current_msec
+                                 - ngx_icp_gate_watch_joined_at
+                                 >= ngx_icp_gate_watch_vouch);
+        return NGX_OK;
+
+    case NGX_ICP_GATE_REDIS_LEFT:
+
+        /* a change told and still being read is lost with the worker */
+
+        ngx_icp_gate_cache_unlisten(cache, ngx_icp_gate_lookup_refreshing());
+        return NGX_OK;
+
+    default: /* NGX_ICP_GATE_REDIS_LEAVING */
+        return ngx_icp_gate_cache_handed_over(cache,
+                                            ngx_icp_gate_lookup_refreshing());
     }
-
-    ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
-                   "icp_gate: every copy expires: %s",
-                   event == NGX_ICP_GATE_REDIS_TRACKED ? "channel set up"
-                   : event == NGX_ICP_GATE_REDIS_UNTRACKED ? "no channel"
-                   : "Redis flushed");
-
-    ngx_icp_gate_cache_expire_all(ngx_icp_gate_watch_cache);
 }
 
 
