@@ -400,7 +400,7 @@ ngx_icp_gate_api_next(void)
             continue;
 
         } else {
-            req->handler(req->data, NGX_ERROR, NULL);
+            req->handler(req->data, NGX_DECLINED, NULL);
         }
 
         ngx_icp_gate_api_free(req);
@@ -516,7 +516,7 @@ ngx_icp_gate_api_verdict(ngx_icp_gate_api_request_t *req, CURLcode result,
     long                     code;
     u_char                   text[NGX_ICP_GATE_API_MAP_WHY];
     ngx_str_t                why;
-    curl_off_t               us;
+    curl_off_t               us, connected;
     ngx_icp_gate_api_map_t  *map;
 
     map = &ngx_icp_gate_api_conf->map;
@@ -528,6 +528,9 @@ ngx_icp_gate_api_verdict(ngx_icp_gate_api_request_t *req, CURLcode result,
                                      ngx_icp_gate_api_bounds, (uint64_t) us);
     }
 
+    code = 0;
+    curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &code);
+
     if (result != CURLE_OK) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "icp_gate: filing API request for \"%V\" failed: %s",
@@ -535,11 +538,19 @@ ngx_icp_gate_api_verdict(ngx_icp_gate_api_request_t *req, CURLcode result,
                       req->error[0] ? req->error : curl_easy_strerror(result));
 
         ngx_icp_gate_count(api_failures[ngx_icp_gate_api_failure(result)]);
-        return NGX_ERROR;
-    }
 
-    code = 0;
-    curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &code);
+        /*
+         * the API's failure, for the fleet to share, only when it answered
+         * or stopped answering once connected: not this node's name,
+         * route or certificates
+         */
+
+        connected = 0;
+        curl_easy_getinfo(req->easy, CURLINFO_CONNECT_TIME_T, &connected);
+
+        return (code || (result == CURLE_OPERATION_TIMEDOUT && connected))
+               ? NGX_ERROR : NGX_DECLINED;
+    }
 
     why.len = 0;
     why.data = text;
@@ -555,7 +566,11 @@ ngx_icp_gate_api_verdict(ngx_icp_gate_api_request_t *req, CURLcode result,
                       &req->domain, code);
 
         ngx_icp_gate_count(api_failures[NGX_ICP_GATE_API_FAIL_STATUS]);
-        return NGX_ERROR;
+
+        /* this node's credentials refused: another node's may not be */
+
+        return (code == 401 || code == 403 || code == 407)
+               ? NGX_DECLINED : NGX_ERROR;
 
     } else if (ngx_icp_gate_api_map_answer(map, &req->domain, req->body,
                                            req->len, v, &why)

@@ -35,8 +35,12 @@ typedef struct {
 
 
 /*
- * rc: NGX_OK with *v; NGX_ERROR: the API failed, nothing may be cached
- * from it; NGX_BUSY: never sent, it waited its whole timeout in the queue
+ * rc: NGX_OK with *v; NGX_ERROR: the API failed (it answered no verdict,
+ * or stopped answering once connected), nothing may be cached from it;
+ * NGX_DECLINED: this node could not ask it (a name, a connection, TLS, its
+ * credentials refused, or the request not started), which says nothing of
+ * the API to the fleet; NGX_BUSY: never sent, it waited its whole timeout
+ * in the queue
  */
 typedef void (*ngx_icp_gate_api_pt)(void *data, ngx_int_t rc,
     ngx_icp_gate_verdict_t *v);

@@ -344,6 +344,7 @@ ngx_int_t
 ngx_icp_gate_api_map_answer(ngx_icp_gate_api_map_t *map, ngx_str_t *domain,
     u_char *body, size_t len, ngx_icp_gate_verdict_t *v, ngx_str_t *why)
 {
+    u_char        *p;
     json_t        *root, *f;
     ngx_int_t      rc;
     json_error_t   err;
@@ -352,6 +353,15 @@ ngx_icp_gate_api_map_answer(ngx_icp_gate_api_map_t *map, ngx_str_t *domain,
 
     root = json_loadb((const char *) body, len, 0, &err);
     if (root == NULL) {
+
+        /* jansson quotes the byte it stopped at: the answer's, any byte */
+
+        for (p = (u_char *) err.text; *p; p++) {
+            if (*p < 0x20 || *p >= 0x7f) {
+                *p = '?';
+            }
+        }
+
         why->len = ngx_snprintf(why->data, NGX_ICP_GATE_API_MAP_WHY,
                                 "with a body that is not JSON: %s",
                                 err.text)
@@ -380,8 +390,9 @@ ngx_icp_gate_api_map_answer(ngx_icp_gate_api_map_t *map, ngx_str_t *domain,
     if (map->domain.rule == NGX_ICP_GATE_API_MAP_VALUES) {
         f = ngx_icp_gate_api_map_get(root, &map->domain);
 
-        if (json_is_string(f)
-            && (json_string_length(f) != domain->len
+        if (f
+            && (!json_is_string(f)
+                || json_string_length(f) != domain->len
                 || ngx_strncasecmp((u_char *) json_string_value(f),
                                    domain->data, domain->len) != 0))
         {

@@ -110,6 +110,8 @@ static ngx_int_t ngx_icp_gate_console_asked(ngx_icp_gate_console_tier_t *tier,
     ngx_int_t rc);
 static void ngx_icp_gate_console_tier_answered(void *data, ngx_int_t rc,
     ngx_icp_gate_verdict_t *v);
+static void ngx_icp_gate_console_api_answered(void *data, ngx_int_t rc,
+    ngx_icp_gate_verdict_t *v);
 static void ngx_icp_gate_console_redis_deleted(void *data, ngx_int_t rc,
     ngx_icp_gate_verdict_t *v);
 static void ngx_icp_gate_console_answered(ngx_icp_gate_console_t *con);
@@ -217,6 +219,11 @@ ngx_icp_gate_console_metrics(ngx_pool_t *pool, ngx_uint_t json)
                                  "gauge", "Connections to Redis closed at "
                                  "rest, opened again when needed.",
                                  sum.gauges.redis_idle);
+
+        ngx_icp_gate_console_one(&w, "icp_gate_redis_connections_failing",
+                                 "gauge", "Connections to Redis lost or "
+                                 "failed, not set up again yet.",
+                                 sum.gauges.redis_failing);
 
         ngx_icp_gate_console_one(&w, "icp_gate_redis_reconnects_total",
                                  "counter", "Connections to Redis lost or "
@@ -651,7 +658,7 @@ ngx_icp_gate_console_domain(ngx_icp_gate_console_ask_t *ask,
     if (con->probe && lcf->api.url.len) {
         (void) ngx_icp_gate_console_asked(&con->api,
                    ngx_icp_gate_api_fetch(&con->domain,
-                                          ngx_icp_gate_console_tier_answered,
+                                          ngx_icp_gate_console_api_answered,
                                           &con->api));
     }
 
@@ -705,6 +712,18 @@ ngx_icp_gate_console_tier_answered(void *data, ngx_int_t rc,
     }
 
     ngx_icp_gate_console_answered(tier->console);
+}
+
+
+/* the API's NGX_DECLINED: this node could not ask, no "absent" */
+
+static void
+ngx_icp_gate_console_api_answered(void *data, ngx_int_t rc,
+    ngx_icp_gate_verdict_t *v)
+{
+    ngx_icp_gate_console_tier_answered(data,
+                                       (rc == NGX_DECLINED) ? NGX_ERROR : rc,
+                                       v);
 }
 
 

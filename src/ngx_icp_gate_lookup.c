@@ -140,6 +140,7 @@ static void ngx_icp_gate_flight_detach(ngx_icp_gate_flight_t *f);
 static void ngx_icp_gate_refresh_done(void *data, ngx_int_t rc,
     ngx_icp_gate_verdict_t *v);
 static time_t ngx_icp_gate_ttl_of(ngx_icp_gate_verdict_t *v);
+static time_t ngx_icp_gate_usable(ngx_icp_gate_verdict_t *v);
 static void ngx_icp_gate_over_budget(void);
 static ngx_int_t ngx_icp_gate_aside_get(ngx_str_t *domain, uint32_t hash,
     ngx_icp_gate_verdict_t *v);
@@ -389,7 +390,7 @@ ngx_icp_gate_lookup_miss(ngx_str_t *domain, uint32_t hash,
         f->stale = *v;
         f->has_stale = 1;
         f->known = 1;
-        f->usable = v->checked_at + ngx_icp_gate_ttl_of(v);
+        f->usable = ngx_icp_gate_usable(v);
 
         return NGX_AGAIN;
     }
@@ -416,7 +417,7 @@ ngx_icp_gate_lookup_miss(ngx_str_t *domain, uint32_t hash,
 
             } else {
                 f->known = 1;
-                f->usable = v->checked_at + ngx_icp_gate_ttl_of(v);
+                f->usable = ngx_icp_gate_usable(v);
             }
         }
 
@@ -1179,7 +1180,7 @@ ngx_icp_gate_flight_api_done(void *data, ngx_int_t rc,
                                              : NGX_ICP_GATE_OUTCOME_ERROR);
 
     f->asking = 0;
-    f->asked_api = (rc != NGX_BUSY);
+    f->asked_api = (rc == NGX_ERROR);
 
     if (f->event.timer_set) {
         ngx_del_timer(&f->event);
@@ -1234,7 +1235,10 @@ ngx_icp_gate_flight_fail(ngx_icp_gate_flight_t *f, ngx_msec_t hold)
      * budget spent): another node asks at once, not when the lock expires.
      */
 
-    if (f->asked_api && hold && ngx_icp_gate_lookup_conf->redis.name.len) {
+    if (f->asked_api && hold && ngx_icp_gate_lookup_conf->redis.name.len
+        && !ngx_icp_gate_cache_purged(ngx_icp_gate_cache, &f->sn.str,
+                                      f->hash, &f->began))
+    {
         ngx_icp_gate_redis_failed(&f->sn.str, hold);
         f->fleet_lock = 0;
 
@@ -1483,6 +1487,23 @@ ngx_icp_gate_aside_put(ngx_str_t *domain, uint32_t hash,
     a->expires = ngx_current_msec + fresh;
     a->verdict = *v;
     ngx_memcpy(a->data, domain->data, domain->len);
+}
+
+
+/*
+ * Until when a copy stands in for a tier that fails: the API's verdict as
+ * long as it lives; an operator's, an import's or the file's as long as
+ * the zone holds it, for the API would only be asked to overrule it
+ */
+
+static time_t
+ngx_icp_gate_usable(ngx_icp_gate_verdict_t *v)
+{
+    if (v->source != NGX_ICP_GATE_SOURCE_API) {
+        return NGX_MAX_TIME_T_VALUE;
+    }
+
+    return v->checked_at + ngx_icp_gate_ttl_of(v);
 }
 
 

@@ -370,6 +370,15 @@ ngx_icp_gate_init_conf(ngx_cycle_t *cycle, void *conf)
         return rc;
     }
 
+    if (acf->map.status.rule == NGX_ICP_GATE_API_MAP_PRESENCE
+        && acf->map.success.rule == NGX_ICP_GATE_API_MAP_UNSET)
+    {
+        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                      "\"icp_gate_api_status ... present\" without "
+                      "\"icp_gate_api_success\": an error the API answers "
+                      "in a 200 reads as \"unfiled\"");
+    }
+
     return NGX_CONF_OK;
 }
 

@@ -504,16 +504,15 @@ ngx_icp_gate_redis_gone(ngx_icp_gate_redis_conn_t *c, ngx_uint_t closed)
         ngx_icp_gate_gauge(redis_ready, -1);
     }
 
-    /* a worker's exit drops its connections: no reconnect follows */
+    /*
+     * a worker's exit drops its connections, and an exiting worker its
+     * invalidation channel once the new one listens: no reconnect follows
+     */
 
-    if (c->ctx && !ngx_icp_gate_redis_exiting) {
+    if (c->ctx && !ngx_icp_gate_redis_exiting && !ngx_exiting) {
         ngx_icp_gate_count(redis_reconnects);
     }
 
-    if (!c->failing && !ngx_icp_gate_redis_exiting) {
-        c->failing = 1;
-        ngx_icp_gate_gauge(redis_failing, 1);
-    }
 
     c->ctx = NULL;
     c->ready = 0;
@@ -529,12 +528,23 @@ ngx_icp_gate_redis_gone(ngx_icp_gate_redis_conn_t *c, ngx_uint_t closed)
 }
 
 
+/* every failure to connect, or to stay connected, comes this way */
+
 static void
 ngx_icp_gate_redis_schedule(ngx_icp_gate_redis_conn_t *c)
 {
     if (ngx_icp_gate_redis_exiting || ngx_exiting || ngx_quit
-        || ngx_terminate || c->retry.timer_set)
+        || ngx_terminate)
     {
+        return;
+    }
+
+    if (!c->failing) {
+        c->failing = 1;
+        ngx_icp_gate_gauge(redis_failing, 1);
+    }
+
+    if (c->retry.timer_set) {
         return;
     }
 

@@ -134,6 +134,12 @@ like $out, qr/"icp_gate_zone" directive must come before the first "icp_gate"/,
           . ' icp_gate_status 451;');
 is $code, 0, 'every directive at once passes nginx -t' or diag $out;
 
+# a presence rule without an envelope passes, with a warning why
+($code, $out) = conf_with(main => 'icp_gate_api_status /data/number present;');
+is $code, 0, 'icp_gate_api_status ... present alone passes nginx -t' or diag $out;
+like $out, qr/\[warn\].*"icp_gate_api_status \.\.\. present" without "icp_gate_api_success"/,
+    'with a warning that an error in a 200 would read as unfiled';
+
 # Redis through Sentinel, with every parameter; a password may end in "="
 ($code, $out) = conf_with(
     redis => 'icp_gate_redis sentinel=127.0.0.1:26379,localhost,[::1]:26380'

@@ -132,8 +132,9 @@ $t->start_redis;
 # (t/41); the channel opens at once
 ok $t->wait_for(sub { my ($s) = scrape($t);
                       $s->{icp_gate_redis_up} == 1
-                      && $s->{icp_gate_redis_connections} >= 1 }, 10),
-    'Redis back: up again, the invalidation channel ready';
+                      && $s->{icp_gate_redis_connections} >= 1
+                      && $s->{icp_gate_redis_connections_failing} == 0 }, 10),
+    'Redis back: up again, the invalidation channel ready, none failing';
 my $misses = lookups((scrape($t))[0], 'redis', 'miss');
 is $t->get('live.back-again.cn')->{status}, 403,
     'a new domain after Redis is back is judged';

@@ -55,4 +55,36 @@ ok $t->wait_for(sub { $t->api_total >= 5 }, 5),
     . $t->api_total . ' requests for 5)';
 kill 'CONT', $t->redis_pid;
 
-$t->finish;
+# an operator's verdict (no checked_at, no TTL of the API's) stands while
+# Redis fails: the API is not asked to overrule it
+$t->redis(qw(HSET icp:domain:banned.cn status revoked source manual));
+is $t->get('live.banned.cn')->{headers}{'x-reason'},
+    'revoked', "an operator's revocation refuses";
+$t->api_reset;
+sleep 1.2;
+kill 'STOP', $t->redis_pid;
+my @banned = map { $t->get('live.banned.cn')->{status} } 1 .. 5;
+kill 'CONT', $t->redis_pid;
+is_deeply \@banned, [(403) x 5], 'and still refuses while Redis is stopped';
+is $t->api_count('banned.cn'), 0, 'the API was not asked to overrule it';
+
+# only the API's own failures are shared with the fleet (t/25): an answer
+# with a status is, a refusal of this node's credentials is not
+$t->api_set('broken.cn', '500');
+$t->api_set('denied.cn', 'raw', code => 401, body => '');
+is $t->get('live.broken.cn')->{headers}{'x-reason'}, 'lookup_failed', 'the API answering 500';
+is scalar($t->redis(qw(GET icp:lock:broken.cn))), 'failed', 'is remembered for the fleet';
+is $t->get('live.denied.cn')->{headers}{'x-reason'}, 'lookup_failed', 'the API answering 401';
+is $t->redis(qw(EXISTS icp:lock:denied.cn)), 0, 'is this node\'s failure alone';
+
+$t->stop_nginx;
+$t->done_cleanly;
+
+# a node that cannot reach the API leaves no mark either
+my $cut = IcpGate::Test->gated(
+    redis => 1,
+    conf => { api => 'icp_gate_api "http://127.0.0.1:9/v1/{domain}";' });
+is $cut->get('live.cut.cn')->{headers}{'x-reason'}, 'lookup_failed',
+    'an API this node cannot connect to';
+is $cut->redis(qw(EXISTS icp:lock:cut.cn)), 0, 'leaves the fleet free to ask';
+$cut->finish;
