@@ -14,27 +14,9 @@ my $t = IcpGate::Test->gated(
     api => { 'filed.cn' => 'filed', 'unfiled.cn' => 'unfiled',
              'broken.cn' => '500', 'garbled.cn' => 'garbage' },
     conf => { main => 'icp_gate_redis_prefix "m:";',
-              servers => <<'EOF' });
-    server {
-        listen 127.0.0.1:%%PORT_ops%%;
-        icp_gate off;
-        location = /metrics { icp_gate_metrics; }
-    }
-EOF
+              servers => $IcpGate::Conf::METRICS_SERVER });
 
-# name{labels} => value, from the text format
-sub scrape($t) {
-    my $r = $t->http(port => $t->port('ops'), host => 'ops',
-                     path => '/metrics');
-    die "metrics: status $r->{status}\n" unless $r->{status} == 200;
-    my %m;
-    for (split /\n/, $r->{body}) {
-        next if /^#/;
-        /^(\S+) (-?[\d.e+]+)$/ or die "metrics: bad line \"$_\"\n";
-        $m{$1} = $2;
-    }
-    return (\%m, $r);
-}
+sub scrape($t) { $t->metrics }
 
 sub decisions($m, $result, $reason) {
     return $m->{qq{icp_gate_decisions_total{proto="http",result="$result",reason="$reason"}}} // 0;

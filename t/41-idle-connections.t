@@ -19,24 +19,14 @@ my $t = IcpGate::Test->gated(
     conf => { workers => $workers,
               redis => 'icp_gate_redis 127.0.0.1:%%REDIS_PORT%% idle=1s;',
               main => 'icp_gate_local_ttl 1s;',
-              servers => <<'EOF' });
-    server {
-        listen 127.0.0.1:%%PORT_ops%%;
-        icp_gate off;
-        location = /metrics { icp_gate_metrics; }
-    }
-EOF
+              servers => $IcpGate::Conf::METRICS_SERVER });
 
 # the node's connections, not the one of this test's redis-cli
 sub connections($t) {
     return scalar grep { /\S/ && !/cmd=client\|list/ } $t->redis(qw(CLIENT LIST));
 }
 
-sub scrape($t) {
-    my $r = $t->http(port => $t->port('ops'), host => 'ops', path => '/metrics');
-    my %m = map { /^(\S+) (\S+)$/ ? ($1 => $2) : () } grep { !/^#/ } split /\n/, $r->{body};
-    return \%m;
-}
+sub scrape($t) { ($t->metrics)[0] }
 
 # a cold storm: 80 domains at once over the workers
 my $statuses = $t->http_parallel(80, host => sub ($i) { "live.storm$i.cn" },

@@ -18,6 +18,16 @@ our $ADMIN_SERVER = <<'EOF';
     }
 EOF
 
+# a server for the operators, on port "ops": the metrics (IcpGate::Test's
+# metrics() reads them)
+our $METRICS_SERVER = <<'EOF';
+    server {
+        listen 127.0.0.1:%%PORT_ops%%;
+        icp_gate off;
+        location = /metrics { icp_gate_metrics; }
+    }
+EOF
+
 sub setup_html($t) {
     my $html = $t->dir . '/html';
     mkdir $html;

@@ -631,6 +631,21 @@ sub http_parallel($self, $n, %args) {
     return \@statuses;
 }
 
+# The metrics of $IcpGate::Conf::METRICS_SERVER: (name{labels} => value,
+# the response), from the text format
+sub metrics($self) {
+    my $r = $self->http(port => $self->port('ops'), host => 'ops',
+                        path => '/metrics');
+    die "metrics: status $r->{status}\n" unless $r->{status} == 200;
+    my %m;
+    for (split /\n/, $r->{body}) {
+        next if /^#/;
+        /^(\S+) (-?[\d.e+]+)$/ or die "metrics: bad line \"$_\"\n";
+        $m{$1} = $2;
+    }
+    return (\%m, $r);
+}
+
 # ---------------------------------------------------------------- logs and files
 
 sub error_log($self) {
