@@ -257,12 +257,25 @@ SKIP: {
         return ($status, $t->read_file($body) // '');
     };
 
-    # both publishers on the air, through each way a play goes
+    # both publishers on the air, through each way a play goes; one that
+    # gave up (a loaded machine: ffmpeg's connect timed out) starts again
     ok $t->wait_for(sub {
+        for my $p ($pub, $open) {
+            next unless waitpid($p->{pid}, POSIX::WNOHANG()) == $p->{pid};
+            diag "a publisher ended, starting it again: "
+                . ($t->read_file($p->{log}) // '');
+            my %app = $p == $open ? (app => 'open') : ();
+            my $again = publish_start($t, tcurl($t, 'push.filed.cn',
+                                                %app ? 'open' : ()),
+                                      'room', %app);
+            %$p = %$again;
+        }
         ($flv_get->('wait.filed.cn', "/flv-http?port=$rtmp&app=open&stream=room", 1))[1]
             =~ /^FLV/
         && ($flv_get->('wait.filed.cn', "/flv-rtmp?port=$rtmp&app=live&stream=room", 1))[1]
-            =~ /^FLV/ }, 10 * $slow), 'the streams are published';
+            =~ /^FLV/ }, 20 * $slow), 'the streams are published'
+        or diag 'publishers: ' . ($t->read_file($pub->{log}) // '') . ' / '
+              . ($t->read_file($open->{log}) // '');
 
     # no redirect before: the error page of the RTMP gate's refusal
     my ($status, $body) = $flv_get->('direct.unfiled.cn',
