@@ -569,6 +569,12 @@ class Run:
                                      for c in found)}
 
         self.figures["rest"] = self.summary(counts)
+        # which sentinel the nodes listen to: each asks them in turn
+        by_sentinel = connections(f.nodes, {p: str(p)
+                                            for p in f.sentinel_ports})
+        self.figures["rest"]["on_each_sentinel"] = [
+            sum(c[str(p)] for c in by_sentinel.values())
+            for p in f.sentinel_ports]
         self.figures["rest"]["client_list"] = {
             "master": clients(f.master), "replica": clients(f.replica)}
 
@@ -896,14 +902,15 @@ def goals(g):
         "at most %d (%d to the master, %d to the replica; %d and %d for "
         "the %d nodes; `CLIENT LIST`: %d clients on the master, %d of them "
         "the replication's and the sentinels', %d on the replica, %d of "
-        "them); besides, %d to a sentinel (%d in all)" % (
+        "them); besides, %d to a sentinel (%s on each of the three)" % (
             rest["redis"]["max"], rest["master"]["max"],
             rest["replica"]["max"], rest["master"]["total"],
             rest["replica"]["total"], n, cl["master"]["all"],
             cl["master"]["replication"] + cl["master"]["sentinels"],
             cl["replica"]["all"],
             cl["replica"]["replication"] + cl["replica"]["sentinels"],
-            rest["sentinel"]["max"], rest["sentinel"]["total"]),
+            rest["sentinel"]["max"],
+            ", ".join(map(str, rest["on_each_sentinel"]))),
         rest["redis"]["max"] <= GOAL_REST_CONNECTIONS))
     rows.append((
         "Redis connections a node at peak (the cold storm)",
