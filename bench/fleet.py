@@ -145,18 +145,29 @@ class FleetNode(Node):
 
     def __init__(self, fleet, name):
         super().__init__(fleet, name)
-        self.rtmp_port = free_port(fleet.taken)
+        self.rtmp_port = None
         self.pids = []
 
-    def write_conf(self, redis):
-        with open(os.path.join(self.dir, "nginx.conf"), "w") as f:
-            f.write(NODE_CONF.format(
-                dir=self.dir, name=self.name, redis=redis,
-                api_port=self.cluster.api_port, http_port=self.http_port,
-                ops_port=self.ops_port, rtmp_port=self.rtmp_port))
-
-    def start(self):
-        super().start()
+    def start(self, redis):
+        """with ports found free now: a port found free long before may
+        have become the local end of a connection meanwhile (ours, the
+        sentinels', another test's); nginx could not bind it, and the
+        node starts again on others"""
+        for attempt in range(3):
+            taken = self.cluster.taken
+            self.http_port, self.ops_port, self.rtmp_port = (
+                free_port(taken), free_port(taken), free_port(taken))
+            with open(os.path.join(self.dir, "nginx.conf"), "w") as f:
+                f.write(NODE_CONF.format(
+                    dir=self.dir, name=self.name, redis=redis,
+                    api_port=self.cluster.api_port, http_port=self.http_port,
+                    ops_port=self.ops_port, rtmp_port=self.rtmp_port))
+            try:
+                super().start()
+                break
+            except RuntimeError as e:
+                if "Address already in use" not in str(e) or attempt == 2:
+                    raise
         self.pids = [self.master] + self.workers()
 
 
@@ -171,10 +182,8 @@ class Fleet:
         self.dir = os.path.realpath(tempfile.mkdtemp(prefix="icp-gate-fleet-"))
         os.chmod(self.dir, 0o777)
         self.taken = set()
-        self.master_port = free_port(self.taken)
-        self.replica_port = free_port(self.taken)
-        self.sentinel_ports = [free_port(self.taken) for _ in range(3)]
-        self.api_port = free_port(self.taken)
+        self.master_port = self.replica_port = self.api_port = None
+        self.sentinel_ports = []
         self.children = {}
         self.nodes = [FleetNode(self, "n%d" % (i + 1))
                       for i in range(args.nodes)]
@@ -215,18 +224,30 @@ class Fleet:
         except (OSError, RedisError):
             return False
 
-    def start_redis(self, name, port, *extra):
+    def started(self, name, port):
+        """the process we spawned answers on its port (not another's)"""
+        proc = self.children[name]
+        wait_for(lambda: proc.poll() is not None or self.answers_ping(port),
+                 10)
+        if proc.poll() is not None or not self.answers_ping(port):
+            raise RuntimeError("%s did not start (port %d): see %s.log"
+                               % (name, port, name))
+
+    def start_redis(self, name, *extra):
+        """a redis-server on a port found free now: its port"""
+        port = free_port(self.taken)
         self.spawn(name, ["redis-server", "--port", str(port), "--bind",
                           "127.0.0.1", "--save", "", "--appendonly", "no",
                           "--daemonize", "no", "--dir", self.dir]
                    + list(extra))
-        if not wait_for(lambda: self.answers_ping(port), 10):
-            raise RuntimeError("%s did not start" % name)
+        self.started(name, port)
+        return port
 
     def start(self):
-        self.start_redis("master", self.master_port)
-        self.start_redis("replica", self.replica_port, "--replicaof",
-                         "127.0.0.1", str(self.master_port))
+        self.master_port = self.start_redis("master")
+        self.replica_port = self.start_redis("replica", "--replicaof",
+                                             "127.0.0.1",
+                                             str(self.master_port))
         self.master = self.redis(self.master_port)
         self.replica = self.redis(self.replica_port)
         if not wait_for(lambda: "master_link_status:up" in
@@ -237,17 +258,18 @@ class Fleet:
                          if subprocess.run(["sh", "-c", "command -v " + b],
                                            stdout=subprocess.DEVNULL)
                          .returncode == 0))
-        for i, port in enumerate(self.sentinel_ports):
-            conf = os.path.join(self.dir, "sentinel%d.conf" % (i + 1))
+        for i in range(3):
+            name = "sentinel%d" % (i + 1)
+            port = free_port(self.taken)
+            conf = os.path.join(self.dir, name + ".conf")
             with open(conf, "w") as f:
                 f.write(SENTINEL_CONF.format(port=port, dir=self.dir,
                                              name=MASTER_NAME,
                                              master_port=self.master_port))
-            self.spawn("sentinel%d" % (i + 1), [sentinel, conf] + (
+            self.spawn(name, [sentinel, conf] + (
                 ["--sentinel"] if sentinel == "redis-server" else []))
-        for port in self.sentinel_ports:
-            if not wait_for(lambda: self.answers_ping(port), 10):
-                raise RuntimeError("a sentinel did not start")
+            self.started(name, port)
+            self.sentinel_ports.append(port)
         self.sentinels = [self.redis(p) for p in self.sentinel_ports]
         # each sentinel knows the replica and the two others: a failover
         # needs a quorum of 2 and a majority to elect its leader
@@ -255,6 +277,7 @@ class Fleet:
                                     for s in self.sentinels), 30, 0.2):
             raise RuntimeError("the sentinels do not know one another")
 
+        self.api_port = free_port(self.taken)
         self.api = servers.FilingApi(self.dir, self.api_port)
 
         redis = ("sentinel=%s master=%s timeout=%dms idle=%ds" % (
@@ -263,10 +286,8 @@ class Fleet:
         if self.args.redis_args:
             redis += " " + self.args.redis_args.replace(
                 "{replica}", "127.0.0.1:%d" % self.replica_port)
-        for node in self.nodes:
-            node.write_conf(redis)
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda n: n.start(), self.nodes))
+            list(pool.map(lambda n: n.start(redis), self.nodes))
 
     @staticmethod
     def sentinel_ready(conn):
