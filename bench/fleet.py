@@ -22,7 +22,7 @@ sentinels.  It measures what issue 21 item 5 asks, in this order:
         [--redis-args 'replica={replica}'] [--keep]
 
 prints the report (a markdown table) and writes it to --out; --json
-writes the figures for t/43-fleet.t.  --redis-args is added to every
+writes the figures for t/44-fleet.t.  --redis-args is added to every
 node's icp_gate_redis line ({replica} is the replica's host:port), for
 when the nodes can read from a replica (issue 21 item 2).  Every process
 started here is stopped, and waited for, at the end, also on a failure
