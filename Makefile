@@ -28,7 +28,7 @@ NEEDS          = need-build need-test need-run need-bench need-deb
 DEB_OUT        = $(BUILD)/deb
 
 .PHONY: all asan flv test test-asan test-plain test-flv run bench soak history \
-	deps deb clean rebuild $(NEEDS)
+	fleet deps deb clean rebuild $(NEEDS)
 
 all: $(NGINX_BIN)
 
@@ -85,6 +85,15 @@ HISTORY_RUNS ?= 10
 history: need-test $(NGINX_BIN)
 	python3 t/history --nginx $(NGINX_BIN) --profile long \
 	    --runs $(HISTORY_RUNS) $(if $(HISTORY_SEED),--seed $(HISTORY_SEED))
+
+# a fleet of NODES (50) nginx of one worker on this machine, with a Redis
+# master, its replica, three sentinels and the filing API stand-in: the
+# report in bench/results/fleet.md (see README, "A fleet of 50 on one
+# machine"); t/43-fleet.t runs 10
+NODES ?= 50
+
+fleet: need-test $(NGINX_BIN)
+	python3 bench/fleet.py --nginx $(NGINX_BIN) --nodes $(NODES)
 
 # the Debian packages, into build/deb/ (make deps DEB=1: the tools alone)
 deb: need-deb

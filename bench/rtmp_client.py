@@ -509,14 +509,25 @@ def publish(addr, port, tcurl, app, stream, timeout=5.0, *,
     every connect stalls ~40 ms on Nagle; off measures what a plain client
     sees, on measures the server.
     """
+    result, session = publish_held(addr, port, tcurl, app, stream, timeout,
+                                   confirm=confirm, quickack=quickack)
+    session.close()
+    return result
+
+
+def publish_held(addr, port, tcurl, app, stream, timeout=5.0, *,
+                 confirm=True, quickack=True):
+    """publish(), the session kept open: (result, Held).  Held.dropped()
+    waits for the server to end an accepted publish; close() it in any
+    case."""
     result = {"ok": False, "code": "", "description": "",
               "connect_s": None, "publish_s": None, "total_s": None}
     t0 = time.perf_counter()
     sock = socket.create_connection((addr, port), timeout=timeout)
+    # small command writes must not wait on Nagle for the previous ACK
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn = Connection(sock, t0 + timeout, quickack)
     try:
-        # small command writes must not wait on Nagle for the previous ACK
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = Connection(sock, t0 + timeout, quickack)
         _session(conn, tcurl, app, stream, result, t0, confirm)
     except Closed as exc:
         result["ok"], result["code"], result["description"] = (
@@ -524,11 +535,39 @@ def publish(addr, port, tcurl, app, stream, timeout=5.0, *,
     except TimeoutError:
         result["ok"], result["code"] = False, "timeout"
         result["description"] = f"no answer within {timeout}s"
-    finally:
+    except BaseException:
         sock.close()
+        raise
     if result["total_s"] is None:
         result["total_s"] = time.perf_counter() - t0
-    return result
+    return result, Held(conn)
+
+
+class Held:
+    """A publish session left open, sending nothing."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def dropped(self, timeout):
+        """Wait up to timeout s for the server to end the session: the
+        time.perf_counter() of its first onStatus or _error, or of the
+        close, and what it said ("closed" for a close); (None, "timeout")
+        when it kept the session."""
+        self.conn.deadline = time.perf_counter() + timeout
+        try:
+            values = _await_status(self.conn)
+            at = time.perf_counter()
+            info = _info(values)
+            return at, "%s %s" % (info.get("code", values[0]),
+                                  info.get("description", ""))
+        except Closed:
+            return time.perf_counter(), "closed"
+        except TimeoutError:
+            return None, "timeout"
+
+    def close(self):
+        self.conn.sock.close()
 
 
 # --------------------------------------------------------------------------

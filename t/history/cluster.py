@@ -281,6 +281,8 @@ http {{
 class Node:
     """One nginx of the fleet: its own prefix, zone, ports and logs."""
 
+    worker_processes = 2        # as NODE_CONF says; start() waits for them
+
     def __init__(self, cluster, name):
         self.cluster = cluster
         self.name = name
@@ -341,7 +343,7 @@ class Node:
         self.master = wait_for(self.read_pid, 10)
         if not self.master:
             raise RuntimeError("nginx %s wrote no pid file" % self.name)
-        if not wait_for(lambda: len(self.workers()) >= 2
+        if not wait_for(lambda: len(self.workers()) >= self.worker_processes
                         and self.answers(), 10):
             raise RuntimeError("nginx %s does not answer" % self.name)
 
