@@ -12,6 +12,7 @@ use utf8;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use Time::HiRes ();
 use File::Basename qw(dirname);
 use IcpGate::Test;
 
@@ -270,6 +271,18 @@ like $out, qr/2 lines: 0 domains written.*2 refused by Redis/,
     'none counted as written, both as refused';
 like $err, qr/redis refused a write: NOREPLICAS/, 'the first refusal explained';
 is $t->redis(qw(EXISTS imp:domain:refused-a.cn)), 0, 'and nothing written';
+
+# --rate: at most N writes a second, for a fleet that hears of each
+my $lines = join '', map { "paced$_.cn,filed\n" } 1 .. 60;
+my $start = Time::HiRes::time();
+($code, $out) = run_import($t, $lines, '--prefix', 'imp:', '--rate', '100');
+my $took = Time::HiRes::time() - $start;
+is $code, 0, '--rate 100: 60 lines written';
+ok $took >= 0.5, sprintf 'no faster than 100 a second (%.2fs for 60)', $took;
+is $t->redis(qw(HGET imp:domain:paced60.cn status)), 'filed', 'the last one too';
+($code, $out, $err) = run_import($t, "x.cn,filed\n", '--rate', '0');
+is $code, 2, '--rate 0 is refused';
+like $err, qr/--rate "0": expected writes a second/, 'saying why';
 
 # Redis that cannot be reached
 ($code, $out, $err) = run_import($t, "x.cn,filed\n", '-r', '127.0.0.1:1');

@@ -44,6 +44,7 @@ typedef struct {
     char                       *password;
     char                       *prefix;
     time_t                      ttl;
+    ngx_uint_t                  rate;       /* writes a second, 0: any */
     ngx_uint_t                  dry_run;
     ngx_uint_t                  strict;
     ngx_uint_t                  quiet;
@@ -80,6 +81,7 @@ static ngx_int_t import_drain(redisContext *rc, ngx_icp_gate_filings_t *fs,
 static redisContext *import_connect(import_conf_t *conf,
     ngx_pool_t *pool);
 static void import_usage(FILE *out);
+static uint64_t import_us(void);
 
 
 /*
@@ -127,6 +129,7 @@ main(int argc, char **argv)
         { "password", required_argument, NULL, 'a' },
         { "prefix",   required_argument, NULL, 'p' },
         { "ttl",      required_argument, NULL, 't' },
+        { "rate",     required_argument, NULL, 'R' },
         { "format",   required_argument, NULL, 'f' },
         { "strict",   no_argument,       NULL, 's' },
         { "dry-run",  no_argument,       NULL, 'd' },
@@ -140,7 +143,7 @@ main(int argc, char **argv)
     conf.prefix = "icp:";
     conf.password = getenv("ICP_GATE_REDIS_PASSWORD");
 
-    while ((c = getopt_long(argc, argv, "r:n:a:p:t:f:sdqh", options, NULL))
+    while ((c = getopt_long(argc, argv, "r:n:a:p:t:R:f:sdqh", options, NULL))
            != -1)
     {
         switch (c) {
@@ -181,6 +184,18 @@ main(int argc, char **argv)
                         IMPORT_TTL_MAX);
                 return 2;
             }
+            break;
+
+        case 'R':
+            c = ngx_atoi((u_char *) optarg, ngx_strlen(optarg));
+
+            if (c <= 0) {
+                fprintf(stderr, "icp-gate-import: --rate \"%s\": expected "
+                        "writes a second, 1 or more\n", optarg);
+                return 2;
+            }
+
+            conf.rate = (ngx_uint_t) c;
             break;
 
         case 'f':
@@ -414,15 +429,21 @@ import_conflict(ngx_icp_gate_filings_t *fs, ngx_icp_gate_filing_t *d,
 }
 
 
-/* every domain kept, one script call each, IMPORT_BATCH calls in flight */
+/*
+ * Every domain kept, one script call each, IMPORT_BATCH calls in flight;
+ * with --rate, a tenth of a second's worth at a time, each batch sent no
+ * sooner than its share of the time: every write is one message to every
+ * node of the fleet that listens for changes (README, "on paper")
+ */
 
 static ngx_int_t
 import_write(import_conf_t *conf, redisContext *rc,
     ngx_icp_gate_filings_t *fs, import_counts_t *n)
 {
     size_t                  len[9];
+    uint64_t                start, due, now;
     ngx_str_t              *status, *region;
-    ngx_uint_t              i;
+    ngx_uint_t              i, batch;
     const char             *argv[9];
     ngx_icp_gate_filing_t  *d;
     u_char                  key[NGX_ICP_GATE_DOMAIN_LEN + 256];
@@ -439,6 +460,10 @@ import_write(import_conf_t *conf, redisContext *rc,
     len[5] = ngx_sprintf(checked, "%T", ngx_time()) - checked;
     argv[8] = (char *) ttl;
     len[8] = ngx_sprintf(ttl, "%T", conf->ttl) - ttl;
+
+    batch = conf->rate ? ngx_max(conf->rate / 10, 1) : IMPORT_BATCH;
+    batch = ngx_min(batch, IMPORT_BATCH);
+    start = import_us();
 
     for (i = 0; i < fs->n; i++) {
         d = &fs->domains[i];
@@ -461,14 +486,36 @@ import_write(import_conf_t *conf, redisContext *rc,
             return NGX_ERROR;
         }
 
-        if (i + 1 - n->answered == IMPORT_BATCH
-            && import_drain(rc, fs, i + 1, n) != NGX_OK)
-        {
+        if (i + 1 - n->answered < batch) {
+            continue;
+        }
+
+        if (import_drain(rc, fs, i + 1, n) != NGX_OK) {
             return NGX_ERROR;
+        }
+
+        if (conf->rate && i + 1 < fs->n) {
+            due = start + (uint64_t) (i + 1) * 1000000 / conf->rate;
+            now = import_us();
+
+            if (now < due) {
+                usleep((useconds_t) (due - now));
+            }
         }
     }
 
     return import_drain(rc, fs, fs->n, n);
+}
+
+
+static uint64_t
+import_us(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (uint64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 
@@ -653,6 +700,9 @@ import_usage(FILE *out)
 "  -p, --prefix STRING   as icp_gate_redis_prefix (default icp:)\n"
 "  -t, --ttl SECONDS     each hash expires, 1 to %lld\n"
 "                        (default 0: never)\n"
+"  -R, --rate N          at most N writes a second (default: as fast as\n"
+"                        Redis takes them); each write is a message to\n"
+"                        every node listening for changes\n"
 "  -f, --format csv|jsonl  (default: JSON when a line starts with {)\n"
 "  -s, --strict          conflicting lines refuse the import: nothing\n"
 "                        written\n"
