@@ -28,7 +28,7 @@ NEEDS          = need-build need-test need-run need-bench need-deb
 DEB_OUT        = $(BUILD)/deb
 
 .PHONY: all asan flv test test-asan test-plain test-flv run bench soak history \
-	fleet deps deb clean rebuild $(NEEDS)
+	fleet matrix deps deb clean rebuild $(NEEDS)
 
 all: $(NGINX_BIN)
 
@@ -95,6 +95,11 @@ NODES ?= 50
 fleet: need-test $(NGINX_BIN)
 	python3 bench/fleet.py --nginx $(NGINX_BIN) --nodes $(NODES)
 
+# the gate in every nginx of vendor/ and 1.22.1, smoke-tested; README's
+# "Tested with" table (VERSIONS="1.26.3 1.31.4" for some)
+matrix: need-test $(NGINX_BIN)
+	util/matrix.sh $(VERSIONS)
+
 # the Debian packages, into build/deb/ (make deps DEB=1: the tools alone)
 deb: need-deb
 	util/deb.sh $(DEB_OUT)
@@ -116,4 +121,4 @@ ifeq ($(NODEPS),)
 endif
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FLV_BUILD) $(FLV_ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FLV_BUILD) $(FLV_ASAN_BUILD) build-matrix

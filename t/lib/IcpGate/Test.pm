@@ -646,6 +646,14 @@ sub metrics($self) {
     return (\%m, $r);
 }
 
+# The version of the nginx under test, as a number: 1.29.4 is 1029004
+sub nginx_version($self) {
+    my $out = `'$self->{nginx}' -v 2>&1`;
+    my ($major, $minor, $patch) = $out =~ m{nginx/(\d+)\.(\d+)\.(\d+)}
+        or die "nginx -v: $out";
+    return $major * 1000000 + $minor * 1000 + $patch;
+}
+
 # ---------------------------------------------------------------- logs and files
 
 sub error_log($self) {
