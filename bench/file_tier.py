@@ -32,6 +32,10 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "t", "history"))
+from cluster import NGINX_HEAD                                  # noqa: E402
+
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -54,13 +58,7 @@ def write_csv(path, lines, tag=""):
                 f.write("%s,%s\n" % (host, status))
 
 
-CONF = """
-daemon on;
-master_process on;
-worker_processes 2;
-error_log {dir}/error.log notice;
-pid {dir}/nginx.pid;
-events {{ worker_connections 1024; }}
+CONF = NGINX_HEAD + """
 {file}
 http {{
     access_log off;
@@ -77,7 +75,7 @@ class Nginx:
     def __init__(self, binary, dir, port, file):
         self.binary, self.dir, self.port = binary, dir, port
         with open(os.path.join(dir, "nginx.conf"), "w") as f:
-            f.write(CONF.format(dir=dir, port=port,
+            f.write(CONF.format(dir=dir, port=port, workers=2, connections=1024,
                                 file="icp_gate_file %s;" % file if file else ""))
 
     def run(self, *args):

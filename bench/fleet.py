@@ -55,7 +55,7 @@ sys.path.insert(0, os.path.join(TOP, "bench"))
 
 import rtmp_client                                              # noqa: E402
 import servers                                                  # noqa: E402
-from cluster import (Node, Redis, RedisError, alive,             # noqa: E402
+from cluster import (NGINX_HEAD, Node, Redis, RedisError, alive,             # noqa: E402
                      die_with_parent, free_port, wait_for)
 
 MASTER_NAME = "fleet"
@@ -68,13 +68,7 @@ LOAD_GAP_S = 0.05               # between two requests of a node, failover
 GOAL_REVOCATION_P99_MS = 100
 GOAL_REST_CONNECTIONS = 3
 
-NODE_CONF = """\
-daemon on;
-master_process on;
-worker_processes 1;
-error_log {dir}/error.log notice;
-pid {dir}/nginx.pid;
-events {{ worker_connections 256; }}
+NODE_CONF = NGINX_HEAD + """\
 
 icp_gate_zone icp_gate:1m;
 icp_gate_redis {redis};
@@ -159,6 +153,7 @@ class FleetNode(Node):
                 free_port(taken), free_port(taken), free_port(taken))
             with open(os.path.join(self.dir, "nginx.conf"), "w") as f:
                 f.write(NODE_CONF.format(
+                    workers=self.worker_processes, connections=256,
                     dir=self.dir, name=self.name, redis=redis,
                     api_port=self.cluster.api_port, http_port=self.http_port,
                     ops_port=self.ops_port, rtmp_port=self.rtmp_port))

@@ -236,13 +236,17 @@ def http_request(port, host, path="/index.html", method="GET", headers=None,
 
 # ---------------------------------------------------------------- nginx
 
-NODE_CONF = """\
+# the head of every nginx.conf these drivers write (bench/ too)
+NGINX_HEAD = """\
 daemon on;
 master_process on;
-worker_processes 2;
+worker_processes {workers};
 error_log {dir}/error.log notice;
 pid {dir}/nginx.pid;
-events {{ worker_connections 1024; }}
+events {{ worker_connections {connections}; }}
+"""
+
+NODE_CONF = NGINX_HEAD + """\
 
 icp_gate_zone icp_gate:4m;
 icp_gate_redis 127.0.0.1:{redis_port} timeout={redis_timeout_ms}ms;
@@ -281,7 +285,7 @@ http {{
 class Node:
     """One nginx of the fleet: its own prefix, zone, ports and logs."""
 
-    worker_processes = 2        # as NODE_CONF says; start() waits for them
+    worker_processes = 2        # into NODE_CONF; start() waits for them
 
     def __init__(self, cluster, name):
         self.cluster = cluster
@@ -300,6 +304,8 @@ class Node:
     def write_conf(self, settings):
         with open(os.path.join(self.dir, "nginx.conf"), "w") as f:
             f.write(NODE_CONF.format(dir=self.dir, name=self.name,
+                                     workers=self.worker_processes,
+                                     connections=1024,
                                      redis_port=self.cluster.proxy_port,
                                      api_port=self.cluster.api_port,
                                      http_port=self.http_port,
